@@ -1,0 +1,11 @@
+// One register_* function per concept; module.cpp calls them in order. Binding files convert
+// arguments and translate results; they hold no algorithms.
+#pragma once
+#include <pybind11/pybind11.h>
+
+namespace pipeinfer {
+void register_errors(pybind11::module_& m);
+void register_gguf(pybind11::module_& m);
+void register_quant(pybind11::module_& m);
+void register_model(pybind11::module_& m);
+} // namespace pipeinfer

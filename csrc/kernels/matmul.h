@@ -1,0 +1,38 @@
+// The one matmul driver: y = x · Wᵀ for a weight matrix W of any type in the traits table.
+// Activations are quantized once per call to the weight type's vec_dot_type, then output rows are
+// split across the stage's thread pool; each weight row is read once for all activation rows.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "quant/type-traits.h"
+
+namespace pipeinfer {
+
+class thread_pool;
+
+// A 2-D weight matrix in GGUF orientation: ne0 = n_in (contiguous), ne1 = n_out rows of row_bytes.
+struct weight_view {
+    ggml_type type = ggml_type::F32;
+    int64_t n_in = 0;          // ne0
+    int64_t n_out = 0;         // ne1
+    const uint8_t* data = nullptr;
+    size_t row_bytes = 0;      // row_size(type, n_in)
+};
+
+// Scratch reused across calls (quantized activations); owned by the caller, one per stage.
+struct matmul_scratch {
+    std::vector<uint8_t> act;  // (n_rows, row_size(vec_dot_type, n_in)) bytes
+};
+
+// x: (n_rows, n_in) f32 row-major; y: (n_rows, n_out) f32 row-major. n_rows >= 1.
+// Throws shape_error/unsupported_type for unusable shapes or types.
+void matmul(const weight_view& w, const float* x, int64_t n_rows, float* y, thread_pool& pool,
+            matmul_scratch& scratch);
+
+// Scalar reference of the same product: dequantizes each weight row to f32 and accumulates in double.
+// For tests and as the oracle of the SIMD paths.
+void matmul_ref(const weight_view& w, const float* x, int64_t n_rows, float* y);
+
+} // namespace pipeinfer

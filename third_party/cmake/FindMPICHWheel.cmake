@@ -1,0 +1,28 @@
+# Locates MPI for the build. Our own glue, no foreign source.
+# Order: the `mpich` PyPI wheel installed in the (possibly isolated) build environment, then the
+# system's MPI through CMake's FindMPI. Defines the imported target pipeinfer::mpi and
+# PIPEINFER_MPI_RPATH (a runpath relative to the installed extension, for the wheel case).
+execute_process(
+  COMMAND "${Python_EXECUTABLE}" -c
+    "import importlib.metadata as m, os; d=m.distribution('mpich'); p=os.path.realpath(d.locate_file('../../../include/mpi.h')); print(os.path.dirname(os.path.dirname(p)))"
+  OUTPUT_VARIABLE _pi_mpich_prefix OUTPUT_STRIP_TRAILING_WHITESPACE
+  RESULT_VARIABLE _pi_mpich_rc ERROR_QUIET)
+
+if(_pi_mpich_rc EQUAL 0 AND EXISTS "${_pi_mpich_prefix}/include/mpi.h")
+  find_library(_pi_libmpi NAMES mpi libmpi.so.12 PATHS "${_pi_mpich_prefix}/lib" NO_DEFAULT_PATH)
+  if(NOT _pi_libmpi)
+    message(FATAL_ERROR "mpich wheel found at ${_pi_mpich_prefix} but libmpi is missing in its lib/")
+  endif()
+  add_library(pipeinfer::mpi INTERFACE IMPORTED)
+  target_include_directories(pipeinfer::mpi INTERFACE "${_pi_mpich_prefix}/include")
+  target_link_libraries(pipeinfer::mpi INTERFACE "${_pi_libmpi}")
+  # site-packages/pipeinfer/_core.so -> <prefix>/lib is three levels up.
+  set(PIPEINFER_MPI_RPATH "$ORIGIN/../../..;${_pi_mpich_prefix}/lib")
+  message(STATUS "pipeinfer: MPI from the mpich wheel at ${_pi_mpich_prefix}")
+else()
+  find_package(MPI REQUIRED COMPONENTS CXX)
+  add_library(pipeinfer::mpi INTERFACE IMPORTED)
+  target_link_libraries(pipeinfer::mpi INTERFACE MPI::MPI_CXX)
+  set(PIPEINFER_MPI_RPATH "")
+  message(STATUS "pipeinfer: system MPI")
+endif()
