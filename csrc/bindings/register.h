@@ -7,5 +7,6 @@ namespace pipeinfer {
 void register_errors(pybind11::module_& m);
 void register_gguf(pybind11::module_& m);
 void register_quant(pybind11::module_& m);
+void register_kernels(pybind11::module_& m);
 void register_model(pybind11::module_& m);
 } // namespace pipeinfer
