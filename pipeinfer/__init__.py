@@ -1,5 +1,12 @@
-"""pipeinfer: GGUF inference with asynchronous pipelined speculative decoding (PipeInfer)."""
-from pipeinfer._core import (  # noqa: F401
+"""pipeinfer: GGUF inference with asynchronous pipelined speculative decoding (PipeInfer).
+
+Public API::
+
+    pipe = pipeinfer.Pipeline("smollm2-135m")        # or a path to a .gguf file
+    for piece in pipe.stream("Once upon a time", max_tokens=32):
+        print(piece, end="")
+"""
+from pipeinfer._core import (
     GGUFError,
     KVCacheFullError,
     ModelError,
@@ -9,4 +16,36 @@ from pipeinfer._core import (  # noqa: F401
     UnsupportedError,
 )
 
+_LAZY = {
+    "Pipeline": "pipeinfer.pipeline",
+    "Stream": "pipeinfer.pipeline",
+    "Timings": "pipeinfer.pipeline",
+    "SamplingParams": "pipeinfer.sampling",
+}
+
+
+def __getattr__(name: str):
+    # The engine classes are imported on first use so that `import pipeinfer` stays light.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'pipeinfer' has no attribute {name!r}")
+
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "Pipeline",
+    "Stream",
+    "Timings",
+    "SamplingParams",
+    "PipeinferError",
+    "GGUFError",
+    "ShapeError",
+    "UnsupportedError",
+    "ModelError",
+    "KVCacheFullError",
+    "TransportError",
+    "__version__",
+]

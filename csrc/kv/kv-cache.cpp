@@ -1,0 +1,178 @@
+#include "kv/kv-cache.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "common/error.h"
+
+namespace pipeinfer {
+
+kv_cache::kv_cache(int n_layer, int64_t n_ctx, int64_t n_embd_k, int64_t n_embd_v, int n_seq_max)
+    : n_ctx_(n_ctx), n_embd_k_(n_embd_k), n_embd_v_(n_embd_v), n_seq_max_(n_seq_max) {
+    if (n_ctx <= 0) throw std::invalid_argument(format("n_ctx must be > 0, got %lld", (long long)n_ctx));
+    if (n_seq_max <= 0) throw std::invalid_argument(format("n_seq_max must be > 0, got %d", n_seq_max));
+    words_ = (n_seq_max + 63) / 64;
+    pos_.assign(static_cast<size_t>(n_ctx), -1);
+    seqs_.assign(static_cast<size_t>(n_ctx * words_), 0);
+    k_.resize(static_cast<size_t>(n_layer));
+    v_.resize(static_cast<size_t>(n_layer));
+    for (int il = 0; il < n_layer; ++il) {
+        k_[il].assign(static_cast<size_t>(n_ctx * n_embd_k), 0.0f);
+        v_[il].assign(static_cast<size_t>(n_ctx * n_embd_v), 0.0f);
+    }
+}
+
+void kv_cache::check_seq(int32_t seq, const char* what) const {
+    if (seq < 0 || seq >= n_seq_max_) {
+        throw std::invalid_argument(
+            format("%s: sequence id %d out of range [0, %d)", what, seq, n_seq_max_));
+    }
+}
+
+bool kv_cache::cell_empty(int64_t c) const {
+    for (int64_t w = 0; w < words_; ++w) {
+        if (seqs_[c * words_ + w] != 0) return false;
+    }
+    return true;
+}
+
+void kv_cache::free_cell(int64_t c) {
+    pos_[c] = -1;
+    --n_used_;
+}
+
+void kv_cache::recount_used_end() {
+    while (used_end_ > 0 && pos_[used_end_ - 1] < 0) --used_end_;
+}
+
+std::vector<int32_t> kv_cache::allocate(const std::vector<int32_t>& pos, const seq_lists& seqs) {
+    const size_t n = pos.size();
+    if (seqs.offsets.size() != n + 1) {
+        throw std::invalid_argument(format("batch has %zu positions but %zu sequence lists", n,
+                                           seqs.offsets.size() ? seqs.offsets.size() - 1 : 0));
+    }
+    for (size_t i = 0; i < n; ++i) {
+        if (pos[i] < 0) throw std::invalid_argument(format("token %zu: negative position %d", i, pos[i]));
+        if (seqs.count(i) <= 0) throw std::invalid_argument(format("token %zu has no sequence id", i));
+        for (int32_t j = 0; j < seqs.count(i); ++j) check_seq(seqs.of(i)[j], "batch");
+    }
+    if (static_cast<int64_t>(n) > n_free()) {
+        throw kv_full_error(format("KV cache full: batch of %zu tokens needs cells, %lld of %lld free",
+                                   n, (long long)n_free(), (long long)n_ctx_));
+    }
+    std::vector<int32_t> cells(n);
+    int64_t c = search_head_;
+    for (size_t i = 0; i < n; ++i) {
+        while (pos_[c] >= 0) c = (c + 1) % n_ctx_;
+        cells[i] = static_cast<int32_t>(c);
+        pos_[c] = pos[i];
+        uint64_t* bits = &seqs_[c * words_];
+        for (int32_t j = 0; j < seqs.count(i); ++j) {
+            const int32_t s = seqs.of(i)[j];
+            bits[s / 64] |= uint64_t{1} << (s % 64);
+        }
+        ++n_used_;
+        used_end_ = std::max<int64_t>(used_end_, c + 1);
+        c = (c + 1) % n_ctx_;
+    }
+    search_head_ = c;
+    return cells;
+}
+
+void kv_cache::seq_rm(int32_t seq, int32_t p0, int32_t p1) {
+    if (seq >= 0) check_seq(seq, "seq_rm");
+    if (p0 < 0) p0 = 0;
+    for (int64_t c = 0; c < used_end_; ++c) {
+        const int32_t p = pos_[c];
+        if (p < 0 || p < p0 || (p1 >= 0 && p >= p1)) continue;
+        uint64_t* bits = &seqs_[c * words_];
+        if (seq < 0) {
+            std::fill(bits, bits + words_, 0);
+        } else {
+            bits[seq / 64] &= ~(uint64_t{1} << (seq % 64));
+        }
+        if (cell_empty(c)) free_cell(c);
+    }
+    recount_used_end();
+    if (search_head_ >= used_end_) search_head_ = 0;
+}
+
+void kv_cache::seq_cp(int32_t src, int32_t dst, int32_t p0, int32_t p1) {
+    check_seq(src, "seq_cp source");
+    check_seq(dst, "seq_cp destination");
+    if (src == dst) return;
+    if (p0 < 0) p0 = 0;
+    for (int64_t c = 0; c < used_end_; ++c) {
+        const int32_t p = pos_[c];
+        if (p < 0 || p < p0 || (p1 >= 0 && p >= p1) || !cell_has(c, src)) continue;
+        seqs_[c * words_ + dst / 64] |= uint64_t{1} << (dst % 64);
+    }
+}
+
+void kv_cache::seq_keep(int32_t seq) {
+    check_seq(seq, "seq_keep");
+    for (int64_t c = 0; c < used_end_; ++c) {
+        if (pos_[c] < 0) continue;
+        const bool keep = cell_has(c, seq);
+        uint64_t* bits = &seqs_[c * words_];
+        std::fill(bits, bits + words_, 0);
+        if (keep) {
+            bits[seq / 64] |= uint64_t{1} << (seq % 64);
+        } else {
+            free_cell(c);
+        }
+    }
+    recount_used_end();
+}
+
+void kv_cache::clear() {
+    std::fill(pos_.begin(), pos_.end(), -1);
+    std::fill(seqs_.begin(), seqs_.end(), 0);
+    n_used_ = 0;
+    used_end_ = 0;
+    search_head_ = 0;
+}
+
+int32_t kv_cache::seq_pos_max(int32_t seq) const {
+    check_seq(seq, "seq_pos_max");
+    int32_t best = -1;
+    for (int64_t c = 0; c < used_end_; ++c) {
+        if (pos_[c] >= 0 && cell_has(c, seq)) best = std::max(best, pos_[c]);
+    }
+    return best;
+}
+
+int64_t kv_cache::seq_n_cells(int32_t seq) const {
+    check_seq(seq, "seq_n_cells");
+    int64_t n = 0;
+    for (int64_t c = 0; c < used_end_; ++c) {
+        if (pos_[c] >= 0 && cell_has(c, seq)) ++n;
+    }
+    return n;
+}
+
+void kv_cache::visible_cells(const std::vector<int32_t>& pos, const seq_lists& seqs,
+                             std::vector<std::vector<int32_t>>& out) const {
+    const size_t n = pos.size();
+    out.resize(n);
+    // Tokens with the same (sequence set, position) see the same cells; batches are small, so a
+    // direct scan per token is fine: O(n_tokens × used_end).
+    for (size_t i = 0; i < n; ++i) {
+        auto& vis = out[i];
+        vis.clear();
+        const int32_t* ids = seqs.of(i);
+        const int32_t cnt = seqs.count(i);
+        for (int64_t c = 0; c < used_end_; ++c) {
+            const int32_t p = pos_[c];
+            if (p < 0 || p > pos[i]) continue;
+            for (int32_t j = 0; j < cnt; ++j) {
+                if (cell_has(c, ids[j])) {
+                    vis.push_back(static_cast<int32_t>(c));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+} // namespace pipeinfer

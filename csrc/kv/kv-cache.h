@@ -1,0 +1,97 @@
+// The KV cache of one pipeline stage: for each of the stage's layers, a pool of n_ctx cells holding
+// the K and V vectors of one token, plus per-cell metadata (position and the set of sequence ids that
+// contain the token). Sequences let several token histories share cells: the canonical sequence, the
+// speculative buffers of in-flight runs, and the branches of a draft tree. A token of the batch
+// attends to the cells that share one of its sequence ids and whose position is <= its own.
+// seq_rm / seq_cp / seq_keep edit only metadata (no K/V data moves), which is what makes rollback of
+// rejected drafts and commit of accepted ones cheap. This module owns storage and bookkeeping; it must
+// not know about models, messages or speculation policy.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace pipeinfer {
+
+// Per-token sequence ids of a batch, flattened: token i has ids[offsets[i] .. offsets[i+1]).
+struct seq_lists {
+    std::vector<int32_t> offsets;  // (n_tokens + 1)
+    std::vector<int32_t> ids;      // (sum of per-token counts)
+    int32_t count(size_t i) const { return offsets[i + 1] - offsets[i]; }
+    const int32_t* of(size_t i) const { return ids.data() + offsets[i]; }
+};
+
+class kv_cache {
+public:
+    // n_layer: layers held by this stage; n_embd_k / n_embd_v: values per token per layer
+    // (n_head_kv * head_dim); n_seq_max: sequence ids are in [0, n_seq_max).
+    kv_cache(int n_layer, int64_t n_ctx, int64_t n_embd_k, int64_t n_embd_v, int n_seq_max);
+
+    int64_t n_ctx() const { return n_ctx_; }
+    int n_seq_max() const { return n_seq_max_; }
+    int64_t n_used() const { return n_used_; }
+    // One past the highest cell index that may be in use (attention scans [0, used_end)).
+    int64_t used_end() const { return used_end_; }
+
+    // Reserves one free cell per token, records its position and sequences, and returns the cell
+    // indices (n_tokens). Throws kv_full_error (cache untouched) if fewer cells are free, and
+    // std::invalid_argument for a sequence id out of range or a negative position.
+    std::vector<int32_t> allocate(const std::vector<int32_t>& pos, const seq_lists& seqs);
+    // How many cells are free.
+    int64_t n_free() const { return n_ctx_ - n_used_; }
+
+    // Removes sequence `seq` (seq < 0: every sequence) from cells with pos in [p0, p1) (p1 < 0: no
+    // upper bound); a cell left with no sequence becomes free.
+    void seq_rm(int32_t seq, int32_t p0, int32_t p1);
+    // Adds `dst` to every cell of `src` with pos in [p0, p1) (metadata only).
+    void seq_cp(int32_t src, int32_t dst, int32_t p0, int32_t p1);
+    // Removes every sequence but `seq` from all cells.
+    void seq_keep(int32_t seq);
+    // Frees every cell.
+    void clear();
+    // Highest position held by `seq`, or -1 if it holds none.
+    int32_t seq_pos_max(int32_t seq) const;
+    // Number of cells holding `seq`.
+    int64_t seq_n_cells(int32_t seq) const;
+
+    // Cell metadata.
+    int32_t cell_pos(int64_t c) const { return pos_[c]; }
+    bool cell_has(int64_t c, int32_t seq) const {
+        return (seqs_[c * words_ + seq / 64] >> (seq % 64)) & 1u;
+    }
+    bool cell_empty(int64_t c) const;
+
+    // For each batch token i, the cells it may attend to: cells sharing one of its sequences with
+    // pos <= pos[i]. Cells of the batch itself must already be allocated. Result is per token, in
+    // increasing cell order.
+    void visible_cells(const std::vector<int32_t>& pos, const seq_lists& seqs,
+                       std::vector<std::vector<int32_t>>& out) const;
+
+    // K and V rows of a layer (local layer index): (n_ctx, n_embd_k) and (n_ctx, n_embd_v) f32.
+    // Values are stored rounded to f16 precision (the precision of llama.cpp's default f16 cache).
+    float* k(int il) { return k_[il].data(); }
+    float* v(int il) { return v_[il].data(); }
+    const float* k(int il) const { return k_[il].data(); }
+    const float* v(int il) const { return v_[il].data(); }
+    int64_t n_embd_k() const { return n_embd_k_; }
+    int64_t n_embd_v() const { return n_embd_v_; }
+
+private:
+    void check_seq(int32_t seq, const char* what) const;
+    void free_cell(int64_t c);
+    void recount_used_end();
+
+    int64_t n_ctx_;
+    int64_t n_embd_k_, n_embd_v_;
+    int n_seq_max_;
+    int64_t words_;                  // 64-bit words per cell in the sequence bitset
+    std::vector<int32_t> pos_;       // (n_ctx) position of each cell, -1 if free
+    std::vector<uint64_t> seqs_;     // (n_ctx, words_) sequence bitset of each cell
+    std::vector<std::vector<float>> k_;  // n_layer × (n_ctx, n_embd_k) f32
+    std::vector<std::vector<float>> v_;  // n_layer × (n_ctx, n_embd_v) f32
+    int64_t n_used_ = 0;
+    int64_t used_end_ = 0;
+    int64_t search_head_ = 0;        // where the next free-cell search starts
+};
+
+} // namespace pipeinfer

@@ -1,0 +1,202 @@
+#include "model/llama.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include "common/error.h"
+#include "common/fp16.h"
+#include "gguf/gguf-reader.h"
+#include "kernels/ops.h"
+
+namespace pipeinfer {
+
+size_t batch::n_outputs() const {
+    size_t n = 0;
+    for (uint8_t f : want_logits) n += f != 0;
+    return n;
+}
+
+void batch::validate(int64_t n_vocab, int n_seq_max, bool needs_tokens) const {
+    const size_t n = pos.size();
+    if (n == 0) throw std::invalid_argument("batch is empty");
+    if (needs_tokens && token.size() != n) {
+        throw std::invalid_argument(format("batch has %zu positions but %zu tokens", n, token.size()));
+    }
+    if (want_logits.size() != n) {
+        throw std::invalid_argument(format("batch has %zu positions but %zu logits flags", n, want_logits.size()));
+    }
+    if (seqs.offsets.size() != n + 1 || seqs.offsets[0] != 0 ||
+        static_cast<size_t>(seqs.offsets[n]) != seqs.ids.size()) {
+        throw std::invalid_argument("batch sequence lists are malformed");
+    }
+    for (size_t i = 0; i < n; ++i) {
+        if (needs_tokens && (token[i] < 0 || token[i] >= n_vocab)) {
+            throw std::invalid_argument(format("token id %d at batch index %zu is out of the vocabulary [0, %lld)",
+                                               token[i], i, (long long)n_vocab));
+        }
+        if (pos[i] < 0) throw std::invalid_argument(format("negative position %d at batch index %zu", pos[i], i));
+        if (seqs.offsets[i + 1] <= seqs.offsets[i]) {
+            throw std::invalid_argument(format("token at batch index %zu has no sequence id", i));
+        }
+        for (int32_t j = 0; j < seqs.count(i); ++j) {
+            const int32_t s = seqs.of(i)[j];
+            if (s < 0 || s >= n_seq_max) {
+                throw std::invalid_argument(format("sequence id %d at batch index %zu out of range [0, %d)", s, i,
+                                                   n_seq_max));
+            }
+        }
+    }
+}
+
+llama_stage::llama_stage(std::shared_ptr<const gguf_file> file, int64_t layer_begin, int64_t layer_end,
+                         int64_t n_ctx, int n_seq_max, int n_threads)
+    : file_(std::move(file)),
+      hp_(hparams_from_gguf(*file_)),
+      n_vocab_(vocab_size_from_gguf(*file_, hp_)),
+      w_(bind_stage_weights(*file_, hp_, layer_begin, layer_end < 0 ? hp_.n_layer : layer_end)),
+      kv_(static_cast<int>(w_.layer_end - w_.layer_begin), n_ctx, hp_.n_embd_kv(), hp_.n_embd_kv(), n_seq_max),
+      pool_(n_threads) {}
+
+void llama_stage::embed(const batch& b) {
+    const type_traits& tt = get_type_traits(w_.token_embd.type);
+    const int64_t d = hp_.n_embd;
+    for (size_t i = 0; i < b.n_tokens(); ++i) {
+        const uint8_t* row = w_.token_embd.data + static_cast<size_t>(b.token[i]) * w_.token_embd.row_bytes;
+        tt.to_float(row, x_.data() + i * d, d);
+    }
+}
+
+void llama_stage::attention_layer(int il, const batch& b, const std::vector<int32_t>& cells) {
+    const layer_weights& lw = w_.layers[il];
+    const size_t n = b.n_tokens();
+    const int64_t d = hp_.n_embd, dq = hp_.n_embd_q(), dkv = hp_.n_embd_kv(), hd = hp_.head_dim;
+    for (size_t i = 0; i < n; ++i) rmsnorm_row(&x_[i * d], lw.attn_norm.data(), d, hp_.rms_eps, &xn_[i * d]);
+    matmul(lw.wq, xn_.data(), n, q_.data(), pool_, mm_);
+    matmul(lw.wk, xn_.data(), n, k_.data(), pool_, mm_);
+    matmul(lw.wv, xn_.data(), n, v_.data(), pool_, mm_);
+    for (size_t i = 0; i < n; ++i) {
+        if (!lw.bq.empty()) {
+            add_inplace(&q_[i * dq], lw.bq.data(), dq);
+            add_inplace(&k_[i * dkv], lw.bk.data(), dkv);
+            add_inplace(&v_[i * dkv], lw.bv.data(), dkv);
+        }
+        rope_apply(&q_[i * dq], hp_.n_head, hd, hp_.n_rot, b.pos[i], hp_.rope_freq_base, hp_.rope);
+        rope_apply(&k_[i * dkv], hp_.n_head_kv, hd, hp_.n_rot, b.pos[i], hp_.rope_freq_base, hp_.rope);
+        // The cache holds f16-precision values, and llama.cpp's f16 K·Q product rounds Q to f16.
+        round_to_f16(&k_[i * dkv], dkv);
+        round_to_f16(&v_[i * dkv], dkv);
+        round_to_f16(&q_[i * dq], dq);
+        std::copy_n(&k_[i * dkv], dkv, kv_.k(il) + static_cast<size_t>(cells[i]) * dkv);
+        std::copy_n(&v_[i * dkv], dkv, kv_.v(il) + static_cast<size_t>(cells[i]) * dkv);
+    }
+    const int64_t group = hp_.n_head / hp_.n_head_kv;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    const int64_t n_items = static_cast<int64_t>(n) * hp_.n_head;
+    const float* kc = kv_.k(il);
+    const float* vc = kv_.v(il);
+    pool_.parallel_for([&](int ith, int nth) {
+        float* sc = scores_.data() + static_cast<size_t>(ith) * kv_.n_ctx();
+        for (int64_t item = ith; item < n_items; item += nth) {
+            const size_t i = static_cast<size_t>(item / hp_.n_head);
+            const int64_t h = item % hp_.n_head;
+            const int64_t g = h / group;
+            const float* q = &q_[i * dq + h * hd];
+            const std::vector<int32_t>& vis = visible_[i];
+            float* o = &att_[i * dq + h * hd];
+            std::fill(o, o + hd, 0.0f);
+            if (vis.empty()) continue;
+            float mx = -INFINITY;
+            for (size_t j = 0; j < vis.size(); ++j) {
+                const float* kr = kc + static_cast<size_t>(vis[j]) * dkv + g * hd;
+                float s = 0.0f;
+                for (int64_t t = 0; t < hd; ++t) s += q[t] * kr[t];
+                sc[j] = s * scale;
+                mx = std::max(mx, sc[j]);
+            }
+            double sum = 0.0;
+            for (size_t j = 0; j < vis.size(); ++j) {
+                sc[j] = std::exp(sc[j] - mx);
+                sum += sc[j];
+            }
+            const float inv = static_cast<float>(1.0 / sum);
+            for (size_t j = 0; j < vis.size(); ++j) {
+                const float p = fp16_to_fp32(fp32_to_fp16(sc[j] * inv));  // f16 V·P product in llama.cpp
+                const float* vr = vc + static_cast<size_t>(vis[j]) * dkv + g * hd;
+                for (int64_t t = 0; t < hd; ++t) o[t] += p * vr[t];
+            }
+        }
+    });
+    matmul(lw.wo, att_.data(), n, tmp_.data(), pool_, mm_);
+    for (size_t i = 0; i < n * d; ++i) x_[i] += tmp_[i];
+}
+
+void llama_stage::ffn_layer(int il, size_t n) {
+    const layer_weights& lw = w_.layers[il];
+    const int64_t d = hp_.n_embd, ff = hp_.n_ff;
+    for (size_t i = 0; i < n; ++i) rmsnorm_row(&x_[i * d], lw.ffn_norm.data(), d, hp_.rms_eps, &xn_[i * d]);
+    matmul(lw.w_gate, xn_.data(), n, gate_.data(), pool_, mm_);
+    matmul(lw.w_up, xn_.data(), n, up_.data(), pool_, mm_);
+    swiglu_inplace(gate_.data(), up_.data(), static_cast<int64_t>(n) * ff);
+    matmul(lw.w_down, gate_.data(), n, tmp_.data(), pool_, mm_);
+    for (size_t i = 0; i < n * d; ++i) x_[i] += tmp_[i];
+}
+
+void llama_stage::head(const batch& b, std::vector<float>& out) {
+    const int64_t d = hp_.n_embd;
+    size_t r = 0;
+    for (size_t i = 0; i < b.n_tokens(); ++i) {
+        if (!b.want_logits[i]) continue;
+        rmsnorm_row(&x_[i * d], w_.output_norm.data(), d, hp_.rms_eps, &xn_[r * d]);
+        ++r;
+    }
+    out.resize(r * static_cast<size_t>(n_vocab_));
+    if (r > 0) matmul(w_.output, xn_.data(), static_cast<int64_t>(r), out.data(), pool_, mm_);
+}
+
+bool llama_stage::forward(const batch& b, const float* in, std::vector<float>& out,
+                          const std::function<bool()>& cancelled) {
+    b.validate(n_vocab_, kv_.n_seq_max(), is_first());
+    if (!is_first() && in == nullptr) throw std::invalid_argument("a non-first stage needs input activations");
+    const size_t n = b.n_tokens();
+    const int64_t d = hp_.n_embd;
+    x_.resize(n * d);
+    xn_.resize(n * d);
+    q_.resize(n * hp_.n_embd_q());
+    k_.resize(n * hp_.n_embd_kv());
+    v_.resize(n * hp_.n_embd_kv());
+    att_.resize(n * hp_.n_embd_q());
+    tmp_.resize(n * d);
+    gate_.resize(n * hp_.n_ff);
+    up_.resize(n * hp_.n_ff);
+    scores_.resize(static_cast<size_t>(pool_.n_threads()) * kv_.n_ctx());
+
+    const std::vector<int32_t> cells = kv_.allocate(b.pos, b.seqs);
+    kv_.visible_cells(b.pos, b.seqs, visible_);
+    ++stats_.runs;
+    stats_.tokens += n;
+
+    if (is_first()) {
+        embed(b);
+    } else {
+        std::copy_n(in, n * d, x_.data());
+    }
+    const int n_local = static_cast<int>(w_.layers.size());
+    for (int il = 0; il < n_local; ++il) {
+        if (cancelled && cancelled()) {
+            stats_.layers_skipped += static_cast<uint64_t>(n_local - il);
+            return false;
+        }
+        attention_layer(il, b, cells);
+        ffn_layer(il, n);
+        ++stats_.layers_run;
+    }
+    if (is_last()) {
+        head(b, out);
+    } else {
+        out.assign(x_.begin(), x_.end());
+    }
+    return true;
+}
+
+} // namespace pipeinfer

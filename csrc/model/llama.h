@@ -1,0 +1,98 @@
+// Forward pass of one pipeline stage of a llama-family decoder (llama, qwen2): a contiguous range of
+// layers, with the token embedding on the first stage and the final norm + output head on the last.
+// Straight-line code over preallocated buffers; the stage owns its KV cache and thread pool.
+// Must not know about transports, runs in flight or sampling.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "kernels/matmul.h"
+#include "kernels/thread-pool.h"
+#include "kv/kv-cache.h"
+#include "model/hparams.h"
+#include "model/weights.h"
+
+namespace pipeinfer {
+
+class gguf_file;
+
+// A batch of tokens to evaluate together.
+struct batch {
+    std::vector<int32_t> token;        // (n_tokens) token ids; read by the first stage only
+    std::vector<int32_t> pos;          // (n_tokens) positions
+    seq_lists seqs;                    // per-token KV sequence ids
+    std::vector<uint8_t> want_logits;  // (n_tokens) 1 = return this row's logits (last stage)
+
+    size_t n_tokens() const { return pos.size(); }
+    size_t n_outputs() const;
+    // Checks sizes and ranges; throws std::invalid_argument naming the field.
+    void validate(int64_t n_vocab, int n_seq_max, bool needs_tokens) const;
+};
+
+struct stage_stats {
+    uint64_t runs = 0;             // forward calls
+    uint64_t tokens = 0;           // tokens evaluated
+    uint64_t layers_run = 0;       // layer evaluations done (per batch)
+    uint64_t layers_skipped = 0;   // layer evaluations skipped by cancellation
+};
+
+class llama_stage {
+public:
+    // Runs layers [layer_begin, layer_end) of the model in `file` with a KV cache of n_ctx cells and
+    // n_seq_max sequences, on n_threads threads.
+    llama_stage(std::shared_ptr<const gguf_file> file, int64_t layer_begin, int64_t layer_end, int64_t n_ctx,
+                int n_seq_max, int n_threads);
+
+    // First stage: `in` is ignored and b.token is embedded. Other stages: `in` is (n_tokens, n_embd)
+    // f32 activations from the previous stage. Result: on the last stage, `out` = (n_outputs, n_vocab)
+    // f32 logits of the rows flagged in want_logits (in batch order); otherwise (n_tokens, n_embd) f32.
+    // `cancelled` (optional) is polled between layers; when it returns true the remaining layers are
+    // skipped (counted in stats) and forward returns false with `out` unspecified.
+    // Throws kv_full_error if the cache cannot hold the batch (cache unchanged).
+    bool forward(const batch& b, const float* in, std::vector<float>& out,
+                 const std::function<bool()>& cancelled = {});
+
+    const llama_hparams& hparams() const { return hp_; }
+    int64_t n_vocab() const { return n_vocab_; }
+    int64_t layer_begin() const { return w_.layer_begin; }
+    int64_t layer_end() const { return w_.layer_end; }
+    bool is_first() const { return w_.has_embd; }
+    bool is_last() const { return w_.has_head; }
+    size_t weight_bytes() const { return w_.bytes; }
+    kv_cache& kv() { return kv_; }
+    const kv_cache& kv() const { return kv_; }
+    const stage_stats& stats() const { return stats_; }
+    thread_pool& pool() { return pool_; }
+
+private:
+    void embed(const batch& b);
+    void attention_layer(int il, const batch& b, const std::vector<int32_t>& cells);
+    void ffn_layer(int il, size_t n);
+    void head(const batch& b, std::vector<float>& out);
+
+    std::shared_ptr<const gguf_file> file_;
+    llama_hparams hp_;
+    int64_t n_vocab_ = 0;
+    stage_weights w_;
+    kv_cache kv_;
+    thread_pool pool_;
+    matmul_scratch mm_;
+    stage_stats stats_;
+    std::vector<std::vector<int32_t>> visible_;  // per batch token: visible KV cells
+
+    // Scratch, resized per batch (n = n_tokens):
+    std::vector<float> x_;      // (n, n_embd) residual stream
+    std::vector<float> xn_;     // (n, n_embd) normed input of a sublayer
+    std::vector<float> q_;      // (n, n_embd_q)
+    std::vector<float> k_;      // (n, n_embd_kv)
+    std::vector<float> v_;      // (n, n_embd_kv)
+    std::vector<float> att_;    // (n, n_embd_q) attention output before wo
+    std::vector<float> tmp_;    // (n, n_embd) projection output
+    std::vector<float> gate_;   // (n, n_ff)
+    std::vector<float> up_;     // (n, n_ff)
+    std::vector<float> scores_; // (n_threads, n_ctx) per-thread softmax rows
+};
+
+} // namespace pipeinfer

@@ -1,0 +1,129 @@
+"""Command line: ``pipeinfer run | pull | info | list``.
+
+Errors a user can cause (a bad file, a bad flag value, a missing model) print one line to stderr
+and exit with status 2 (usage) or 1 (anything else); they never print a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import List, Optional
+
+DEFAULT_MODEL = "smollm2-135m"
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="generate text from a prompt")
+    p.add_argument("-m", "--model", default=DEFAULT_MODEL,
+                   help=f"GGUF path or known model name (default: {DEFAULT_MODEL})")
+    p.add_argument("-p", "--prompt", default=None, help="prompt text (default: read stdin)")
+    p.add_argument("--chat", action="store_true", help="wrap the prompt as a user message with the chat template")
+    p.add_argument("--system", default=None, help="system message (with --chat)")
+    p.add_argument("-n", "--max-tokens", type=int, default=128, help="tokens to generate (<= 0: to context end)")
+    p.add_argument("-c", "--ctx", type=int, default=0, help="context length (0: min(trained, 4096))")
+    p.add_argument("-t", "--threads", type=int, default=None, help="threads per stage")
+    p.add_argument("--batch", type=int, default=512, help="prompt-processing batch size")
+    p.add_argument("--stages", type=int, default=1, help="pipeline stages")
+    p.add_argument("--temp", type=float, default=0.8, help="temperature (0 = greedy)")
+    p.add_argument("--top-k", type=int, default=40)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--min-p", type=float, default=0.05)
+    p.add_argument("--repeat-penalty", type=float, default=1.0)
+    p.add_argument("--repeat-last-n", type=int, default=64)
+    p.add_argument("--presence-penalty", type=float, default=0.0)
+    p.add_argument("--frequency-penalty", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("--stats", action="store_true", help="print timings and counters to stderr at the end")
+    p.add_argument("--json", action="store_true", help="print one JSON object (text, tokens, stats) instead of streaming")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pipeinfer", description="GGUF inference with pipelined speculative decoding")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    p = sub.add_parser("pull", help="fetch a known model into the cache")
+    p.add_argument("name", help="model name (see `pipeinfer list`) or an https URL of a GGUF file")
+    p = sub.add_parser("info", help="print a GGUF file's metadata and tensor table")
+    p.add_argument("file", help="GGUF path or known model name")
+    p.add_argument("--max-array", type=int, default=8, help="array elements shown per key")
+    sub.add_parser("list", help="list the known models and whether they are cached")
+    return parser
+
+
+def _cmd_run(a: argparse.Namespace) -> int:
+    from pipeinfer.pipeline import Pipeline
+
+    prompt = a.prompt if a.prompt is not None else sys.stdin.read()
+    pipe = Pipeline(a.model, n_ctx=a.ctx, n_threads=a.threads, n_batch=a.batch, stages=a.stages)
+    sampling = dict(temperature=a.temp, top_k=a.top_k, top_p=a.top_p, min_p=a.min_p,
+                    repeat_penalty=a.repeat_penalty, repeat_last_n=a.repeat_last_n,
+                    presence_penalty=a.presence_penalty, frequency_penalty=a.frequency_penalty,
+                    seed=a.seed, stop=a.stop)
+    parse_special = False
+    if a.chat:
+        messages = ([{"role": "system", "content": a.system}] if a.system else []) + [{"role": "user", "content": prompt}]
+        prompt = pipe.render_chat(messages)
+        parse_special = True
+    stream = pipe.stream(prompt, max_tokens=a.max_tokens, parse_special=parse_special, **sampling)
+    if a.json:
+        for _ in stream:
+            pass
+        print(json.dumps({"text": stream.text, "tokens": stream.tokens, "finish_reason": stream.finish_reason,
+                          "timings": stream.timings.as_dict(), "stages": pipe.stage_stats()}))
+        return 0
+    for piece in stream:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    if a.stats:
+        t = stream.timings.as_dict()
+        print(f"\n[stats] finish_reason={stream.finish_reason}", file=sys.stderr)
+        for k, v in t.items():
+            print(f"[stats] {k}: {v:.3f}" if isinstance(v, float) else f"[stats] {k}: {v}", file=sys.stderr)
+        for i, st in enumerate(pipe.stage_stats()):
+            print(f"[stats] stage {i}: {st}", file=sys.stderr)
+    return 0
+
+
+def _cmd_pull(a: argparse.Namespace) -> int:
+    from pipeinfer import models
+
+    print(models.pull(a.name))
+    return 0
+
+
+def _cmd_info(a: argparse.Namespace) -> int:
+    from pipeinfer import models
+    from pipeinfer.gguf_info import format_info
+
+    print(format_info(str(models.resolve(a.file)), max_array=a.max_array))
+    return 0
+
+
+def _cmd_list(a: argparse.Namespace) -> int:
+    from pipeinfer import models
+
+    for entry in models.list_models():
+        print(entry if isinstance(entry, str) else json.dumps(entry, default=str))
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"run": _cmd_run, "pull": _cmd_pull, "info": _cmd_info, "list": _cmd_list}
+    try:
+        return handlers[args.command](args)
+    except KeyboardInterrupt:
+        print("pipeinfer: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except (ValueError, TypeError, RuntimeError, OSError) as e:
+        print(f"pipeinfer {args.command}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Engine configuration: what to load and how to run it (not how to sample: see sampling.py)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+
+def default_threads() -> int:
+    """Threads per stage when the user gives none: the CPUs this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class EngineConfig:
+    """How the target model is loaded and run.
+
+    Args:
+        n_ctx: KV-cache cells (context length); 0 means min(the model's trained context, 4096).
+        n_threads: compute threads per stage; None means every CPU available to the process.
+        n_batch: maximum tokens evaluated in one prompt-processing step.
+        stages: number of pipeline stages (1 = single process, no pipeline).
+        layer_split: layers per stage (must sum to the model's layer count); None splits by weight bytes.
+    """
+
+    n_ctx: int = 0
+    n_threads: Optional[int] = None
+    n_batch: int = 512
+    stages: int = 1
+    layer_split: Optional[Sequence[int]] = field(default=None)
+
+    def __post_init__(self) -> None:
+        _check_int("n_ctx", self.n_ctx, 0, 1 << 24)
+        if self.n_threads is None:
+            self.n_threads = default_threads()
+        _check_int("n_threads", self.n_threads, 1, 1024)
+        _check_int("n_batch", self.n_batch, 1, 1 << 16)
+        _check_int("stages", self.stages, 1, 4096)
+        if self.layer_split is not None:
+            split = list(self.layer_split)
+            for i, n in enumerate(split):
+                _check_int(f"layer_split[{i}]", n, 1, 1 << 20)
+            if len(split) != self.stages:
+                raise ValueError(
+                    f"layer_split has {len(split)} entries but stages={self.stages}; give one layer count per stage"
+                )
+            self.layer_split = split
+
+
+def _check_int(name: str, value: object, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")

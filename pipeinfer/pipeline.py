@@ -1,0 +1,420 @@
+"""The public engine object: ``pipeinfer.Pipeline``.
+
+A thin layer over the native ``_core.Pipeline``: it owns the tokenizer, the prompt cache (which tokens
+the KV cache already holds), and the token loop that calls the native decode and the Python sampler.
+Per generated token only the token id crosses into C++ and one logits row comes back.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from pipeinfer import _core
+from pipeinfer.chat import render_chat
+from pipeinfer.config import EngineConfig
+from pipeinfer.models import resolve
+from pipeinfer.sampling import SamplingParams, make_sampler
+from pipeinfer.stopping import StopMatcher
+from pipeinfer.tokenizer import Tokenizer
+
+Prompt = Union[str, Sequence[int]]
+
+
+@dataclass
+class Timings:
+    """Per-generation timings, with llama.cpp's field names where one exists."""
+
+    prompt_n: int = 0  # prompt tokens evaluated (cached prefix excluded)
+    prompt_ms: float = 0.0  # prefill wall time
+    predicted_n: int = 0  # tokens generated
+    predicted_ms: float = 0.0  # wall time from the end of prefill to the last token
+    ttft_ms: float = 0.0  # request start to first generated token, prefill included
+    cached_n: int = 0  # prompt tokens reused from the previous request's KV cache
+    itl_ms: List[float] = field(default_factory=list)  # gaps between consecutive generated tokens
+
+    @property
+    def prompt_per_second(self) -> float:
+        return 1e3 * self.prompt_n / self.prompt_ms if self.prompt_ms > 0 else 0.0
+
+    @property
+    def predicted_per_second(self) -> float:
+        return 1e3 * self.predicted_n / self.predicted_ms if self.predicted_ms > 0 else 0.0
+
+    def as_dict(self) -> Dict[str, Any]:
+        itl = np.asarray(self.itl_ms) if self.itl_ms else np.zeros(1)
+        return {
+            "prompt_n": self.prompt_n,
+            "prompt_ms": self.prompt_ms,
+            "prompt_per_second": self.prompt_per_second,
+            "predicted_n": self.predicted_n,
+            "predicted_ms": self.predicted_ms,
+            "predicted_per_second": self.predicted_per_second,
+            "ttft_ms": self.ttft_ms,
+            "cached_n": self.cached_n,
+            "itl_ms_mean": float(itl.mean()),
+            "itl_ms_p50": float(np.percentile(itl, 50)),
+            "itl_ms_p99": float(np.percentile(itl, 99)),
+        }
+
+
+class Stream:
+    """Iterator over the text pieces of one generation, as they are produced.
+
+    While and after iterating, ``tokens`` holds the generated token ids, ``text`` the text so far,
+    ``finish_reason`` is ``"stop"`` or ``"length"`` once finished, and ``timings`` the measurements.
+    """
+
+    def __init__(self, pipeline: "Pipeline", prompt_ids: List[int], params: SamplingParams, max_tokens: Optional[int]):
+        self.prompt_tokens: List[int] = list(prompt_ids)
+        self.tokens: List[int] = []
+        self.text: str = ""
+        self.finish_reason: Optional[str] = None
+        self.timings = Timings()
+        self._it = pipeline._run(self, prompt_ids, params, max_tokens)
+
+    def __iter__(self) -> "Stream":
+        return self
+
+    def __next__(self) -> str:
+        return next(self._it)
+
+    def close(self) -> None:
+        self._it.close()
+
+
+_SAMPLING_KEYS = {
+    "temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n", "presence_penalty",
+    "frequency_penalty", "logit_bias", "seed", "stop",
+}  # fmt: skip
+
+
+class Pipeline:
+    """A GGUF model ready to generate text.
+
+    Args:
+        model: a path to a GGUF file, or the name of a known model (see ``pipeinfer.models``), which is
+            fetched into the cache on first use.
+        n_ctx: context length (KV cells); 0 uses min(the model's trained context, 4096).
+        n_threads: compute threads per stage (default: all CPUs available).
+        n_batch: maximum tokens per prompt-processing step.
+        stages: number of pipeline stages.
+        layer_split: layers per stage; None splits by weight bytes.
+        seed: default sampling seed for requests that give none.
+
+    Example:
+        >>> pipe = pipeinfer.Pipeline("smollm2-135m")
+        >>> for piece in pipe.stream("The capital of France is", max_tokens=16):
+        ...     print(piece, end="")
+    """
+
+    def __init__(
+        self,
+        model: Union[str, Path],
+        *,
+        n_ctx: int = 0,
+        n_threads: Optional[int] = None,
+        n_batch: int = 512,
+        stages: int = 1,
+        layer_split: Optional[Sequence[int]] = None,
+        seed: Optional[int] = None,
+    ) -> None:
+        self.config = EngineConfig(n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch, stages=stages,
+                                   layer_split=layer_split)
+        self.model_path = Path(resolve(str(model)))
+        self._gguf = _core.GGUFFile(str(self.model_path))
+        self.metadata: Dict[str, Any] = self._gguf.metadata()
+        self.tokenizer = Tokenizer.from_metadata(self.metadata)
+        split = list(self.config.layer_split) if self.config.layer_split else []
+        if not split and self.config.stages > 1:
+            split = _split_by_bytes(self._gguf, self.config.stages)
+        self._native = _core.Pipeline(
+            str(self.model_path), n_ctx=self.config.n_ctx, n_threads=self.config.n_threads, n_seq_max=1,
+            stage_layers=split,
+        )
+        if self.tokenizer.n_vocab > self._native.n_vocab:
+            raise _core.ModelError(
+                f"{self.model_path}: the tokenizer has {self.tokenizer.n_vocab} tokens but the model's "
+                f"embedding has {self._native.n_vocab} rows"
+            )
+        self.default_seed = seed
+        self._cached: List[int] = []  # tokens whose K/V sit in sequence 0 at positions 0..len-1
+
+    # ----------------------------------------------------------------------------------- properties
+    @property
+    def n_ctx(self) -> int:
+        return self._native.n_ctx
+
+    @property
+    def n_vocab(self) -> int:
+        return self._native.n_vocab
+
+    @property
+    def chat_template(self) -> Optional[str]:
+        tpl = self.metadata.get("tokenizer.chat_template")
+        return tpl if isinstance(tpl, str) else None
+
+    def stage_stats(self) -> List[Dict[str, Any]]:
+        """Per-stage counters (runs, tokens, layers run and skipped, weight bytes, KV cells used)."""
+        return self._native.stage_stats()
+
+    # ----------------------------------------------------------------------------------- tokens
+    def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> List[int]:
+        """Text to token ids, as llama.cpp's ``llama_tokenize``."""
+        return self.tokenizer.encode(text, add_special=add_special, parse_special=parse_special)
+
+    def detokenize(self, tokens: Sequence[int], skip_special: bool = False) -> str:
+        return self.tokenizer.decode(list(tokens), skip_special=skip_special)
+
+    def eval_logits(self, tokens: Sequence[int]) -> np.ndarray:
+        """Logits (len(tokens), n_vocab) of every position of a fresh sequence, in one batch.
+
+        Clears the prompt cache. Meant for tests and analysis, not for generation.
+        """
+        ids = self._check_tokens(tokens)
+        self.reset()
+        n = len(ids)
+        out = self._native.decode(np.asarray(ids, np.int32), np.arange(n, dtype=np.int32),
+                                  np.zeros(n, np.int32), np.ones(n, np.uint8)).copy()
+        self.reset()
+        return out
+
+    def reset(self) -> None:
+        """Forgets the prompt cache (clears every KV cell)."""
+        self._native.kv_clear()
+        self._cached = []
+
+    # ----------------------------------------------------------------------------------- generation
+    def stream(self, prompt: Prompt, *, max_tokens: Optional[int] = 16, add_special: bool = True,
+               parse_special: bool = False, **sampling: Any) -> Stream:
+        """Generates from ``prompt``, yielding text pieces as they are produced.
+
+        Args:
+            prompt: text, or a list of token ids.
+            max_tokens: tokens to generate at most; None or <= 0 runs to the end of the context.
+            add_special: add BOS/EOS as the model's tokenizer asks (text prompts only).
+            parse_special: recognise special-token text such as ``<|im_start|>`` in the prompt.
+            **sampling: fields of :class:`pipeinfer.sampling.SamplingParams` (temperature, top_k,
+                top_p, min_p, repeat_penalty, presence_penalty, frequency_penalty, logit_bias, seed, stop).
+
+        Returns:
+            A :class:`Stream` (iterate it for text; ``.tokens``, ``.timings`` and ``.finish_reason``
+            are filled as it goes).
+        """
+        unknown = set(sampling) - _SAMPLING_KEYS
+        if unknown:
+            raise TypeError(f"unknown sampling argument(s): {', '.join(sorted(unknown))}")
+        if sampling.get("seed") is None and self.default_seed is not None:
+            sampling["seed"] = self.default_seed
+        params = SamplingParams(**sampling)
+        if max_tokens is not None and not isinstance(max_tokens, int):
+            raise ValueError(f"max_tokens must be an integer or None, got {max_tokens!r}")
+        if isinstance(prompt, str):
+            ids = self.tokenize(prompt, add_special=add_special, parse_special=parse_special)
+        else:
+            ids = list(prompt)
+        ids = self._check_tokens(ids)
+        if len(ids) >= self.n_ctx:
+            raise ValueError(
+                f"prompt has {len(ids)} tokens but the context holds {self.n_ctx} (n_ctx); at least one "
+                "cell must remain for generation"
+            )
+        return Stream(self, ids, params, None if max_tokens is None or max_tokens <= 0 else max_tokens)
+
+    def generate(self, prompt: Prompt, **kwargs: Any) -> Stream:
+        """Runs :meth:`stream` to completion and returns the finished Stream (``.text``, ``.tokens``)."""
+        s = self.stream(prompt, **kwargs)
+        for _ in s:
+            pass
+        return s
+
+    def create_completion(self, prompt: Prompt, max_tokens: Optional[int] = 16, stream: bool = False,
+                          **kwargs: Any) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
+        """OpenAI / llama-cpp-python shaped completion (a dict, or an iterator of chunks if stream)."""
+        s = self.stream(prompt, max_tokens=max_tokens, **kwargs)
+        created = int(time.time())
+        cid = f"cmpl-{created}-{id(s):x}"
+        model = self.model_path.name
+        if stream:
+            return _completion_chunks(s, cid, created, model)
+        for _ in s:
+            pass
+        return {
+            "id": cid, "object": "text_completion", "created": created, "model": model,
+            "choices": [{"text": s.text, "index": 0, "logprobs": None, "finish_reason": s.finish_reason}],
+            "usage": _usage(s), "timings": s.timings.as_dict(),
+        }  # fmt: skip
+
+    __call__ = create_completion
+
+    def create_chat_completion(self, messages: List[Mapping[str, Any]], max_tokens: Optional[int] = None,
+                               stream: bool = False, **kwargs: Any) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
+        """OpenAI-shaped chat completion; the prompt is rendered with the GGUF's chat template."""
+        prompt = self.render_chat(messages)
+        s = self.stream(prompt, max_tokens=max_tokens, add_special=True, parse_special=True, **kwargs)
+        created = int(time.time())
+        cid = f"chatcmpl-{created}-{id(s):x}"
+        model = self.model_path.name
+        if stream:
+            return _chat_chunks(s, cid, created, model)
+        for _ in s:
+            pass
+        return {
+            "id": cid, "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": s.text},
+                         "logprobs": None, "finish_reason": s.finish_reason}],
+            "usage": _usage(s), "timings": s.timings.as_dict(),
+        }  # fmt: skip
+
+    def render_chat(self, messages: List[Mapping[str, Any]], add_generation_prompt: bool = True) -> str:
+        """The prompt text for a conversation, from the model's chat template (ChatML if none)."""
+        tok = self.tokenizer
+        bos = tok.token_to_piece(tok.bos_id).decode("utf-8", "replace") if tok.bos_id is not None else ""
+        eos = tok.token_to_piece(tok.eos_id).decode("utf-8", "replace") if tok.eos_id is not None else ""
+        text = render_chat(self.chat_template, list(messages), add_generation_prompt=add_generation_prompt,
+                           bos_token=bos, eos_token=eos)
+        # The template writes BOS itself when the model wants one; tokenizing adds another otherwise.
+        if bos and tok.add_bos and text.startswith(bos):
+            text = text[len(bos):]
+        return text
+
+    def close(self) -> None:
+        """Releases the native pipeline (and, later, its worker stages)."""
+        self._native = None  # type: ignore[assignment]
+
+    def __enter__(self) -> "Pipeline":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------------------------- internals
+    def _check_tokens(self, tokens: Sequence[int]) -> List[int]:
+        ids = [int(t) for t in tokens]
+        if not ids:
+            raise ValueError("the prompt is empty (no tokens); give text or at least one token id")
+        bad = [t for t in ids if t < 0 or t >= self.n_vocab]
+        if bad:
+            raise ValueError(f"token id {bad[0]} is out of the vocabulary [0, {self.n_vocab})")
+        return ids
+
+    def _decode(self, tokens: Sequence[int], pos0: int, want_last: bool) -> Optional[np.ndarray]:
+        n = len(tokens)
+        flags = np.zeros(n, np.uint8)
+        if want_last:
+            flags[-1] = 1
+        out = self._native.decode(np.asarray(tokens, np.int32), np.arange(pos0, pos0 + n, dtype=np.int32),
+                                  np.zeros(n, np.int32), flags)
+        return out[-1] if want_last else None
+
+    def _prefill(self, ids: List[int]) -> "tuple[np.ndarray, int]":
+        """Brings the KV cache to hold ``ids``, reusing the prefix it already holds.
+
+        Returns the logits of the last prompt token and how many prompt tokens were reused.
+        """
+        common = 0
+        for a, b in zip(self._cached, ids):
+            if a != b:
+                break
+            common += 1
+        common = min(common, len(ids) - 1)  # the last prompt token is always evaluated for its logits
+        self._native.kv_seq_rm(0, common, -1)
+        self._cached = list(ids[:common])
+        logits = None
+        nb = self.config.n_batch
+        for start in range(common, len(ids), nb):
+            chunk = ids[start:start + nb]
+            last = start + nb >= len(ids)
+            logits = self._decode(chunk, start, want_last=last)
+            self._cached.extend(chunk)
+        assert logits is not None
+        return logits, common
+
+    def _run(self, s: Stream, ids: List[int], params: SamplingParams, max_tokens: Optional[int]) -> Iterator[str]:
+        t0 = time.perf_counter()
+        sampler = make_sampler(params)
+        stop = StopMatcher(list(params.stop or []))
+        detok = self.tokenizer.stream_decoder()
+        logits, reused = self._prefill(ids)
+        t_prefill = time.perf_counter()
+        s.timings.prompt_n = len(ids) - reused
+        s.timings.cached_n = reused
+        s.timings.prompt_ms = 1e3 * (t_prefill - t0)
+        history = list(ids)
+        t_last = t_prefill
+        limit = self.n_ctx - len(ids)
+        if max_tokens is not None:
+            limit = min(limit, max_tokens)
+        while True:
+            tok = sampler.sample(logits, history)
+            now = time.perf_counter()
+            if not s.tokens:
+                s.timings.ttft_ms = 1e3 * (now - t0)
+            else:
+                s.timings.itl_ms.append(1e3 * (now - t_last))
+            t_last = now
+            if self.tokenizer.is_eog(tok):
+                s.finish_reason = "stop"
+                break
+            s.tokens.append(tok)
+            history.append(tok)
+            s.timings.predicted_n = len(s.tokens)
+            s.timings.predicted_ms = 1e3 * (now - t_prefill)
+            piece, stopped = stop.feed(detok.feed(tok))
+            if piece:
+                s.text += piece
+                yield piece
+            if stopped:
+                s.finish_reason = "stop"
+                break
+            if len(s.tokens) >= limit:
+                s.finish_reason = "length"
+                break
+            logits = self._decode([tok], len(self._cached), want_last=True)
+            self._cached.append(tok)
+        if s.finish_reason == "length":
+            tail, _ = stop.feed(detok.flush())
+            tail += stop.flush()
+            if tail:
+                s.text += tail
+                yield tail
+
+
+def _split_by_bytes(gguf: Any, stages: int) -> List[int]:
+    n_layer = None
+    per_layer: Dict[int, int] = {}
+    for t in gguf.tensors():
+        name = t["name"]
+        if name.startswith("blk."):
+            il = int(name.split(".")[1])
+            per_layer[il] = per_layer.get(il, 0) + int(t["nbytes"])
+    n_layer = max(per_layer) + 1 if per_layer else 0
+    return list(_core.split_layers_by_bytes([per_layer.get(i, 0) for i in range(n_layer)], stages))
+
+
+def _usage(s: Stream) -> Dict[str, int]:
+    return {"prompt_tokens": len(s.prompt_tokens), "completion_tokens": len(s.tokens),
+            "total_tokens": len(s.prompt_tokens) + len(s.tokens)}
+
+
+def _completion_chunks(s: Stream, cid: str, created: int, model: str) -> Iterator[Dict[str, Any]]:
+    for piece in s:
+        yield {"id": cid, "object": "text_completion", "created": created, "model": model,
+               "choices": [{"text": piece, "index": 0, "logprobs": None, "finish_reason": None}]}
+    yield {"id": cid, "object": "text_completion", "created": created, "model": model,
+           "choices": [{"text": "", "index": 0, "logprobs": None, "finish_reason": s.finish_reason}],
+           "usage": _usage(s), "timings": s.timings.as_dict()}
+
+
+def _chat_chunks(s: Stream, cid: str, created: int, model: str) -> Iterator[Dict[str, Any]]:
+    yield {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+           "choices": [{"index": 0, "delta": {"role": "assistant"}, "logprobs": None, "finish_reason": None}]}
+    for piece in s:
+        yield {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+               "choices": [{"index": 0, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}]}
+    yield {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+           "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": s.finish_reason}],
+           "usage": _usage(s), "timings": s.timings.as_dict()}
