@@ -7,5 +7,6 @@ PYBIND11_MODULE(_core, m) {
     pipeinfer::register_gguf(m);
     pipeinfer::register_quant(m);
     pipeinfer::register_kernels(m);
+    pipeinfer::register_transport(m);
     pipeinfer::register_model(m);
 }

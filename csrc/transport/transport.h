@@ -1,0 +1,116 @@
+// How pipeline ranks talk: one abstract point-to-point interface with two implementations,
+// transport-mpi.cpp (ranks are MPI processes; the only file that includes <mpi.h>) and
+// transport-local.cpp (ranks are threads of one process exchanging messages through in-memory
+// mailboxes; the default without mpiexec and the workhorse of the tests).
+//
+// Semantics every implementation guarantees:
+// - send() never blocks on the receiver (buffered / non-blocking); it copies or takes the payload.
+// - Messages from one source with one tag arrive in the order they were sent (MPI's non-overtaking
+//   rule); nothing is promised across tags or sources.
+// - Liveness: every rank's transport sends a HEARTBEAT to rank 0 and rank 0 sends one to every rank
+//   each heartbeat_s seconds (a background thread where needed); heartbeats are consumed internally
+//   and only update last_heard(). recv() throws transport_error naming the peer when the peer it waits
+//   for has not been heard from for dead_after_s, or when a local peer was killed.
+// This module moves bytes and watches peers; it must not know what the bytes mean (runtime/protocol.h).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace pipeinfer {
+
+enum class msg_tag : int32_t {
+    EVENT = 1,      // the head-ordered event stream, rank r -> r+1 (runs, KV commands, shutdown)
+    RESULT = 2,     // last stage -> head: logits of a run, or a skipped marker
+    CANCEL = 3,     // head -> workers: run ids to cancel
+    CONTROL = 4,    // handshake and errors (hello, ready, error reports), any direction
+    HEARTBEAT = 5,  // liveness; consumed inside the transport, never returned by try_recv/recv
+};
+
+const char* msg_tag_name(msg_tag t);
+
+struct message {
+    int src = -1;
+    msg_tag tag = msg_tag::EVENT;
+    std::vector<uint8_t> data;
+};
+
+struct transport_options {
+    double heartbeat_s = 0.5;     // interval between heartbeats
+    double dead_after_s = 10.0;   // a peer silent this long is dead (recv throws)
+};
+
+class transport {
+public:
+    virtual ~transport() = default;
+    virtual int rank() const = 0;
+    virtual int size() const = 0;
+    virtual const char* kind() const = 0;  // "mpi" or "local"
+
+    // Queues `data` for rank dst under tag; returns without waiting for the receiver. Throws
+    // transport_error (with the peer's rank) if the peer is known dead or the send fails.
+    virtual void send(int dst, msg_tag tag, std::vector<uint8_t> data) = 0;
+
+    // If a message with this tag from src (src < 0: any source) is ready, moves it into out and
+    // returns true; otherwise returns false at once.
+    virtual bool try_recv(int src, msg_tag tag, message& out) = 0;
+
+    // Seconds since a message (any tag, heartbeats included) last came from `peer`.
+    virtual double silent_for(int peer) const = 0;
+
+    // Waits for a message: polls try_recv, spinning briefly and then sleeping with growing back-off
+    // (a few µs up to 1 ms) so that a waiting rank leaves the CPU to computing ones. Throws
+    // transport_error if `timeout_s` (< 0: none) passes, or if the awaited peer (src >= 0; src < 0:
+    // any peer) has been silent for dead_after_s.
+    message recv(int src, msg_tag tag, double timeout_s = -1.0);
+
+    // Like recv but returns false on timeout instead of throwing (peer death still throws).
+    bool recv_for(int src, msg_tag tag, double timeout_s, message& out);
+
+    // Bytes and messages sent so far by this endpoint (heartbeats excluded).
+    uint64_t bytes_sent() const { return bytes_sent_; }
+    uint64_t messages_sent() const { return messages_sent_; }
+
+    const transport_options& options() const { return opts_; }
+
+protected:
+    explicit transport(const transport_options& opts) : opts_(opts) {}
+    void count_sent(size_t n) { bytes_sent_ += n; ++messages_sent_; }
+    // Throws transport_error if `peer` (or any peer, peer < 0) is dead or silent too long.
+    virtual void check_alive(int peer) const = 0;
+    transport_options opts_;
+
+private:
+    uint64_t bytes_sent_ = 0;
+    uint64_t messages_sent_ = 0;
+};
+
+// ---- local (threads in one process) ----
+
+struct local_options : transport_options {
+    // Random extra delivery delay per message in [0, max_delay_us] (0: none), seeded; per-(source,
+    // tag) order is kept. Used by tests to shake out ordering assumptions.
+    int max_delay_us = 0;
+    uint64_t seed = 0;
+};
+
+// Endpoints for ranks 0..n-1 sharing one set of mailboxes; endpoint i is used by rank i's thread.
+std::vector<std::shared_ptr<transport>> make_local_group(int n, const local_options& opts);
+// Fault injection for tests: rank `r` of the group of `any_endpoint` is dead from now on (its
+// mailbox is dropped; peers waiting on it get transport_error).
+void local_group_kill(transport& any_endpoint, int r);
+
+// ---- MPI ----
+
+// True if this process was started by an MPI launcher (mpiexec/srun), by environment inspection
+// (PMI_RANK, PMIX_RANK, OMPI_COMM_WORLD_SIZE, ...), without initialising MPI.
+bool mpi_launched();
+// Initialises MPI if needed (MPI_THREAD_MULTIPLE for the heartbeat thread; checks the level
+// granted), duplicates MPI_COMM_WORLD with MPI_ERRORS_RETURN, starts heartbeats. Throws
+// transport_error if MPI is unavailable or fails.
+std::unique_ptr<transport> make_mpi_transport(const transport_options& opts);
+// Ends the job from this rank after an unrecoverable error (MPI_Abort on the world communicator).
+void mpi_abort_world(int code);
+
+} // namespace pipeinfer
