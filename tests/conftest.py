@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+
+# Small numpy products are far slower with a multithreaded BLAS on 2 busy cores; one thread each.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from pathlib import Path
 
 import pytest
