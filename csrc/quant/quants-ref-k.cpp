@@ -1,0 +1,336 @@
+// Scalar reference kernels of the k-quants (256-value super-blocks): q2_K, q3_K, q4_K, q5_K, q6_K
+// weights and the q8_K activation type. Part of the oracle described in quants-ref.cpp; the same
+// exactness contract holds (to_float bit-exact with gguf-py's numpy dequantize, q8_K quantization
+// bit-exact with ggml's quantize_row_q8_K_ref, dots with integer sums per super-block and f32 sums
+// across super-blocks).
+//
+// Each weight super-block is first unpacked into signed 8-bit quants in value order plus integer
+// sub-block scales (the unpack_* functions below, which also define the bit layouts precisely);
+// dequantize and vec_dot both work from that unpacked form, so the layout logic exists once.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=off")
+#elif defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+#include <cmath>
+#include <cstring>
+
+#include "common/fp16.h"
+#include "quant/blocks.h"
+#include "quant/type-traits.h"
+
+namespace pipeinfer {
+
+namespace {
+
+// A weight super-block unpacked for the reference kernels.
+struct unpacked_k {
+    int8_t q[QK_K];     // (256,) quants in value order, offsets applied where the format has one
+    int scale[16];      // (n_sub,) integer sub-block scales (16 sub-blocks of 16, or 8 of 32)
+    int min[16];        // (n_sub,) integer sub-block mins (q2_K, q4_K, q5_K only)
+};
+
+// Integer dot product of n int8 pairs.
+inline int dot_i8(const int8_t* a, const int8_t* b, int n) {
+    int sum = 0;
+    for (int i = 0; i < n; ++i) sum += static_cast<int>(a[i]) * static_cast<int>(b[i]);
+    return sum;
+}
+
+// Block i of activation row j (rows y_stride bytes apart).
+inline const block_q8_K& act_block(const void* y, size_t y_stride, int j, int64_t i) {
+    return reinterpret_cast<const block_q8_K*>(static_cast<const uint8_t*>(y) + y_stride * j)[i];
+}
+
+// 6-bit scale and min of sub-block j (of 8) from the 12 packed bytes of q4_K / q5_K
+// (ggml-quants.c get_scale_min_k4): bytes 0..3 hold scales 0..3 (+ top bits of scales 4..7 in
+// bits 6..7), bytes 4..7 mins 0..3 (+ top bits of mins 4..7), bytes 8..11 the low nibbles of
+// scales 4..7 (bits 0..3) and mins 4..7 (bits 4..7).
+inline void scale_min_k4(int j, const uint8_t* q, int* sc, int* m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+// q2_K: value v = 128h + 32s + l has quant (qs[32h + l] >> 2s) & 3, sub-block v / 16.
+void unpack_q2_K(const block_q2_K& b, unpacked_k* u) {
+    for (int v = 0; v < QK_K; ++v) {
+        const int h = v / 128, s = (v % 128) / 32, l = v % 32;
+        u->q[v] = static_cast<int8_t>((b.qs[32 * h + l] >> (2 * s)) & 3);
+    }
+    for (int j = 0; j < 16; ++j) {
+        u->scale[j] = b.scales[j] & 0x0F;
+        u->min[j] = b.scales[j] >> 4;
+    }
+}
+
+// q3_K: low 2 bits as q2_K; value v = 32k + l has its high bit at bit k of hmask[l]; quant =
+// low - 4 when that bit is clear. Scale j (6 bits, stored with +32): low nibble from byte j % 8
+// (bits 0..3 for j < 8, 4..7 otherwise), high 2 bits from byte 8 + j % 4 at shift 2 * (j / 4).
+void unpack_q3_K(const block_q3_K& b, unpacked_k* u) {
+    for (int v = 0; v < QK_K; ++v) {
+        const int h = v / 128, s = (v % 128) / 32, l = v % 32, k = v / 32;
+        const int low = (b.qs[32 * h + l] >> (2 * s)) & 3;
+        const int hbit = (b.hmask[l] >> k) & 1;
+        u->q[v] = static_cast<int8_t>(low - (hbit ? 0 : 4));
+    }
+    for (int j = 0; j < 16; ++j) {
+        const int lo = (b.scales[j % 8] >> (4 * (j / 8))) & 0x0F;
+        const int hi = (b.scales[8 + j % 4] >> (2 * (j / 4))) & 3;
+        u->scale[j] = (lo | (hi << 4)) - 32;
+        u->min[j] = 0;
+    }
+}
+
+// q4_K: value v = 64c + 32h + l has quant (qs[32c + l] >> 4h) & 15, sub-block v / 32.
+void unpack_q4_K(const block_q4_K& b, unpacked_k* u) {
+    for (int v = 0; v < QK_K; ++v) {
+        const int c = v / 64, h = (v % 64) / 32, l = v % 32;
+        u->q[v] = static_cast<int8_t>((b.qs[32 * c + l] >> (4 * h)) & 0x0F);
+    }
+    for (int j = 0; j < 8; ++j) scale_min_k4(j, b.scales, &u->scale[j], &u->min[j]);
+}
+
+// q5_K: low 4 bits as q4_K; bit 4 of value v is bit v / 32 of qh[v % 32].
+void unpack_q5_K(const block_q5_K& b, unpacked_k* u) {
+    for (int v = 0; v < QK_K; ++v) {
+        const int c = v / 64, h = (v % 64) / 32, l = v % 32;
+        const int low = (b.qs[32 * c + l] >> (4 * h)) & 0x0F;
+        const int high = (b.qh[l] >> (v / 32)) & 1;
+        u->q[v] = static_cast<int8_t>(low | (high << 4));
+    }
+    for (int j = 0; j < 8; ++j) scale_min_k4(j, b.scales, &u->scale[j], &u->min[j]);
+}
+
+// q6_K: value v = 128h + r: low 4 bits (ql[64h + r % 64] >> 4 * (r / 64)) & 15, high 2 bits
+// (qh[32h + r % 32] >> 2 * (r / 32)) & 3; quant = that 6-bit number - 32; sub-block v / 16.
+void unpack_q6_K(const block_q6_K& b, unpacked_k* u) {
+    for (int v = 0; v < QK_K; ++v) {
+        const int h = v / 128, r = v % 128;
+        const int low = (b.ql[64 * h + r % 64] >> (4 * (r / 64))) & 0x0F;
+        const int high = (b.qh[32 * h + r % 32] >> (2 * (r / 32))) & 3;
+        u->q[v] = static_cast<int8_t>((low | (high << 4)) - 32);
+    }
+    for (int j = 0; j < 16; ++j) {
+        u->scale[j] = b.scales[j];
+        u->min[j] = 0;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dequantization (f32 operation order of gguf-py's dequantize_blocks)
+// ---------------------------------------------------------------------------------------------
+
+void dequantize_row_q2_K(const void* src, float* dst, int64_t n) {
+    const auto* x = static_cast<const block_q2_K*>(src);
+    unpacked_k u;
+    for (int64_t i = 0; i < n / QK_K; ++i, dst += QK_K) {
+        unpack_q2_K(x[i], &u);
+        const float d = fp16_to_fp32(x[i].d);
+        const float dmin = fp16_to_fp32(x[i].dmin);
+        for (int v = 0; v < QK_K; ++v) {
+            const float dl = d * static_cast<float>(u.scale[v / 16]);
+            const float ml = dmin * static_cast<float>(u.min[v / 16]);
+            dst[v] = dl * static_cast<float>(u.q[v]) - ml;
+        }
+    }
+}
+
+void dequantize_row_q3_K(const void* src, float* dst, int64_t n) {
+    const auto* x = static_cast<const block_q3_K*>(src);
+    unpacked_k u;
+    for (int64_t i = 0; i < n / QK_K; ++i, dst += QK_K) {
+        unpack_q3_K(x[i], &u);
+        const float d = fp16_to_fp32(x[i].d);
+        for (int v = 0; v < QK_K; ++v) {
+            const float dl = d * static_cast<float>(u.scale[v / 16]);
+            dst[v] = dl * static_cast<float>(u.q[v]);
+        }
+    }
+}
+
+// q4_K and q5_K share the formula: (d * sc) * q - (dmin * m), sub-blocks of 32.
+void dequantize_unpacked_k4(const unpacked_k& u, float d, float dmin, float* dst) {
+    for (int v = 0; v < QK_K; ++v) {
+        const float dl = d * static_cast<float>(u.scale[v / 32]);
+        const float ml = dmin * static_cast<float>(u.min[v / 32]);
+        dst[v] = dl * static_cast<float>(u.q[v]) - ml;
+    }
+}
+
+void dequantize_row_q4_K(const void* src, float* dst, int64_t n) {
+    const auto* x = static_cast<const block_q4_K*>(src);
+    unpacked_k u;
+    for (int64_t i = 0; i < n / QK_K; ++i, dst += QK_K) {
+        unpack_q4_K(x[i], &u);
+        dequantize_unpacked_k4(u, fp16_to_fp32(x[i].d), fp16_to_fp32(x[i].dmin), dst);
+    }
+}
+
+void dequantize_row_q5_K(const void* src, float* dst, int64_t n) {
+    const auto* x = static_cast<const block_q5_K*>(src);
+    unpacked_k u;
+    for (int64_t i = 0; i < n / QK_K; ++i, dst += QK_K) {
+        unpack_q5_K(x[i], &u);
+        dequantize_unpacked_k4(u, fp16_to_fp32(x[i].d), fp16_to_fp32(x[i].dmin), dst);
+    }
+}
+
+void dequantize_row_q6_K(const void* src, float* dst, int64_t n) {
+    const auto* x = static_cast<const block_q6_K*>(src);
+    unpacked_k u;
+    for (int64_t i = 0; i < n / QK_K; ++i, dst += QK_K) {
+        unpack_q6_K(x[i], &u);
+        const float d = fp16_to_fp32(x[i].d);
+        for (int v = 0; v < QK_K; ++v) {
+            const float dl = d * static_cast<float>(u.scale[v / 16]);
+            dst[v] = dl * static_cast<float>(u.q[v]);
+        }
+    }
+}
+
+void dequantize_row_q8_K(const void* src, float* dst, int64_t n) {
+    const auto* x = static_cast<const block_q8_K*>(src);
+    for (int64_t i = 0; i < n / QK_K; ++i, dst += QK_K) {
+        for (int v = 0; v < QK_K; ++v) dst[v] = x[i].d * static_cast<float>(x[i].qs[v]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// q8_K quantization (ggml quantize_row_q8_K_ref)
+// ---------------------------------------------------------------------------------------------
+
+// Round to nearest, ties to even, by the 1.5 * 2^23 trick of ggml's nearest_int (|v| < 2^22).
+inline int nearest_int(float v) {
+    const float t = v + 12582912.0f;
+    int32_t i;
+    std::memcpy(&i, &t, sizeof(i));
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+// d = max / -127 where max is the value of largest magnitude (so d may be negative);
+// q = min(127, nearest_int(-127 / max * x)); an all-zero block gets d = 0 and zero quants.
+void quantize_row_q8_K(const float* src, void* dst, int64_t n) {
+    auto* y = static_cast<block_q8_K*>(dst);
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        const float* x = src + i * QK_K;
+        float amax = 0.0f, max = 0.0f;
+        for (int v = 0; v < QK_K; ++v) {
+            const float ax = std::fabs(x[v]);
+            if (ax > amax) {
+                amax = ax;
+                max = x[v];
+            }
+        }
+        if (amax == 0.0f) {
+            y[i].d = 0.0f;
+            std::memset(y[i].qs, 0, sizeof(y[i].qs));
+            std::memset(y[i].bsums, 0, sizeof(y[i].bsums));
+            continue;
+        }
+        const float iscale = -127.0f / max;
+        for (int v = 0; v < QK_K; ++v) {
+            const int q = nearest_int(iscale * x[v]);
+            y[i].qs[v] = static_cast<int8_t>(q < 127 ? q : 127);
+        }
+        for (int j = 0; j < QK_K / 16; ++j) {
+            int sum = 0;
+            for (int k = 0; k < 16; ++k) sum += y[i].qs[16 * j + k];
+            y[i].bsums[j] = static_cast<int16_t>(sum);
+        }
+        y[i].d = 1.0f / iscale;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dots with q8_K activations
+// ---------------------------------------------------------------------------------------------
+
+// Sum over sub-blocks of scale * (integer dot of the sub-block), for sub-blocks of sub_len values.
+inline int scaled_dot(const unpacked_k& u, const int8_t* y, int sub_len) {
+    int isum = 0;
+    for (int j = 0; j < QK_K / sub_len; ++j) {
+        isum += u.scale[j] * dot_i8(u.q + sub_len * j, y + sub_len * j, sub_len);
+    }
+    return isum;
+}
+
+// Sum over sub-blocks of min * (sum of the activation quants of the sub-block), from bsums.
+inline int min_dot(const unpacked_k& u, const int16_t* bsums, int sub_len) {
+    const int per = sub_len / 16;  // bsums entries per sub-block
+    int sum = 0;
+    for (int j = 0; j < QK_K / sub_len; ++j) {
+        int b = 0;
+        for (int k = 0; k < per; ++k) b += bsums[per * j + k];
+        sum += u.min[j] * b;
+    }
+    return sum;
+}
+
+// Weights with mins (q2_K: sub-blocks of 16, q4_K / q5_K: of 32):
+// s += (dy * d) * sum(sc * q . y) - (dy * dmin) * sum(m * bsum).
+template <class Block, void (*unpack)(const Block&, unpacked_k*), int SUB>
+void vec_dot_k_min(int64_t n, const void* vx, const void* vy, size_t y_stride, int n_act, float* s) {
+    const auto* x = static_cast<const Block*>(vx);
+    for (int j = 0; j < n_act; ++j) s[j] = 0.0f;
+    unpacked_k u;
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        unpack(x[i], &u);
+        const float d = fp16_to_fp32(x[i].d);
+        const float dmin = fp16_to_fp32(x[i].dmin);
+        for (int j = 0; j < n_act; ++j) {
+            const block_q8_K& yb = act_block(vy, y_stride, j, i);
+            const int isum = scaled_dot(u, yb.qs, SUB);
+            const int msum = min_dot(u, yb.bsums, SUB);
+            s[j] += (yb.d * d) * static_cast<float>(isum) - (yb.d * dmin) * static_cast<float>(msum);
+        }
+    }
+}
+
+// Weights without mins (q3_K, q6_K: sub-blocks of 16): s += (d * dy) * sum(sc * q . y).
+template <class Block, void (*unpack)(const Block&, unpacked_k*)>
+void vec_dot_k_nomin(int64_t n, const void* vx, const void* vy, size_t y_stride, int n_act, float* s) {
+    const auto* x = static_cast<const Block*>(vx);
+    for (int j = 0; j < n_act; ++j) s[j] = 0.0f;
+    unpacked_k u;
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        unpack(x[i], &u);
+        const float d = fp16_to_fp32(x[i].d);
+        for (int j = 0; j < n_act; ++j) {
+            const block_q8_K& yb = act_block(vy, y_stride, j, i);
+            const int isum = scaled_dot(u, yb.qs, 16);
+            s[j] += (d * yb.d) * static_cast<float>(isum);
+        }
+    }
+}
+
+void set_row(type_traits* table, ggml_type t, to_float_fn to_float, from_float_fn from_float, vec_dot_fn vec_dot,
+             ggml_type vec_dot_type) {
+    type_traits& r = table[static_cast<size_t>(t)];
+    r.to_float = to_float;
+    r.from_float = from_float;
+    r.vec_dot = vec_dot;
+    r.vec_dot_type = vec_dot_type;
+}
+
+} // namespace
+
+void register_kernels_ref_k(type_traits* table) {
+    using T = ggml_type;
+    // Weight types: ggml's k-quant reference quantizers (make_qx_quants searches) are not ported;
+    // models arrive quantized, and activations use q8_K.
+    set_row(table, T::Q2_K, dequantize_row_q2_K, nullptr, vec_dot_k_min<block_q2_K, unpack_q2_K, 16>, T::Q8_K);
+    set_row(table, T::Q3_K, dequantize_row_q3_K, nullptr, vec_dot_k_nomin<block_q3_K, unpack_q3_K>, T::Q8_K);
+    set_row(table, T::Q4_K, dequantize_row_q4_K, nullptr, vec_dot_k_min<block_q4_K, unpack_q4_K, 32>, T::Q8_K);
+    set_row(table, T::Q5_K, dequantize_row_q5_K, nullptr, vec_dot_k_min<block_q5_K, unpack_q5_K, 32>, T::Q8_K);
+    set_row(table, T::Q6_K, dequantize_row_q6_K, nullptr, vec_dot_k_nomin<block_q6_K, unpack_q6_K>, T::Q8_K);
+    // q8_K is an activation type only.
+    set_row(table, T::Q8_K, dequantize_row_q8_K, quantize_row_q8_K, nullptr, T::Q8_K);
+}
+
+} // namespace pipeinfer
