@@ -2,8 +2,30 @@
 // stay in the caller's buffer/mapping (zero copy). Every size, count and offset read from the file is
 // untrusted: checked arithmetic, bounded by the bytes that remain, and every failure is a gguf_error
 // naming the key or tensor, what was expected and what was found (see ../../shared reliability notes,
-// section 1.2, reproduced in gguf-types.h). Never allocates more than the file could describe.
+// section 1.2; the format is described in gguf-types.h). Never allocates more than the file could
+// describe (a metadata array of n elements is only allocated once n elements fit in the bytes left).
 // Must not know about models or architectures.
+//
+// Checks, in file order:
+//   header   magic "GGUF" (a byte-swapped magic or version is reported as an endianness mismatch);
+//            version 2 or 3 (1 is obsolete); n_kv and n_tensors small enough for the remaining bytes.
+//   metadata keys non-empty, valid UTF-8, unique; value type < 13; arrays of arrays rejected; strings
+//            <= 1 GiB and <= remaining bytes; array byte sizes checked for overflow and against the
+//            remaining bytes before any allocation; bools are 0 or 1; general.alignment is a u32
+//            power of two in [1, 1 MiB].
+//   tensors  name non-empty, < 64 bytes, valid UTF-8, unique; n_dims in 1..4; every ne >= 0; element
+//            count fits int64 (division checks per dimension); type id known (block size != 0);
+//            ne0 a multiple of the block size; byte size (and byte size padded to the alignment)
+//            fits size_t; offset a multiple of the alignment; data starts at the aligned end of the
+//            tensor infos; [offset, offset + nbytes) inside the file (subtraction, no overflow).
+//   layout   no two tensors overlap (checked after sorting by offset). This RELAXES llama.cpp, which
+//            also requires the tensors to be densely packed in declaration order: we accept gaps
+//            and any order, since the non-overlap and in-file checks are what keep every tensor's
+//            bytes its own (a tensor's span is always computed from its type and shape, so a file
+//            cannot reserve fewer bytes than the type needs without overlapping a neighbour or
+//            passing the end of the file).
+//   zero-size dimensions (ne[j] == 0) are accepted here; the model loader rejects zero-size weights.
+// Allocation failures (std::bad_alloc, std::length_error) are turned into gguf_error.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -18,6 +40,7 @@
 namespace pipeinfer {
 
 class mapped_file;
+class gguf_byte_reader;  // gguf-reader.cpp: bounds-checked little-endian cursor
 
 // One metadata value. Scalars live in the matching field; arrays in arr (element type arr_type).
 struct gguf_value {
@@ -33,6 +56,9 @@ struct gguf_value {
     std::vector<uint8_t> arr_raw;
     std::vector<std::string> arr_str;
 };
+
+// Type as spelled in messages and by `pipeinfer info`: "u32", "str", "arr[str,151936]".
+std::string gguf_type_spelling(const gguf_value& v);
 
 struct gguf_tensor_info {
     std::string name;
@@ -62,7 +88,9 @@ public:
     const std::vector<std::pair<std::string, gguf_value>>& kv() const { return kv_; }
     const gguf_value* find(const std::string& key) const;  // nullptr if absent
     // Typed getters: throw gguf_error naming the key if absent or of another type (integers of any
-    // width/sign convert when the value fits).
+    // width/sign convert when the value fits). get_float takes f32/f64 only (no integers);
+    // get_f32_array takes arr[f32] or arr[f64] (an f64 beyond the f32 range is an error);
+    // get_i32_array takes any integer array whose elements all fit int32.
     std::string get_str(const std::string& key) const;
     int64_t get_int(const std::string& key) const;
     double get_float(const std::string& key) const;
@@ -85,6 +113,11 @@ public:
 private:
     gguf_file() = default;
     void parse();
+    void parse_header(gguf_byte_reader& r, uint64_t& n_tensors, uint64_t& n_kv);
+    void parse_kv(gguf_byte_reader& r, uint64_t n_kv);
+    void parse_tensor_infos(gguf_byte_reader& r, uint64_t n_tensors);
+    void check_data_layout();
+    const gguf_value& require(const std::string& key) const;
 
     std::unique_ptr<mapped_file> map_;
     const uint8_t* base_ = nullptr;
