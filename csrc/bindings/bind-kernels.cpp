@@ -1,10 +1,187 @@
+// Python bindings of the compute path: the matmul driver (kernels/matmul.h) for tests and benchmarks,
+// the streaming-read bandwidth baseline, and a ThreadPool handle for thread-pool tests. Arguments are
+// converted and validated here; the work is done in kernels/.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
 #include "bindings/register.h"
+#include "common/error.h"
+#include "kernels/matmul.h"
+#include "kernels/thread-pool.h"
 
 namespace py = pybind11;
 
 namespace pipeinfer {
 
+namespace {
+
+using u8_array = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
+using f32_array = py::array_t<float, py::array::c_style | py::array::forcecast>;
+
+ggml_type type_from_name(const std::string& name) {
+    for (uint32_t id = 0; id < static_cast<uint32_t>(ggml_type::COUNT); ++id) {
+        const type_traits& tt = get_type_traits(id);
+        if (tt.block_size != 0 && name == tt.name) return static_cast<ggml_type>(id);
+    }
+    throw unsupported_type(format("unknown tensor type name '%s' (expected a ggml name such as 'q4_0')",
+                                  name.c_str()));
+}
+
+// One pool and scratch per thread count, created on first use and reused by every call, so tests and
+// benchmarks measure the kernels rather than thread creation. The mutex serializes Python threads that
+// share a pool (a pool runs one parallel_for at a time). The cache is deliberately leaked: joining
+// workers from a static destructor at interpreter exit buys nothing. After fork() the child has no
+// workers, so a changed pid starts a fresh cache.
+struct cached_pool {
+    explicit cached_pool(int n) : pool(n) {}
+    std::mutex mu;
+    thread_pool pool;
+    matmul_scratch scratch;
+};
+
+cached_pool& get_pool(int n_threads) {
+    if (n_threads < 1 || n_threads > 1024) {
+        throw std::invalid_argument(format("n_threads must be in [1, 1024], got %d", n_threads));
+    }
+    static std::mutex mu;
+    static auto* cache = new std::map<int, std::unique_ptr<cached_pool>>();
+    static pid_t owner = getpid();
+    std::lock_guard<std::mutex> lock(mu);
+    if (getpid() != owner) {
+        cache = new std::map<int, std::unique_ptr<cached_pool>>();  // the old pools' threads died in fork
+        owner = getpid();
+    }
+    auto& slot = (*cache)[n_threads];
+    if (!slot) slot = std::make_unique<cached_pool>(n_threads);
+    return *slot;
+}
+
+py::array_t<float> py_matmul(const std::string& type_name, const u8_array& w, int64_t n_in, const f32_array& x,
+                             int n_threads, bool ref) {
+    const ggml_type type = type_from_name(type_name);
+    if (w.ndim() != 2) {
+        throw shape_error(format("matmul: w must be 2-D (n_out, row_bytes) uint8, got %d dims", (int)w.ndim()));
+    }
+    if (x.ndim() != 2 || x.shape(1) != n_in) {
+        throw shape_error(format("matmul: x must be 2-D (n_rows, n_in=%lld) float32, got %d dims with last %lld",
+                                 (long long)n_in, (int)x.ndim(), (long long)(x.ndim() >= 1 ? x.shape(x.ndim() - 1) : 0)));
+    }
+    weight_view wv;
+    wv.type = type;
+    wv.n_in = n_in;
+    wv.n_out = w.shape(0);
+    wv.data = w.data();
+    wv.row_bytes = static_cast<size_t>(w.shape(1));
+    const int64_t n_rows = x.shape(0);
+    py::array_t<float> y({static_cast<py::ssize_t>(n_rows), static_cast<py::ssize_t>(wv.n_out)});
+    float* yp = y.mutable_data();
+    const float* xp = x.data();
+    cached_pool* cp = ref ? nullptr : &get_pool(n_threads);
+    {
+        // Safe without the GIL: w, x and y are held by this frame (numpy cannot free or resize a
+        // referenced buffer), only raw pointers are used below, and no Python object is touched.
+        py::gil_scoped_release nogil;
+        if (ref) {
+            matmul_ref(wv, xp, n_rows, yp);
+        } else {
+            std::lock_guard<std::mutex> lock(cp->mu);
+            matmul(wv, xp, n_rows, yp, cp->pool, cp->scratch);
+        }
+    }
+    return y;
+}
+
+double py_stream_read_gbps(const u8_array& buf, int n_threads, int repeats) {
+    if (repeats < 1) throw std::invalid_argument(format("stream_read_gbps: repeats must be >= 1, got %d", repeats));
+    if (buf.size() == 0) throw shape_error("stream_read_gbps: empty buffer");
+    cached_pool& cp = get_pool(n_threads);
+    const uint8_t* p = buf.data();
+    const size_t n = static_cast<size_t>(buf.size());
+    double best = 1e30;
+    uint64_t check = 0;
+    {
+        // Safe without the GIL: buf is held by this frame and only read through a raw pointer.
+        py::gil_scoped_release nogil;
+        std::lock_guard<std::mutex> lock(cp.mu);
+        for (int r = 0; r < repeats; ++r) {
+            const auto t0 = std::chrono::steady_clock::now();
+            check ^= stream_read_sum(p, n, cp.pool);
+            const std::chrono::duration<double> dt = std::chrono::steady_clock::now() - t0;
+            best = std::min(best, dt.count());
+        }
+    }
+    (void)check;  // stream_read_sum lives in another translation unit, so the reads are not elided
+    return static_cast<double>(n) / best / 1e9;
+}
+
+uint64_t py_stream_read_sum(const u8_array& buf, int n_threads) {
+    cached_pool& cp = get_pool(n_threads);
+    const uint8_t* p = buf.data();
+    const size_t n = static_cast<size_t>(buf.size());
+    // Safe without the GIL: buf is held by this frame and only read through a raw pointer.
+    py::gil_scoped_release nogil;
+    std::lock_guard<std::mutex> lock(cp.mu);
+    return stream_read_sum(p, n, cp.pool);
+}
+
+// Runs n_calls parallel_for calls; each ith bumps its own counter and checks nth. Returns the counts
+// (every entry must equal n_calls). throw_ith >= 0 makes that ith throw on the last call.
+py::array_t<int64_t> py_pool_smoke(thread_pool& pool, int n_calls, int throw_ith) {
+    const int n = pool.n_threads();
+    std::vector<int64_t> counts(static_cast<size_t>(n) * 8, 0);  // (n, 8) padded to a cache line each
+    std::vector<int> bad_nth(static_cast<size_t>(n) * 16, 0);
+    {
+        // Safe without the GIL: only the local vectors and the pool are used.
+        py::gil_scoped_release nogil;
+        for (int c = 0; c < n_calls; ++c) {
+            pool.parallel_for([&](int ith, int nth) {
+                if (nth != n) bad_nth[static_cast<size_t>(ith) * 16] = 1;
+                counts[static_cast<size_t>(ith) * 8] += 1;
+                if (ith == throw_ith && c == n_calls - 1) {
+                    throw std::runtime_error(format("thread_pool smoke: ith %d failed on call %d", ith, c));
+                }
+            });
+        }
+    }
+    py::array_t<int64_t> out(n);
+    for (int i = 0; i < n; ++i) {
+        if (bad_nth[static_cast<size_t>(i) * 16]) throw std::logic_error("thread_pool smoke: wrong nth seen");
+        out.mutable_at(i) = counts[static_cast<size_t>(i) * 8];
+    }
+    return out;
+}
+
+} // namespace
+
 void register_kernels(py::module_& m) {
+    m.def("matmul", &py_matmul, py::arg("type"), py::arg("w"), py::arg("n_in"), py::arg("x"),
+          py::arg("n_threads") = 1, py::arg("ref") = false,
+          "y = x @ W.T for a weight W of a ggml type given as raw rows (n_out, row_bytes) uint8 and\n"
+          "x (n_rows, n_in) float32; returns (n_rows, n_out) float32. ref=True uses the double-precision\n"
+          "reference (dequantized weights, unquantized activations) instead of the kernels in force.");
+    m.def("stream_read_gbps", &py_stream_read_gbps, py::arg("buf"), py::arg("n_threads") = 1,
+          py::arg("repeats") = 3,
+          "Best-of-`repeats` GB/s (1e9 bytes/s) of a plain streaming read of buf on n_threads threads:\n"
+          "the memory-bandwidth baseline for matvec benchmarks.");
+    m.def("stream_read_sum", &py_stream_read_sum, py::arg("buf"), py::arg("n_threads") = 1,
+          "The streaming-read kernel itself: wrapping uint64 sum of buf's little-endian 8-byte words plus\n"
+          "its trailing bytes (for checking the kernel and timing it from Python).");
+    py::class_<thread_pool>(m, "ThreadPool", "Persistent worker threads (for tests of the pool itself).")
+        .def(py::init<int>(), py::arg("n_threads"))
+        .def_property_readonly("n_threads", &thread_pool::n_threads)
+        .def("smoke", &py_pool_smoke, py::arg("n_calls"), py::arg("throw_ith") = -1,
+             "Runs n_calls parallel_for calls; returns per-ith run counts (n_threads,) int64. throw_ith\n"
+             "makes that thread raise on the last call, which must surface here as RuntimeError.");
 }
 
 } // namespace pipeinfer

@@ -1,6 +1,8 @@
 // The one matmul driver: y = x · Wᵀ for a weight matrix W of any type in the traits table.
 // Activations are quantized once per call to the weight type's vec_dot_type, then output rows are
-// split across the stage's thread pool; each weight row is read once for all activation rows.
+// split across the stage's thread pool; each weight row is read once for all activation rows (in
+// tiles of up to 16 rows for prompt batches). Owns no threads and no model state; the kernels
+// themselves live in the traits table (quant/).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -34,5 +36,10 @@ void matmul(const weight_view& w, const float* x, int64_t n_rows, float* y, thre
 // Scalar reference of the same product: dequantizes each weight row to f32 and accumulates in double.
 // For tests and as the oracle of the SIMD paths.
 void matmul_ref(const weight_view& w, const float* x, int64_t n_rows, float* y);
+
+// Memory-bandwidth baseline for the matmul benchmarks: reads n bytes once, split across the pool in
+// contiguous ranges, and returns the wrapping sum of its 64-bit words (a result so the reads cannot be
+// optimized away). A matvec on a weight larger than the cache cannot be faster than this.
+uint64_t stream_read_sum(const uint8_t* buf, size_t n, thread_pool& pool);
 
 } // namespace pipeinfer

@@ -1,10 +1,14 @@
 // Persistent worker threads for one pipeline stage. parallel_for runs fn(ith, nth) on nth threads
 // (the caller is thread 0) and returns when all are done; no threads are created per call. Workers
-// spin briefly then sleep, so an idle pool costs no CPU. Must not know about models or tensors.
+// spin briefly on a generation counter (low dispatch latency between the matmuls of one token), then
+// sleep on a condition variable, so an idle pool costs no CPU. Must not know about models or tensors.
+//
+// One parallel_for at a time per pool: a pool belongs to one stage and is driven by one thread.
 #pragma once
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -14,7 +18,7 @@ namespace pipeinfer {
 
 class thread_pool {
 public:
-    // n_threads >= 1 (the caller counts as one).
+    // n_threads >= 1 (the caller counts as one); throws std::invalid_argument otherwise.
     explicit thread_pool(int n_threads);
     ~thread_pool();
     thread_pool(const thread_pool&) = delete;
@@ -22,21 +26,33 @@ public:
 
     int n_threads() const { return n_threads_; }
     // Runs fn(ith, nth) for ith in [0, nth) with nth = n_threads(); blocks until all return.
-    // An exception thrown by any ith is rethrown here (the first one).
+    // An exception thrown by any ith is rethrown here (the first one; the others are dropped).
+    // Precondition: not called concurrently or re-entrantly on the same pool (asserted).
     void parallel_for(const std::function<void(int, int)>& fn);
 
 private:
     void worker_main(int ith);
+    void run_one(int ith);  // runs *job_ for ith, recording an exception instead of propagating it
 
     int n_threads_;
-    std::vector<std::thread> workers_;
-    std::mutex mu_;
-    std::condition_variable cv_;
+    std::vector<std::thread> workers_;  // (n_threads - 1,) threads for ith = 1 .. n_threads-1
+
+    // Dispatch: the caller publishes job_, then bumps generation_; workers wait for a new generation.
     const std::function<void(int, int)>* job_ = nullptr;
     std::atomic<uint64_t> generation_{0};
-    std::atomic<int> pending_{0};
     std::atomic<bool> stop_{false};
-    std::exception_ptr error_;
+    std::atomic<int> n_sleeping_{0};    // workers blocked on cv_ (the caller notifies only if > 0)
+    std::mutex mu_;
+    std::condition_variable cv_;
+
+    // Completion: workers count pending_ down; the caller spins, then sleeps on done_cv_.
+    std::atomic<int> pending_{0};
+    std::atomic<bool> caller_sleeping_{false};
+    std::mutex done_mu_;
+    std::condition_variable done_cv_;
+
+    std::atomic<bool> busy_{false};     // guards the one-call-at-a-time precondition
+    std::exception_ptr error_;          // first exception of the current call
     std::mutex error_mu_;
 };
 

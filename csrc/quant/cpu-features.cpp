@@ -1,4 +1,5 @@
-// Run-time CPU feature detection for kernel dispatch.
+// Run-time CPU feature detection for kernel dispatch: each check covers every ISA flag its arch/ file
+// is compiled with (csrc/CMakeLists.txt), so a kernel file never runs on a CPU missing one of them.
 #include "quant/arch/arch.h"
 
 namespace pipeinfer {
@@ -6,11 +7,14 @@ namespace pipeinfer {
 #if defined(PIPEINFER_X86)
 bool cpu_has_avx2() {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    // The avx2 file is also compiled with -mf16c and -mbmi2 (the compiler may emit BMI2 shifts anywhere
+    // in it), so all four are required.
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c") &&
+           __builtin_cpu_supports("bmi2");
 }
 bool cpu_has_avx512() {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+    return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
            __builtin_cpu_supports("avx512vnni");
 }

@@ -1,10 +1,51 @@
-// avx2 overrides for the traits table (see quant/arch/arch.h).
+// AVX2 (+ FMA, F16C) overrides for the traits table (see quant/arch/arch.h): the kernels of
+// x86-kernels.h with the plain AVX2 integer multiply-adds. Chosen at run time when cpu_has_avx2().
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
 #include "quant/arch/arch.h"
+
+namespace pipeinfer {
+namespace {
+
+// Integer multiply-add primitives of this ISA, used by x86-kernels.h.
+struct isa_ops {
+    // (8,) i32: sums of 4 adjacent u8 * s8 products (maddubs's i16 pairs cannot saturate for
+    // |u| <= 128 and |s| <= 127).
+    static __m256i dot_u8s8(__m256i u, __m256i s) {
+        return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+    }
+    // acc + (8,) i32 sums of adjacent i16 * i16 products.
+    static __m256i madd_acc(__m256i acc, __m256i a, __m256i b) { return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b)); }
+    // (8,) f32 from 8 f16 values STRIDE bytes apart (the scales of 8 consecutive blocks). Assembled in
+    // general-purpose registers, which these kernels otherwise leave idle.
+    template <int STRIDE>
+    static __m256 load_f16x8(const uint8_t* p) {
+        uint64_t lo = 0, hi = 0;
+        for (int k = 0; k < 4; ++k) {
+            uint16_t a, b;
+            std::memcpy(&a, p + STRIDE * k, 2);
+            std::memcpy(&b, p + STRIDE * (k + 4), 2);
+            lo |= static_cast<uint64_t>(a) << (16 * k);
+            hi |= static_cast<uint64_t>(b) << (16 * k);
+        }
+        const __m128i h = _mm_insert_epi64(_mm_cvtsi64_si128(static_cast<long long>(lo)), static_cast<long long>(hi), 1);
+        return _mm256_cvtph_ps(h);
+    }
+};
+
+} // namespace
+} // namespace pipeinfer
+
+#include "quant/arch/x86-kernels.h"
 
 namespace pipeinfer {
 
 void register_kernels_avx2(type_traits* table) {
-    (void)table;
+    // 16 vector registers: 4 activation rows per pass keep the accumulators in registers.
+    register_x86_common<4, 4>(table);
 }
 
 } // namespace pipeinfer

@@ -1,0 +1,152 @@
+#include "kernels/matmul.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+
+#include "common/error.h"
+#include "kernels/thread-pool.h"
+
+namespace pipeinfer {
+
+namespace {
+
+// Activation rows per vec_dot call. Bounds the per-call result buffer (and the kernels' per-row
+// accumulators) while still reading each weight block once for up to this many rows; prompt batches
+// of hundreds of rows are processed as a sequence of such tiles.
+constexpr int ACT_TILE = 16;
+
+// Quantizing fewer rows than this is left to the caller thread (a dispatch costs more than the work).
+constexpr int64_t PARALLEL_QUANTIZE_MIN_ROWS = 4;
+
+void check_args(const weight_view& w, const type_traits& tt, const float* x, int64_t n_rows, const float* y) {
+    if (tt.block_size == 0) {
+        throw unsupported_type(format("matmul: unknown weight type id %u", static_cast<unsigned>(w.type)));
+    }
+    if (w.n_in <= 0 || w.n_out <= 0) {
+        throw shape_error(format("matmul: weight (%s) must have n_in > 0 and n_out > 0, got n_in=%lld n_out=%lld",
+                                 tt.name, static_cast<long long>(w.n_in), static_cast<long long>(w.n_out)));
+    }
+    const size_t want = row_size(w.type, w.n_in);  // throws shape_error on a partial block
+    if (w.row_bytes != want) {
+        throw shape_error(format("matmul: weight (%s, n_in=%lld) rows must be %zu bytes, got %zu", tt.name,
+                                 static_cast<long long>(w.n_in), want, w.row_bytes));
+    }
+    if (n_rows < 1) {
+        throw shape_error(format("matmul: need at least one activation row, got %lld", static_cast<long long>(n_rows)));
+    }
+    if (w.data == nullptr || x == nullptr || y == nullptr) {
+        throw shape_error("matmul: null weight, activation or output buffer");
+    }
+}
+
+} // namespace
+
+void matmul(const weight_view& w, const float* x, int64_t n_rows, float* y, thread_pool& pool,
+            matmul_scratch& scratch) {
+    const type_traits& tt = get_type_traits(w.type);
+    check_args(w, tt, x, n_rows, y);
+    if (tt.vec_dot == nullptr) {
+        throw unsupported_type(format("matmul: weight type %s has no dot kernel in this build", tt.name));
+    }
+    const int64_t n_in = w.n_in;
+    const int64_t n_out = w.n_out;
+
+    // Activations in the weight type's vec_dot_type: (n_rows, act_stride) bytes.
+    const uint8_t* act = reinterpret_cast<const uint8_t*>(x);
+    size_t act_stride = static_cast<size_t>(n_in) * sizeof(float);
+    if (tt.vec_dot_type != ggml_type::F32) {
+        const type_traits& at = get_type_traits(tt.vec_dot_type);
+        if (at.from_float == nullptr) {
+            throw unsupported_type(format("matmul: weight type %s needs %s activations, which this build cannot "
+                                          "quantize", tt.name, at.name));
+        }
+        act_stride = row_size(tt.vec_dot_type, n_in);
+        scratch.act.resize(static_cast<size_t>(n_rows) * act_stride);
+        uint8_t* q = scratch.act.data();
+        auto quantize_rows = [&](int64_t r0, int64_t r1) {
+            for (int64_t r = r0; r < r1; ++r) at.from_float(x + r * n_in, q + r * act_stride, n_in);
+        };
+        if (n_rows >= PARALLEL_QUANTIZE_MIN_ROWS && pool.n_threads() > 1) {
+            pool.parallel_for([&](int ith, int nth) {
+                quantize_rows(n_rows * ith / nth, n_rows * (ith + 1) / nth);
+            });
+        } else {
+            quantize_rows(0, n_rows);
+        }
+        act = q;
+    }
+
+    // Output rows are handed out in chunks: chunk ith first, then from a shared counter, so a thread
+    // slowed by other load on the machine takes fewer chunks. Within a chunk, activation tiles are the
+    // outer loop so the chunk's weight rows stay in L2 across tiles when n_rows is large.
+    const int nth_total = pool.n_threads();
+    const int64_t chunk = std::clamp<int64_t>((n_out + nth_total * 16 - 1) / (nth_total * 16), 8, 64);
+    const int64_t n_chunks = (n_out + chunk - 1) / chunk;
+    std::atomic<int64_t> next_chunk{nth_total};
+    const vec_dot_fn vec_dot = tt.vec_dot;
+
+    pool.parallel_for([&](int ith, int nth) {
+        float s[ACT_TILE];  // (ACT_TILE,) f32 dot results of one weight row
+        for (int64_t c = ith; c < n_chunks; c = next_chunk.fetch_add(1, std::memory_order_relaxed)) {
+            const int64_t r0 = c * chunk;
+            const int64_t r1 = std::min(n_out, r0 + chunk);
+            for (int64_t t0 = 0; t0 < n_rows; t0 += ACT_TILE) {
+                const int nt = static_cast<int>(std::min<int64_t>(ACT_TILE, n_rows - t0));
+                const uint8_t* a = act + static_cast<size_t>(t0) * act_stride;
+                for (int64_t r = r0; r < r1; ++r) {
+                    vec_dot(n_in, w.data + static_cast<size_t>(r) * w.row_bytes, a, act_stride, nt, s);
+                    for (int j = 0; j < nt; ++j) y[(t0 + j) * n_out + r] = s[j];
+                }
+            }
+        }
+    });
+}
+
+void matmul_ref(const weight_view& w, const float* x, int64_t n_rows, float* y) {
+    const type_traits& tt = get_type_traits(w.type);
+    check_args(w, tt, x, n_rows, y);
+    if (tt.to_float == nullptr) {
+        throw unsupported_type(format("matmul_ref: weight type %s cannot be dequantized in this build", tt.name));
+    }
+    std::vector<float> row(static_cast<size_t>(w.n_in));  // (n_in,) f32 one dequantized weight row
+    for (int64_t r = 0; r < w.n_out; ++r) {
+        tt.to_float(w.data + static_cast<size_t>(r) * w.row_bytes, row.data(), w.n_in);
+        for (int64_t i = 0; i < n_rows; ++i) {
+            const float* xi = x + i * w.n_in;
+            double acc = 0.0;
+            for (int64_t k = 0; k < w.n_in; ++k) acc += static_cast<double>(row[k]) * xi[k];
+            y[i * w.n_out + r] = static_cast<float>(acc);
+        }
+    }
+}
+
+uint64_t stream_read_sum(const uint8_t* buf, size_t n, thread_pool& pool) {
+    const size_t n_words = n / 8;
+    std::vector<uint64_t> partial(static_cast<size_t>(pool.n_threads()) * 8, 0);  // (nth, 8) padded per thread
+    pool.parallel_for([&](int ith, int nth) {
+        const size_t w0 = n_words * ith / nth;
+        const size_t w1 = n_words * (ith + 1) / nth;
+        uint64_t acc[8] = {};  // independent lanes: the compiler vectorizes this loop (paddq)
+        size_t i = w0;
+        for (; i + 8 <= w1; i += 8) {
+            uint64_t v[8];
+            std::memcpy(v, buf + i * 8, sizeof(v));
+            for (int k = 0; k < 8; ++k) acc[k] += v[k];
+        }
+        for (; i < w1; ++i) {
+            uint64_t v;
+            std::memcpy(&v, buf + i * 8, 8);
+            acc[0] += v;
+        }
+        uint64_t sum = 0;
+        for (uint64_t a : acc) sum += a;
+        partial[static_cast<size_t>(ith) * 8] = sum;
+    });
+    uint64_t sum = 0;
+    for (int t = 0; t < pool.n_threads(); ++t) sum += partial[static_cast<size_t>(t) * 8];
+    for (size_t i = n_words * 8; i < n; ++i) sum += buf[i];  // tail bytes
+    return sum;
+}
+
+} // namespace pipeinfer

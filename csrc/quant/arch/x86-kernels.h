@@ -1,0 +1,618 @@
+// x86 SIMD kernels shared by the avx2 and avx512 files (256-bit vectors): the multi-row dots of every
+// block type and the bit-exact q8 activation quantizers. Included ONLY by quant/arch/x86-*.cpp, each
+// of which first defines `struct isa_ops` (its integer multiply-add primitives) and is compiled with
+// its own ISA flags. Everything here has internal linkage (an anonymous namespace), so each including
+// file gets its own copy built for its ISA; with external linkage the linker could keep the avx512
+// build of an inline function and run it on an avx2-only CPU. Must not be included anywhere else.
+//
+// Exactness (tests/kernels/test_simd_kernels.py): the integer part of every dot (sums of quant
+// products inside a block, scale and min sums of k-quants) is exact; only the f32 accumulation across
+// blocks and lanes is reordered against quants-ref*.cpp. The q8_0 / q8_1 / q8_K quantizers reproduce
+// the reference bit for bit (same f32 operations, same rounding rules).
+//
+// Precondition of the signed-weight dots (q4_0, q5_0, q8_0): activation quants are in [-127, 127], as
+// every q8 quantizer produces (the sign trick below cannot negate -128).
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "common/fp16.h"
+#include "quant/blocks.h"
+#include "quant/type-traits.h"
+
+namespace pipeinfer {
+namespace {  // see the header comment: one copy per ISA file
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+// ---------------------------------------------------------------------------------------------
+
+inline float hsum_ps(__m256 v) {
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    x = _mm_add_ss(x, _mm_movehdup_ps(x));
+    return _mm_cvtss_f32(x);
+}
+
+inline int hsum_epi32(__m256i v) {
+    __m128i x = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    x = _mm_add_epi32(x, _mm_shuffle_epi32(x, _MM_SHUFFLE(1, 0, 3, 2)));
+    x = _mm_add_epi32(x, _mm_shuffle_epi32(x, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(x);
+}
+
+inline float f16_to_f32(fp16_bits h) { return _cvtsh_ss(h); }
+
+inline __m256i loadu256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+// 32 4-bit quants of a q4/q5 block as bytes in value order: value k (low nibble of qs[k]) at byte k,
+// value k + 16 (high nibble) at byte k + 16.
+inline __m256i unpack_nibbles_32(const uint8_t* qs) {
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+    const __m128i m = _mm_set1_epi8(0x0F);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m));
+}
+
+// Byte k = 0xFF where bit k of the little-endian u32 at p is set, else 0 (k in [0, 32)).
+inline __m256i bits_to_bytes_32(const uint8_t* p) {
+    uint32_t bits;
+    std::memcpy(&bits, p, sizeof(bits));
+    // byte k takes source byte k / 8, then keeps only bit k % 8
+    const __m256i spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(static_cast<int>(bits)),
+        _mm256_setr_epi64x(0x0000000000000000LL, 0x0101010101010101LL, 0x0202020202020202LL, 0x0303030303030303LL));
+    const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ULL));
+    return _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+}
+
+// Calls Kernel::template run<NR>(...) on groups of MAXR activation rows, then once on the rest.
+template <class Kernel, int MAXR, int NR = MAXR>
+inline void run_tail(int left, int64_t n, const void* x, const uint8_t* y, size_t ys, float* s) {
+    if constexpr (NR >= 1) {
+        if (left == NR) {
+            Kernel::template run<NR>(n, x, y, ys, s);
+            return;
+        }
+        run_tail<Kernel, MAXR, NR - 1>(left, n, x, y, ys, s);
+    }
+}
+
+template <class Kernel, int MAXR>
+void vec_dot_rows(int64_t n, const void* x, const void* vy, size_t ys, int n_act, float* s) {
+    const uint8_t* y = static_cast<const uint8_t*>(vy);
+    int j = 0;
+    for (; j + MAXR <= n_act; j += MAXR) Kernel::template run<MAXR>(n, x, y + ys * j, ys, s + j);
+    if (j < n_act) run_tail<Kernel, MAXR>(n_act - j, n, x, y + ys * j, ys, s + j);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 32-value blocks: q4_0, q4_1, q5_0, q5_1, q8_0 weights with q8_0 / q8_1 activations
+// ---------------------------------------------------------------------------------------------
+// A weight block is unpacked once into 32 bytes (signed for the symmetric types, unsigned for the
+// ones with a min) and reused for every activation row.
+
+struct w_q4_0 {
+    using block = block_q4_0;
+    using act = block_q8_0;
+    static constexpr bool is_signed = true, has_min = false;
+    static __m256i unpack(const block& b) { return _mm256_sub_epi8(unpack_nibbles_32(b.qs), _mm256_set1_epi8(8)); }
+};
+struct w_q4_1 {
+    using block = block_q4_1;
+    using act = block_q8_1;
+    static constexpr bool is_signed = false, has_min = true;
+    static __m256i unpack(const block& b) { return unpack_nibbles_32(b.qs); }
+};
+struct w_q5_0 {
+    using block = block_q5_0;
+    using act = block_q8_0;
+    static constexpr bool is_signed = true, has_min = false;
+    // q - 16 as a signed byte: the nibble with 0xF0 or'ed in where the fifth bit is clear.
+    static __m256i unpack(const block& b) {
+        return _mm256_or_si256(unpack_nibbles_32(b.qs), _mm256_andnot_si256(bits_to_bytes_32(b.qh), _mm256_set1_epi8(static_cast<char>(0xF0))));
+    }
+};
+struct w_q5_1 {
+    using block = block_q5_1;
+    using act = block_q8_1;
+    static constexpr bool is_signed = false, has_min = true;
+    static __m256i unpack(const block& b) {
+        return _mm256_or_si256(unpack_nibbles_32(b.qs), _mm256_and_si256(bits_to_bytes_32(b.qh), _mm256_set1_epi8(0x10)));
+    }
+};
+struct w_q8_0 {
+    using block = block_q8_0;
+    using act = block_q8_0;
+    static constexpr bool is_signed = true, has_min = false;
+    static __m256i unpack(const block& b) { return loadu256(b.qs); }
+};
+
+// Lane b = sum of the 8 lanes of p[b] (b in [0, 8)).
+inline __m256i hsum8_epi32(const __m256i* p) {
+    const __m256i t0 = _mm256_hadd_epi32(p[0], p[1]);
+    const __m256i t1 = _mm256_hadd_epi32(p[2], p[3]);
+    const __m256i t2 = _mm256_hadd_epi32(p[4], p[5]);
+    const __m256i t3 = _mm256_hadd_epi32(p[6], p[7]);
+    const __m256i u0 = _mm256_hadd_epi32(t0, t1);  // [p0..p3 over low 128 bits | p0..p3 over high 128 bits]
+    const __m256i u1 = _mm256_hadd_epi32(t2, t3);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31));
+}
+
+// Blocks are taken 8 at a time: the 8 integer block dots of a row are reduced into one (8,) i32
+// vector, so the f16 scales of weights and activations are converted 8 at a time
+// (isa_ops::load_f16x8) and applied with one FMA, instead of scalar conversions per block and row.
+// Blocks past the last full group of 8 go through one_block.
+template <class W>
+struct dot32_kernel {
+    using A = typename W::act;
+    static constexpr int XS = sizeof(typename W::block), YS = sizeof(A);
+
+    static __m256i weight_abs(__m256i w) { return W::is_signed ? _mm256_sign_epi8(w, w) : w; }
+
+    // Integer dot of unpacked weight block (w, |w|) with activation block b: (8,) i32 partial sums.
+    static __m256i block_dot(__m256i w, __m256i wa, const A& b) {
+        __m256i q = loadu256(b.qs);
+        if (W::is_signed) q = _mm256_sign_epi8(q, w);  // moves w's sign onto the activation
+        return isa_ops::dot_u8s8(wa, q);
+    }
+
+    template <int NR>
+    static void run(int64_t n, const void* vx, const uint8_t* y, size_t ys, float* s) {
+        const auto* x = static_cast<const typename W::block*>(vx);
+        const auto* xb = static_cast<const uint8_t*>(vx);
+        __m256 acc[NR];
+        for (int r = 0; r < NR; ++r) acc[r] = _mm256_setzero_ps();
+        const int64_t nb = n / 32, ng = nb / 8;
+        __m256i wq[8], wa[8];  // (8,) unpacked weight blocks of the group and their magnitudes
+        for (int64_t g = 0; g < ng; ++g) {
+            const int64_t i0 = 8 * g;
+            const __m256 dx = isa_ops::template load_f16x8<XS>(xb + XS * i0);  // d is the first field
+            for (int b = 0; b < 8; ++b) {
+                wq[b] = W::unpack(x[i0 + b]);
+                wa[b] = weight_abs(wq[b]);
+            }
+            for (int r = 0; r < NR; ++r) {
+                const A* yr = reinterpret_cast<const A*>(y + ys * r) + i0;
+                __m256i p[8];
+                for (int b = 0; b < 8; ++b) p[b] = block_dot(wq[b], wa[b], yr[b]);
+                const __m256 dy = isa_ops::template load_f16x8<YS>(reinterpret_cast<const uint8_t*>(yr));
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hsum8_epi32(p)), _mm256_mul_ps(dx, dy), acc[r]);
+                if constexpr (W::has_min) {  // + m * s, s = d_y * sum(q_y) (second f16 of both blocks)
+                    const __m256 mx = isa_ops::template load_f16x8<XS>(xb + XS * i0 + 2);
+                    const __m256 sy = isa_ops::template load_f16x8<YS>(reinterpret_cast<const uint8_t*>(yr) + 2);
+                    acc[r] = _mm256_fmadd_ps(mx, sy, acc[r]);
+                }
+            }
+        }
+        float tail[NR] = {};
+        for (int64_t i = 8 * ng; i < nb; ++i) one_block<NR>(x[i], y, ys, i, tail);
+        for (int r = 0; r < NR; ++r) s[r] = hsum_ps(acc[r]) + tail[r];
+    }
+
+    template <int NR>
+    static void one_block(const typename W::block& xi, const uint8_t* y, size_t ys, int64_t i, float* tail) {
+        const __m256i w = W::unpack(xi);
+        const __m256i wa = weight_abs(w);
+        const float dx = f16_to_f32(xi.d);
+        for (int r = 0; r < NR; ++r) {
+            const A& b = reinterpret_cast<const A*>(y + ys * r)[i];
+            tail[r] += static_cast<float>(hsum_epi32(block_dot(w, wa, b))) * (dx * f16_to_f32(b.d));
+            if constexpr (W::has_min) tail[r] += f16_to_f32(xi.m) * f16_to_f32(b.s);
+        }
+    }
+};
+
+// ---------------------------------------------------------------------------------------------
+// k-quants: q2_K, q3_K, q4_K, q5_K, q6_K weights with q8_K activations
+// ---------------------------------------------------------------------------------------------
+// A super-block is seen as 8 chunks of 32 values (chunk c = values 32c .. 32c+31, matching
+// y.qs + 32c). Each type unpacks its quants into unsigned bytes chunk pair by chunk pair, gives an
+// i16 scale vector per chunk (lanes 0-7 scale values 0-15 of the chunk, lanes 8-15 values 16-31) and
+// a correction vector over the 16 bsums groups. Per activation row:
+//     isum = sum_c madd(maddubs(u_c, y_c), scale_c)       exact i32
+//     corr = madd(bsums, cvec)                            exact i32
+//     s   += d_y * d * isum - d_y * dm * corr
+// where the correction is the weight min (q2_K, q4_K, q5_K: dm = dmin) or the quant offset times
+// the scale (q3_K: 4, q6_K: 32; dm = d, and isum - corr is taken in integers).
+
+// Scale vector for chunk c from 16 i16 scales of 16-value sub-blocks: lanes 0-7 = sc[2c],
+// lanes 8-15 = sc[2c + 1]. The i32 lane c of sc16 holds exactly that pair.
+inline __m256i scale_pair16(__m256i sc16, int c) {
+    const __m256i pair = _mm256_permutevar8x32_epi32(sc16, _mm256_set1_epi32(c));
+    const __m256i bcast = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,  //
+                                           2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
+    return _mm256_shuffle_epi8(pair, bcast);
+}
+
+// Scale vector for chunk c from 8 scales of 32-value sub-blocks held as i32 (sc | sc << 16).
+inline __m256i scale_one32(__m256i sc32, int c) { return _mm256_permutevar8x32_epi32(sc32, _mm256_set1_epi32(c)); }
+
+// 6-bit scales and mins of q4_K / q5_K (12 packed bytes; layout in quant/blocks.h): returns the 8
+// scales as i32 (sc | sc << 16) and the correction vector (16 i16 lanes: min of group g / 2).
+inline void decode_scales_k4(const uint8_t* q, __m256i* sc32, __m256i* cvec) {
+    uint8_t sc[8], mn[8];
+    for (int j = 0; j < 4; ++j) {
+        sc[j] = q[j] & 63;
+        mn[j] = q[j + 4] & 63;
+        sc[j + 4] = static_cast<uint8_t>((q[j + 8] & 0x0F) | ((q[j] >> 6) << 4));
+        mn[j + 4] = static_cast<uint8_t>((q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4));
+    }
+    uint64_t s8, m8;
+    std::memcpy(&s8, sc, 8);
+    std::memcpy(&m8, mn, 8);
+    const __m256i s = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(s8)));
+    *sc32 = _mm256_or_si256(s, _mm256_slli_epi32(s, 16));
+    const __m256i m = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(m8)));
+    *cvec = _mm256_or_si256(m, _mm256_slli_epi32(m, 16));  // group g uses min g / 2
+}
+
+struct w_q4_K {
+    using block = block_q4_K;
+    static constexpr bool corr_in_int = false;
+    struct prep {
+        __m256i sc32, cvec;
+        float d, dm;
+        explicit prep(const block& b) {
+            decode_scales_k4(b.scales, &sc32, &cvec);
+            d = f16_to_f32(b.d);
+            dm = f16_to_f32(b.dmin);
+        }
+        __m256i scale(int c) const { return scale_one32(sc32, c); }
+        // chunks 2cp (low nibbles of qs[32cp ..]) and 2cp + 1 (high nibbles)
+        void pair(const block& b, int cp, __m256i* u0, __m256i* u1) const {
+            const __m256i q = loadu256(b.qs + 32 * cp);
+            const __m256i m = _mm256_set1_epi8(0x0F);
+            *u0 = _mm256_and_si256(q, m);
+            *u1 = _mm256_and_si256(_mm256_srli_epi16(q, 4), m);
+        }
+    };
+};
+
+struct w_q5_K {
+    using block = block_q5_K;
+    static constexpr bool corr_in_int = false;
+    struct prep {
+        __m256i sc32, cvec, qh;
+        float d, dm;
+        explicit prep(const block& b) {
+            decode_scales_k4(b.scales, &sc32, &cvec);
+            qh = loadu256(b.qh);
+            d = f16_to_f32(b.d);
+            dm = f16_to_f32(b.dmin);
+        }
+        __m256i scale(int c) const { return scale_one32(sc32, c); }
+        // as q4_K, plus bit c of qh[l] as bit 4 of value 32c + l
+        void pair(const block& b, int cp, __m256i* u0, __m256i* u1) const {
+            const __m256i q = loadu256(b.qs + 32 * cp);
+            const __m256i m = _mm256_set1_epi8(0x0F);
+            const __m256i one = _mm256_set1_epi8(1);
+            const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * cp), one);
+            const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * cp + 1), one);
+            *u0 = _mm256_or_si256(_mm256_and_si256(q, m), _mm256_slli_epi16(h0, 4));
+            *u1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m), _mm256_slli_epi16(h1, 4));
+        }
+    };
+};
+
+// Chunks 2cp and 2cp + 1 of the 2-bit field shared by q2_K and q3_K: chunk c = 4h + t has quant
+// (qs[32h + l] >> 2t) & 3.
+inline void unpack_2bit_pair(const uint8_t* qs, int cp, __m256i* u0, __m256i* u1) {
+    const __m256i q = loadu256(qs + 32 * (cp / 2));
+    const int t = 2 * (cp % 2);
+    const __m256i m = _mm256_set1_epi8(3);
+    *u0 = _mm256_and_si256(_mm256_srli_epi16(q, 2 * t), m);
+    *u1 = _mm256_and_si256(_mm256_srli_epi16(q, 2 * t + 2), m);
+}
+
+struct w_q2_K {
+    using block = block_q2_K;
+    static constexpr bool corr_in_int = false;
+    struct prep {
+        __m256i sc16, cvec;
+        float d, dm;
+        explicit prep(const block& b) {
+            const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
+            const __m128i m = _mm_set1_epi8(0x0F);
+            sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, m));
+            cvec = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), m));
+            d = f16_to_f32(b.d);
+            dm = f16_to_f32(b.dmin);
+        }
+        __m256i scale(int c) const { return scale_pair16(sc16, c); }
+        void pair(const block& b, int cp, __m256i* u0, __m256i* u1) const { unpack_2bit_pair(b.qs, cp, u0, u1); }
+    };
+};
+
+struct w_q3_K {
+    using block = block_q3_K;
+    static constexpr bool corr_in_int = true;
+    struct prep {
+        __m256i sc16, cvec, hm;
+        float d, dm;
+        explicit prep(const block& b) {
+            // scale j: low nibble of byte j % 8 (bits 0-3 for j < 8, 4-7 after), high 2 bits of byte
+            // 8 + j % 4 at shift 2 * (j / 4); stored with +32.
+            uint64_t lo8;
+            uint32_t hi4;
+            std::memcpy(&lo8, b.scales, 8);
+            std::memcpy(&hi4, b.scales + 8, 4);
+            const __m128i v = _mm_cvtsi64_si128(static_cast<long long>(lo8));
+            const __m128i lo = _mm_and_si128(_mm_unpacklo_epi64(v, _mm_srli_epi16(v, 4)), _mm_set1_epi8(0x0F));
+            const __m128i hi = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32(static_cast<int>(hi4)), _mm_setr_epi32(0, 2, 4, 6)),
+                                             _mm_set1_epi8(3));
+            const __m128i sc8 = _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(hi, 4)), _mm_set1_epi8(32));
+            sc16 = _mm256_cvtepi8_epi16(sc8);
+            cvec = _mm256_slli_epi16(sc16, 2);  // offset 4 times the scale
+            hm = loadu256(b.hmask);
+            d = f16_to_f32(b.d);
+            dm = d;
+        }
+        __m256i scale(int c) const { return scale_pair16(sc16, c); }
+        // low 2 bits as q2_K, plus 4 where bit c of hmask[l] is set: quant + 4 in [0, 7]
+        void pair(const block& b, int cp, __m256i* u0, __m256i* u1) const {
+            unpack_2bit_pair(b.qs, cp, u0, u1);
+            const __m256i one = _mm256_set1_epi8(1);
+            const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(hm, 2 * cp), one);
+            const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(hm, 2 * cp + 1), one);
+            *u0 = _mm256_or_si256(*u0, _mm256_slli_epi16(h0, 2));
+            *u1 = _mm256_or_si256(*u1, _mm256_slli_epi16(h1, 2));
+        }
+    };
+};
+
+struct w_q6_K {
+    using block = block_q6_K;
+    static constexpr bool corr_in_int = true;
+    struct prep {
+        __m256i sc16, cvec;
+        float d, dm;
+        explicit prep(const block& b) {
+            sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
+            cvec = _mm256_slli_epi16(sc16, 5);  // offset 32 times the scale
+            d = f16_to_f32(b.d);
+            dm = d;
+        }
+        __m256i scale(int c) const { return scale_pair16(sc16, c); }
+        // chunk c = 4h + t: low nibble (t < 2) or high nibble (t >= 2) of ql[64h + 32(t % 2) + l],
+        // high 2 bits (qh[32h + l] >> 2t) & 3; quant + 32 in [0, 63]
+        void pair(const block& b, int cp, __m256i* u0, __m256i* u1) const {
+            const int h = cp / 2, t = 2 * (cp % 2);
+            const __m256i l0 = loadu256(b.ql + 64 * h);
+            const __m256i l1 = loadu256(b.ql + 64 * h + 32);
+            const __m256i qh = loadu256(b.qh + 32 * h);
+            const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x30);
+            const __m256i lo0 = _mm256_and_si256(_mm256_srli_epi16(l0, 2 * t), m4);  // t = 0: shift 0, t = 2: 4
+            const __m256i lo1 = _mm256_and_si256(_mm256_srli_epi16(l1, 2 * t), m4);
+            const __m256i hi0 = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, 2 * t), 4), m2);
+            const __m256i hi1 = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, 2 * t + 2), 4), m2);
+            *u0 = _mm256_or_si256(lo0, hi0);
+            *u1 = _mm256_or_si256(lo1, hi1);
+        }
+    };
+};
+
+template <class K>
+struct dotk_kernel {
+    template <int NR>
+    static void run(int64_t n, const void* vx, const uint8_t* y, size_t ys, float* s) {
+        const auto* x = static_cast<const typename K::block*>(vx);
+        __m256 acc[NR];
+        for (int r = 0; r < NR; ++r) acc[r] = _mm256_setzero_ps();
+        const int64_t nb = n / QK_K;
+        for (int64_t i = 0; i < nb; ++i) {
+            const typename K::prep p(x[i]);
+            __m256i isum[NR];
+            for (int r = 0; r < NR; ++r) isum[r] = _mm256_setzero_si256();
+            for (int cp = 0; cp < 4; ++cp) {
+                __m256i u0, u1;
+                p.pair(x[i], cp, &u0, &u1);
+                const __m256i s0 = p.scale(2 * cp), s1 = p.scale(2 * cp + 1);
+                for (int r = 0; r < NR; ++r) {
+                    const block_q8_K& b = reinterpret_cast<const block_q8_K*>(y + ys * r)[i];
+                    const __m256i p0 = _mm256_maddubs_epi16(u0, loadu256(b.qs + 64 * cp));
+                    const __m256i p1 = _mm256_maddubs_epi16(u1, loadu256(b.qs + 64 * cp + 32));
+                    isum[r] = isa_ops::madd_acc(isum[r], p0, s0);
+                    isum[r] = isa_ops::madd_acc(isum[r], p1, s1);
+                }
+            }
+            for (int r = 0; r < NR; ++r) {
+                const block_q8_K& b = reinterpret_cast<const block_q8_K*>(y + ys * r)[i];
+                const __m256i corr = _mm256_madd_epi16(loadu256(b.bsums), p.cvec);
+                if constexpr (K::corr_in_int) {
+                    const __m256 v = _mm256_cvtepi32_ps(_mm256_sub_epi32(isum[r], corr));
+                    acc[r] = _mm256_fmadd_ps(v, _mm256_set1_ps(b.d * p.d), acc[r]);
+                } else {
+                    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r]), _mm256_set1_ps(b.d * p.d), acc[r]);
+                    acc[r] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(corr), _mm256_set1_ps(b.d * p.dm), acc[r]);
+                }
+            }
+        }
+        for (int r = 0; r < NR; ++r) s[r] = hsum_ps(acc[r]);
+    }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Float weights: f32, f16, bf16 (activations of the same type), products and sums in f32
+// ---------------------------------------------------------------------------------------------
+
+struct load_f32 {
+    using elem = float;
+    static __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+    static float one(float v) { return v; }
+};
+struct load_f16 {
+    using elem = fp16_bits;
+    static __m256 load8(const fp16_bits* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+    static float one(fp16_bits v) { return fp16_to_fp32(v); }
+};
+struct load_bf16 {
+    using elem = bf16_bits;
+    static __m256 load8(const bf16_bits* p) {
+        const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+    }
+    static float one(bf16_bits v) { return bf16_to_fp32(v); }
+};
+
+template <class L>
+struct dot_float_kernel {
+    template <int NR>
+    static void run(int64_t n, const void* vx, const uint8_t* y, size_t ys, float* s) {
+        using E = typename L::elem;
+        const E* x = static_cast<const E*>(vx);
+        __m256 a0[NR], a1[NR];  // two accumulators per row hide the FMA latency
+        for (int r = 0; r < NR; ++r) a0[r] = a1[r] = _mm256_setzero_ps();
+        int64_t i = 0;
+        for (; i + 16 <= n; i += 16) {
+            const __m256 w0 = L::load8(x + i), w1 = L::load8(x + i + 8);
+            for (int r = 0; r < NR; ++r) {
+                const E* yr = reinterpret_cast<const E*>(y + ys * r);
+                a0[r] = _mm256_fmadd_ps(w0, L::load8(yr + i), a0[r]);
+                a1[r] = _mm256_fmadd_ps(w1, L::load8(yr + i + 8), a1[r]);
+            }
+        }
+        for (int r = 0; r < NR; ++r) {
+            const E* yr = reinterpret_cast<const E*>(y + ys * r);
+            float tail = 0.0f;
+            for (int64_t k = i; k < n; ++k) tail += L::one(x[k]) * L::one(yr[k]);
+            s[r] = hsum_ps(_mm256_add_ps(a0[r], a1[r])) + tail;
+        }
+    }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Activation quantizers (bit-exact with quants-ref*.cpp)
+// ---------------------------------------------------------------------------------------------
+
+inline float hmax_ps(__m256 v) {
+    __m128 x = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_max_ps(x, _mm_movehl_ps(x, x));
+    x = _mm_max_ss(x, _mm_movehdup_ps(x));
+    return _mm_cvtss_f32(x);
+}
+
+inline __m256 abs_ps(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+
+// roundf: nearest, halfway cases away from zero (|v| < 2^23, so v - trunc(v) is exact).
+inline __m256 round_away_ps(__m256 v) {
+    const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m256 frac = abs_ps(_mm256_sub_ps(v, t));
+    const __m256 one = _mm256_or_ps(_mm256_and_ps(v, _mm256_set1_ps(-0.0f)), _mm256_set1_ps(1.0f));
+    return _mm256_add_ps(t, _mm256_and_ps(_mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ), one));
+}
+
+// Packs 4 x 8 i32 (values in i8 range) into 32 i8 in order.
+inline __m256i pack_i32x32_to_i8(__m256i a, __m256i b, __m256i c, __m256i d) {
+    const __m256i ab = _mm256_packs_epi32(a, b);
+    const __m256i cd = _mm256_packs_epi32(c, d);
+    const __m256i abcd = _mm256_packs_epi16(ab, cd);  // 128-bit lanes interleaved by the packs
+    return _mm256_permutevar8x32_epi32(abcd, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+// One block of 32 as q8_0 / q8_1 quants: d = amax / 127, q = roundf(x / d); returns the quants and
+// stores d; *sum (if given) gets the sum of the quants.
+inline __m256i quantize_q8_32(const float* x, float* d_out, int* sum) {
+    __m256 v[4];
+    __m256 amax = _mm256_setzero_ps();
+    for (int k = 0; k < 4; ++k) {
+        v[k] = _mm256_loadu_ps(x + 8 * k);
+        amax = _mm256_max_ps(amax, abs_ps(v[k]));
+    }
+    const float d = hmax_ps(amax) / 127;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    *d_out = d;
+    __m256i q[4];
+    for (int k = 0; k < 4; ++k) q[k] = _mm256_cvtps_epi32(round_away_ps(_mm256_mul_ps(v[k], _mm256_set1_ps(id))));
+    if (sum) *sum = hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+    return pack_i32x32_to_i8(q[0], q[1], q[2], q[3]);
+}
+
+void quantize_row_q8_0_simd(const float* src, void* dst, int64_t n) {
+    auto* y = static_cast<block_q8_0*>(dst);
+    for (int64_t i = 0; i < n / QK8_0; ++i) {
+        float d;
+        const __m256i q = quantize_q8_32(src + i * QK8_0, &d, nullptr);
+        y[i].d = fp32_to_fp16(d);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].qs), q);
+    }
+}
+
+void quantize_row_q8_1_simd(const float* src, void* dst, int64_t n) {
+    auto* y = static_cast<block_q8_1*>(dst);
+    for (int64_t i = 0; i < n / QK8_1; ++i) {
+        float d;
+        int sum;
+        const __m256i q = quantize_q8_32(src + i * QK8_1, &d, &sum);
+        y[i].d = fp32_to_fp16(d);
+        y[i].s = fp32_to_fp16(static_cast<float>(sum) * d);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].qs), q);
+    }
+}
+
+// q8_K: max = the first value of largest magnitude, iscale = -127 / max, q = min(127, rne(iscale * x)),
+// d = 1 / iscale, bsums = sums of 16.
+void quantize_row_q8_K_simd(const float* src, void* dst, int64_t n) {
+    auto* y = static_cast<block_q8_K*>(dst);
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        const float* x = src + i * QK_K;
+        __m256 amax_v = _mm256_setzero_ps();
+        for (int k = 0; k < QK_K; k += 8) amax_v = _mm256_max_ps(amax_v, abs_ps(_mm256_loadu_ps(x + k)));
+        const float amax = hmax_ps(amax_v);
+        if (amax == 0.0f) {
+            y[i].d = 0.0f;
+            std::memset(y[i].qs, 0, sizeof(y[i].qs));
+            std::memset(y[i].bsums, 0, sizeof(y[i].bsums));
+            continue;
+        }
+        float max = 0.0f;
+        const __m256 target = _mm256_set1_ps(amax);
+        for (int k = 0; k < QK_K; k += 8) {
+            const int m = _mm256_movemask_ps(_mm256_cmp_ps(abs_ps(_mm256_loadu_ps(x + k)), target, _CMP_EQ_OQ));
+            if (m != 0) {
+                max = x[k + __builtin_ctz(static_cast<unsigned>(m))];
+                break;
+            }
+        }
+        const float iscale = -127.0f / max;
+        const __m256 is = _mm256_set1_ps(iscale);
+        const __m256i cap = _mm256_set1_epi32(127);
+        for (int k = 0; k < QK_K; k += 32) {
+            __m256i q[4];
+            for (int t = 0; t < 4; ++t) {
+                q[t] = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(is, _mm256_loadu_ps(x + k + 8 * t))), cap);
+            }
+            y[i].bsums[k / 16] = static_cast<int16_t>(hsum_epi32(_mm256_add_epi32(q[0], q[1])));
+            y[i].bsums[k / 16 + 1] = static_cast<int16_t>(hsum_epi32(_mm256_add_epi32(q[2], q[3])));
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].qs + k), pack_i32x32_to_i8(q[0], q[1], q[2], q[3]));
+        }
+        y[i].d = 1.0f / iscale;
+    }
+}
+
+// Enters the kernels above into the table; MAXR_32 / MAXR_K are the activation rows kept in registers.
+template <int MAXR_32, int MAXR_K>
+void register_x86_common(type_traits* table) {
+    auto set_dot = [&](ggml_type t, vec_dot_fn f) { table[static_cast<size_t>(t)].vec_dot = f; };
+    using T = ggml_type;
+    set_dot(T::F32, vec_dot_rows<dot_float_kernel<load_f32>, MAXR_32>);
+    set_dot(T::F16, vec_dot_rows<dot_float_kernel<load_f16>, MAXR_32>);
+    set_dot(T::BF16, vec_dot_rows<dot_float_kernel<load_bf16>, MAXR_32>);
+    set_dot(T::Q4_0, vec_dot_rows<dot32_kernel<w_q4_0>, MAXR_32>);
+    set_dot(T::Q4_1, vec_dot_rows<dot32_kernel<w_q4_1>, MAXR_32>);
+    set_dot(T::Q5_0, vec_dot_rows<dot32_kernel<w_q5_0>, MAXR_32>);
+    set_dot(T::Q5_1, vec_dot_rows<dot32_kernel<w_q5_1>, MAXR_32>);
+    set_dot(T::Q8_0, vec_dot_rows<dot32_kernel<w_q8_0>, MAXR_32>);
+    set_dot(T::Q2_K, vec_dot_rows<dotk_kernel<w_q2_K>, MAXR_K>);
+    set_dot(T::Q3_K, vec_dot_rows<dotk_kernel<w_q3_K>, MAXR_K>);
+    set_dot(T::Q4_K, vec_dot_rows<dotk_kernel<w_q4_K>, MAXR_K>);
+    set_dot(T::Q5_K, vec_dot_rows<dotk_kernel<w_q5_K>, MAXR_K>);
+    set_dot(T::Q6_K, vec_dot_rows<dotk_kernel<w_q6_K>, MAXR_K>);
+    table[static_cast<size_t>(T::Q8_0)].from_float = quantize_row_q8_0_simd;
+    table[static_cast<size_t>(T::Q8_1)].from_float = quantize_row_q8_1_simd;
+    table[static_cast<size_t>(T::Q8_K)].from_float = quantize_row_q8_K_simd;
+}
+
+} // namespace
+} // namespace pipeinfer
