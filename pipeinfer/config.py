@@ -1,6 +1,7 @@
 """Engine configuration: what to load and how to run it (not how to sample: see sampling.py)."""
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
@@ -24,6 +25,10 @@ class EngineConfig:
         n_batch: maximum tokens evaluated in one prompt-processing step.
         stages: number of pipeline stages (1 = single process, no pipeline).
         layer_split: layers per stage (must sum to the model's layer count); None splits by weight bytes.
+        transport: "auto" (MPI under mpiexec, else local threads), "local" or "mpi".
+        act_f16: activations travel between stages as f16.
+        heartbeat_s: interval of the liveness messages between ranks.
+        dead_after_s: a rank silent this long is declared dead (TransportError).
     """
 
     n_ctx: int = 0
@@ -31,6 +36,10 @@ class EngineConfig:
     n_batch: int = 512
     stages: int = 1
     layer_split: Optional[Sequence[int]] = field(default=None)
+    transport: str = "auto"
+    act_f16: bool = False
+    heartbeat_s: float = 0.5
+    dead_after_s: float = 10.0
 
     def __post_init__(self) -> None:
         _check_int("n_ctx", self.n_ctx, 0, 1 << 24)
@@ -48,10 +57,27 @@ class EngineConfig:
                     f"layer_split has {len(split)} entries but stages={self.stages}; give one layer count per stage"
                 )
             self.layer_split = split
+        if self.transport not in ("auto", "local", "mpi"):
+            raise ValueError(f"transport must be 'auto', 'local' or 'mpi', got {self.transport!r}")
+        if not isinstance(self.act_f16, bool):
+            raise ValueError(f"act_f16 must be a bool, got {self.act_f16!r}")
+        _check_float("heartbeat_s", self.heartbeat_s, 0.01, 60.0)
+        _check_float("dead_after_s", self.dead_after_s, 0.1, 86400.0)
+        if self.dead_after_s <= 2 * self.heartbeat_s:
+            raise ValueError(
+                f"dead_after_s ({self.dead_after_s}) must exceed twice heartbeat_s ({self.heartbeat_s})"
+            )
 
 
 def _check_int(name: str, value: object, lo: int, hi: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be an integer, got {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
+
+
+def _check_float(name: str, value: object, lo: float, hi: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
     if not lo <= value <= hi:
         raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")

@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from pipeinfer import _core
+from pipeinfer import _core, launch
 from pipeinfer.chat import render_chat
 from pipeinfer.config import EngineConfig
 from pipeinfer.models import resolve
@@ -76,6 +76,14 @@ class Stream:
         self.timings = Timings()
         self._it = pipeline._run(self, prompt_ids, params, max_tokens)
 
+    @classmethod
+    def empty(cls) -> "Stream":
+        """A finished stream with no output (what a non-head MPI rank gets)."""
+        s = cls.__new__(cls)
+        s.prompt_tokens, s.tokens, s.text, s.finish_reason, s.timings = [], [], "", "worker", Timings()
+        s._it = iter(())
+        return s
+
     def __iter__(self) -> "Stream":
         return self
 
@@ -101,9 +109,17 @@ class Pipeline:
         n_ctx: context length (KV cells); 0 uses min(the model's trained context, 4096).
         n_threads: compute threads per stage (default: all CPUs available).
         n_batch: maximum tokens per prompt-processing step.
-        stages: number of pipeline stages.
+        stages: number of pipeline stages run as threads of this process (local transport); under
+            mpiexec the number of ranks decides instead.
         layer_split: layers per stage; None splits by weight bytes.
+        transport: "auto" (MPI when started by mpiexec, else local), "local" or "mpi".
+        act_f16: send activations between stages as f16 (half the bytes; tiny rounding).
+        dead_after_s: a worker silent for this long is declared dead (TransportError).
         seed: default sampling seed for requests that give none.
+
+    Under ``mpiexec -n N`` every rank runs the same code: rank 0 is the head and generates; the
+    constructor of any other rank serves that rank's pipeline stage and returns once the head closes
+    the pipeline (``is_head`` is False there, and ``stream`` yields nothing).
 
     Example:
         >>> pipe = pipeinfer.Pipeline("smollm2-135m")
@@ -120,28 +136,40 @@ class Pipeline:
         n_batch: int = 512,
         stages: int = 1,
         layer_split: Optional[Sequence[int]] = None,
+        transport: str = "auto",
+        act_f16: bool = False,
+        dead_after_s: float = 10.0,
         seed: Optional[int] = None,
     ) -> None:
         self.config = EngineConfig(n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch, stages=stages,
-                                   layer_split=layer_split)
+                                   layer_split=layer_split, transport=transport, act_f16=act_f16,
+                                   dead_after_s=dead_after_s)
         self.model_path = Path(resolve(str(model)))
+        self.default_seed = seed
+        self._cached: List[int] = []  # tokens whose K/V sit in sequence 0 at positions 0..len-1
+        kind = launch.resolve_transport(self.config.transport)
+        self.rank = launch.mpi_rank() if kind == "mpi" else 0
+        self.is_head = self.rank == 0
+        if not self.is_head:
+            # An MPI worker rank: serve this rank's stage until the head closes the pipeline.
+            self._native = None
+            _core.serve_mpi_worker(str(self.model_path), heartbeat_s=self.config.heartbeat_s,
+                                   dead_after_s=self.config.dead_after_s)
+            return
         self._gguf = _core.GGUFFile(str(self.model_path))
         self.metadata: Dict[str, Any] = self._gguf.metadata()
         self.tokenizer = Tokenizer.from_metadata(self.metadata)
-        split = list(self.config.layer_split) if self.config.layer_split else []
-        if not split and self.config.stages > 1:
-            split = _split_by_bytes(self._gguf, self.config.stages)
         self._native = _core.Pipeline(
             str(self.model_path), n_ctx=self.config.n_ctx, n_threads=self.config.n_threads, n_seq_max=1,
-            stage_layers=split,
+            n_stages=self.config.stages, stage_layers=list(self.config.layer_split or []), transport=kind,
+            act_f16=self.config.act_f16, heartbeat_s=self.config.heartbeat_s,
+            dead_after_s=self.config.dead_after_s,
         )
         if self.tokenizer.n_vocab > self._native.n_vocab:
             raise _core.ModelError(
                 f"{self.model_path}: the tokenizer has {self.tokenizer.n_vocab} tokens but the model's "
                 f"embedding has {self._native.n_vocab} rows"
             )
-        self.default_seed = seed
-        self._cached: List[int] = []  # tokens whose K/V sit in sequence 0 at positions 0..len-1
 
     # ----------------------------------------------------------------------------------- properties
     @property
@@ -158,8 +186,9 @@ class Pipeline:
         return tpl if isinstance(tpl, str) else None
 
     def stage_stats(self) -> List[Dict[str, Any]]:
-        """Per-stage counters (runs, tokens, layers run and skipped, weight bytes, KV cells used)."""
-        return self._native.stage_stats()
+        """Per-stage counters: runs, runs skipped, tokens, layers run and skipped, bytes and messages
+        sent, busy and idle seconds, KV cells used, weight bytes."""
+        return self._native.stats()
 
     # ----------------------------------------------------------------------------------- tokens
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> List[int]:
@@ -204,6 +233,10 @@ class Pipeline:
             A :class:`Stream` (iterate it for text; ``.tokens``, ``.timings`` and ``.finish_reason``
             are filled as it goes).
         """
+        if not self.is_head:
+            return Stream.empty()
+        if self._native is None:
+            raise RuntimeError("the pipeline is closed")
         unknown = set(sampling) - _SAMPLING_KEYS
         if unknown:
             raise TypeError(f"unknown sampling argument(s): {', '.join(sorted(unknown))}")
@@ -282,8 +315,10 @@ class Pipeline:
         return text
 
     def close(self) -> None:
-        """Releases the native pipeline (and, later, its worker stages)."""
-        self._native = None  # type: ignore[assignment]
+        """Shuts the worker stages down and releases the native pipeline (idempotent)."""
+        if self._native is not None:
+            self._native.close()
+        self._native = None
 
     def __enter__(self) -> "Pipeline":
         return self
@@ -381,18 +416,6 @@ class Pipeline:
             if tail:
                 s.text += tail
                 yield tail
-
-
-def _split_by_bytes(gguf: Any, stages: int) -> List[int]:
-    n_layer = None
-    per_layer: Dict[int, int] = {}
-    for t in gguf.tensors():
-        name = t["name"]
-        if name.startswith("blk."):
-            il = int(name.split(".")[1])
-            per_layer[il] = per_layer.get(il, 0) + int(t["nbytes"])
-    n_layer = max(per_layer) + 1 if per_layer else 0
-    return list(_core.split_layers_by_bytes([per_layer.get(i, 0) for i in range(n_layer)], stages))
 
 
 def _usage(s: Stream) -> Dict[str, int]:

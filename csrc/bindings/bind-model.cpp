@@ -49,65 +49,118 @@ seq_lists to_seq_lists(const py::object& obj, size_t n) {
     return s;
 }
 
-py::dict stage_stats_dict(const llama_stage& st) {
+py::dict report_dict(const stage_report& r) {
     py::dict d;
-    d["layer_begin"] = st.layer_begin();
-    d["layer_end"] = st.layer_end();
-    d["runs"] = st.stats().runs;
-    d["tokens"] = st.stats().tokens;
-    d["layers_run"] = st.stats().layers_run;
-    d["layers_skipped"] = st.stats().layers_skipped;
-    d["weight_bytes"] = st.weight_bytes();
-    d["kv_cells_used"] = st.kv().n_used();
+    d["rank"] = r.rank;
+    d["layer_begin"] = r.layer_begin;
+    d["layer_end"] = r.layer_end;
+    d["runs"] = r.runs;
+    d["runs_skipped"] = r.runs_skipped;
+    d["tokens"] = r.tokens;
+    d["layers_run"] = r.layers_run;
+    d["layers_skipped"] = r.layers_skipped;
+    d["bytes_sent"] = r.bytes_sent;
+    d["messages_sent"] = r.messages_sent;
+    d["busy_s"] = r.busy_s;
+    d["idle_s"] = r.idle_s;
+    d["kv_cells_used"] = r.kv_cells_used;
+    d["weight_bytes"] = r.weight_bytes;
     return d;
+}
+
+batch to_batch(const i32_array& tokens, const i32_array& pos, const py::object& seq_ids,
+               const py::array_t<uint8_t, py::array::c_style | py::array::forcecast>& logits) {
+    if (tokens.ndim() != 1 || pos.ndim() != 1 || logits.ndim() != 1) {
+        throw std::invalid_argument("tokens, pos and logits must be 1-D arrays");
+    }
+    batch b;
+    b.token.assign(tokens.data(), tokens.data() + tokens.size());
+    b.pos.assign(pos.data(), pos.data() + pos.size());
+    b.want_logits.assign(logits.data(), logits.data() + logits.size());
+    b.seqs = to_seq_lists(seq_ids, b.pos.size());
+    return b;
+}
+
+// A float32 (rows, n_vocab) view of `data` whose base is the Pipeline (valid until the next call).
+py::array logits_view(const py::object& owner, const std::vector<float>& data, int64_t n_vocab) {
+    const ssize_t nv = static_cast<ssize_t>(n_vocab);
+    const ssize_t rows = nv ? static_cast<ssize_t>(data.size()) / nv : 0;
+    return py::array_t<float>({rows, nv}, {nv * ssize_t(sizeof(float)), ssize_t(sizeof(float))}, data.data(), owner);
 }
 
 } // namespace
 
 void register_model(py::module_& m) {
+    using u8_array = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
     py::class_<pipeline>(m, "Pipeline")
-        .def(py::init([](const std::string& path, int64_t n_ctx, int n_threads, int n_seq_max,
-                         std::vector<int64_t> stage_layers) {
+        .def(py::init([](const std::string& path, int64_t n_ctx, int n_threads, int n_seq_max, int n_stages,
+                         std::vector<int64_t> stage_layers, const std::string& transport, bool act_f16,
+                         double heartbeat_s, double dead_after_s, int max_delay_us, uint64_t delay_seed) {
                  pipeline_config cfg;
                  cfg.model_path = path;
                  cfg.n_ctx = n_ctx;
                  cfg.n_threads = n_threads;
                  cfg.n_seq_max = n_seq_max;
+                 cfg.n_stages = n_stages;
                  cfg.stage_layers = std::move(stage_layers);
-                 // Loading maps the file and binds tensors; no Python objects are touched.
+                 cfg.transport = transport;
+                 cfg.act_f16 = act_f16;
+                 cfg.heartbeat_s = heartbeat_s;
+                 cfg.dead_after_s = dead_after_s;
+                 cfg.max_delay_us = max_delay_us;
+                 cfg.delay_seed = delay_seed;
+                 // Loading maps the file, binds tensors and starts the stages; no Python object is touched.
                  py::gil_scoped_release release;
                  return std::make_unique<pipeline>(cfg);
              }),
              py::arg("path"), py::arg("n_ctx") = 0, py::arg("n_threads") = 1, py::arg("n_seq_max") = 1,
-             py::arg("stage_layers") = std::vector<int64_t>{})
+             py::arg("n_stages") = 1, py::arg("stage_layers") = std::vector<int64_t>{},
+             py::arg("transport") = "local", py::arg("act_f16") = false, py::arg("heartbeat_s") = 0.5,
+             py::arg("dead_after_s") = 10.0, py::arg("max_delay_us") = 0, py::arg("delay_seed") = 0)
         .def(
             "decode",
             [](py::object self_obj, const i32_array& tokens, const i32_array& pos, const py::object& seq_ids,
-               const py::array_t<uint8_t, py::array::c_style | py::array::forcecast>& logits) {
+               const u8_array& logits) {
                 pipeline& self = py::cast<pipeline&>(self_obj);
-                batch b;
-                const size_t n = static_cast<size_t>(pos.size());
-                if (tokens.ndim() != 1 || pos.ndim() != 1 || logits.ndim() != 1) {
-                    throw std::invalid_argument("tokens, pos and logits must be 1-D arrays");
-                }
-                b.token.assign(tokens.data(), tokens.data() + tokens.size());
-                b.pos.assign(pos.data(), pos.data() + pos.size());
-                b.want_logits.assign(logits.data(), logits.data() + logits.size());
-                b.seqs = to_seq_lists(seq_ids, n);
+                batch b = to_batch(tokens, pos, seq_ids, logits);
                 const std::vector<float>* out = nullptr;
                 {
                     // The batch holds copies of every input; the pipeline touches no Python object.
                     py::gil_scoped_release release;
                     out = &self.decode(b);
                 }
-                const ssize_t n_vocab = static_cast<ssize_t>(self.n_vocab());
-                const ssize_t rows = n_vocab ? static_cast<ssize_t>(out->size()) / n_vocab : 0;
-                // Zero-copy view whose base is the Pipeline: valid until the next decode.
-                return py::array_t<float>({rows, n_vocab}, {n_vocab * ssize_t(sizeof(float)), ssize_t(sizeof(float))},
-                                          out->data(), self_obj);
+                return logits_view(self_obj, *out, self.n_vocab());
             },
             py::arg("tokens"), py::arg("pos"), py::arg("seq_ids"), py::arg("logits"),
-            "Evaluates a batch; returns a float32 view (n_outputs, n_vocab) overwritten by the next call.")
+            "Evaluates a batch synchronously; returns a float32 view (n_outputs, n_vocab) overwritten by the next call.")
+        .def(
+            "submit",
+            [](pipeline& self, const i32_array& tokens, const i32_array& pos, const py::object& seq_ids,
+               const u8_array& logits) {
+                batch b = to_batch(tokens, pos, seq_ids, logits);
+                // As in decode: only the converted batch is used without the GIL.
+                py::gil_scoped_release release;
+                return self.submit(b);
+            },
+            py::arg("tokens"), py::arg("pos"), py::arg("seq_ids"), py::arg("logits"),
+            "Launches a run (computes stage 0 here); returns its run id.")
+        .def("poll", &pipeline::poll, py::call_guard<py::gil_scoped_release>(),
+             "True if the oldest run's result has arrived.")
+        .def(
+            "wait",
+            [](py::object self_obj) {
+                pipeline& self = py::cast<pipeline&>(self_obj);
+                const run_result* r = nullptr;
+                {
+                    // Waiting touches only the transport and the pipeline's own buffers.
+                    py::gil_scoped_release release;
+                    r = &self.wait();
+                }
+                return py::make_tuple(r->run_id, r->skipped, logits_view(self_obj, r->logits, self.n_vocab()));
+            },
+            "The oldest run's result: (run_id, skipped, logits view valid until the next wait).")
+        .def("cancel", &pipeline::cancel, py::arg("run_ids"), py::call_guard<py::gil_scoped_release>())
+        .def_property_readonly("n_in_flight", &pipeline::n_in_flight)
         .def("kv_seq_rm", &pipeline::kv_seq_rm, py::arg("seq"), py::arg("p0"), py::arg("p1"))
         .def("kv_seq_cp", &pipeline::kv_seq_cp, py::arg("src"), py::arg("dst"), py::arg("p0"), py::arg("p1"))
         .def("kv_seq_keep", &pipeline::kv_seq_keep, py::arg("seq"))
@@ -118,18 +171,30 @@ void register_model(py::module_& m) {
         .def_property_readonly("n_ctx", &pipeline::n_ctx)
         .def_property_readonly("n_seq_max", &pipeline::n_seq_max)
         .def_property_readonly("n_stages", &pipeline::n_stages)
+        .def_property_readonly("stage_layers", &pipeline::stage_layers)
+        .def_property_readonly("transport", &pipeline::transport_kind)
         .def_property_readonly("n_ctx_train", [](const pipeline& p) { return p.hparams().n_ctx_train; })
         .def_property_readonly("n_embd", [](const pipeline& p) { return p.hparams().n_embd; })
         .def_property_readonly("n_layer", [](const pipeline& p) { return p.hparams().n_layer; })
         .def_property_readonly("n_head", [](const pipeline& p) { return p.hparams().n_head; })
         .def_property_readonly("n_head_kv", [](const pipeline& p) { return p.hparams().n_head_kv; })
         .def_property_readonly("arch", [](const pipeline& p) { return p.hparams().arch_name; })
-        .def("stage_stats", [](const pipeline& p) {
+        .def("stats", [](pipeline& p) {
+            std::vector<stage_report> reports;
+            {
+                // Collecting worker counters waits on the transport only.
+                py::gil_scoped_release release;
+                reports = p.stats();
+            }
             py::list out;
-            for (int i = 0; i < p.n_stages(); ++i) out.append(stage_stats_dict(p.stage(i)));
+            for (const auto& r : reports) out.append(report_dict(r));
             return out;
-        });
+        }, "Counters of every stage (a list of dicts, stage order).")
+        .def("close", &pipeline::close, py::call_guard<py::gil_scoped_release>());
     m.def("split_layers_by_bytes", &split_layers_by_bytes, py::arg("layer_bytes"), py::arg("n_stages"));
+    m.def("serve_mpi_worker", &serve_mpi_worker, py::arg("path"), py::arg("heartbeat_s") = 0.5,
+          py::arg("dead_after_s") = 10.0, py::call_guard<py::gil_scoped_release>(),
+          "Runs this MPI rank as a pipeline worker until the head shuts the pipeline down.");
 }
 
 } // namespace pipeinfer

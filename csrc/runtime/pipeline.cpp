@@ -1,22 +1,28 @@
 #include "runtime/pipeline.h"
 
+#include <chrono>
 #include <numeric>
 #include <stdexcept>
 
 #include "common/error.h"
 #include "gguf/gguf-reader.h"
+#include "runtime/stage-worker.h"
 
 namespace pipeinfer {
 
-pipeline::pipeline(const pipeline_config& cfg) : n_seq_max_(cfg.n_seq_max) {
-    if (cfg.n_threads < 1) throw std::invalid_argument(format("n_threads must be >= 1, got %d", cfg.n_threads));
-    if (cfg.n_seq_max < 1) throw std::invalid_argument(format("n_seq_max must be >= 1, got %d", cfg.n_seq_max));
-    if (cfg.n_ctx < 0) throw std::invalid_argument(format("n_ctx must be >= 0, got %lld", (long long)cfg.n_ctx));
-    file_ = std::shared_ptr<const gguf_file>(gguf_file::from_path(cfg.model_path));
-    const llama_hparams hp = hparams_from_gguf(*file_);
-    n_ctx_ = cfg.n_ctx > 0 ? cfg.n_ctx : std::min<int64_t>(hp.n_ctx_train, 4096);
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+std::vector<int64_t> resolve_split(const gguf_file& f, const llama_hparams& hp, const pipeline_config& cfg,
+                                   int n_stages) {
     std::vector<int64_t> split = cfg.stage_layers;
-    if (split.empty()) split.push_back(hp.n_layer);
+    if (split.empty()) {
+        split = split_layers_by_bytes(layer_bytes(f, hp), n_stages);
+    }
+    if (static_cast<int>(split.size()) != n_stages) {
+        throw std::invalid_argument(format("layer split has %zu stages but the pipeline has %d", split.size(), n_stages));
+    }
     int64_t total = 0;
     for (int64_t n : split) {
         if (n <= 0) throw std::invalid_argument(format("every stage needs at least one layer, got %lld", (long long)n));
@@ -26,39 +32,276 @@ pipeline::pipeline(const pipeline_config& cfg) : n_seq_max_(cfg.n_seq_max) {
         throw std::invalid_argument(format("stage layer counts sum to %lld, the model has %lld layers",
                                            (long long)total, (long long)hp.n_layer));
     }
-    int64_t begin = 0;
-    for (int64_t n : split) {
-        stages_.push_back(std::make_unique<llama_stage>(file_, begin, begin + n, n_ctx_, n_seq_max_, cfg.n_threads));
-        begin += n;
+    return split;
+}
+
+} // namespace
+
+pipeline::pipeline(const pipeline_config& cfg) : n_seq_max_(cfg.n_seq_max), act_f16_(cfg.act_f16) {
+    if (cfg.n_threads < 1) throw std::invalid_argument(format("n_threads must be >= 1, got %d", cfg.n_threads));
+    if (cfg.n_seq_max < 1) throw std::invalid_argument(format("n_seq_max must be >= 1, got %d", cfg.n_seq_max));
+    if (cfg.n_ctx < 0) throw std::invalid_argument(format("n_ctx must be >= 0, got %lld", (long long)cfg.n_ctx));
+    if (!(cfg.dead_after_s > 0.0)) throw std::invalid_argument("dead_after_s must be > 0");
+    file_ = std::shared_ptr<const gguf_file>(gguf_file::from_path(cfg.model_path));
+    const llama_hparams hp = hparams_from_gguf(*file_);
+    n_ctx_ = cfg.n_ctx > 0 ? cfg.n_ctx : std::min<int64_t>(hp.n_ctx_train, 4096);
+
+    transport_options topts;
+    topts.heartbeat_s = cfg.heartbeat_s;
+    topts.dead_after_s = cfg.dead_after_s;
+    int n_stages = cfg.n_stages;
+    if (cfg.transport == "mpi") {
+        tp_ = make_mpi_transport(topts);
+        if (tp_->rank() != 0) {
+            throw std::invalid_argument("the pipeline head must be MPI rank 0; other ranks serve (serve_mpi_worker)");
+        }
+        n_stages = tp_->size();
+    } else if (cfg.transport == "local") {
+        if (!cfg.stage_layers.empty() && n_stages == 1) n_stages = static_cast<int>(cfg.stage_layers.size());
+    } else {
+        throw std::invalid_argument(format("unknown transport '%s' (expected local or mpi)", cfg.transport.c_str()));
+    }
+    if (n_stages < 1) throw std::invalid_argument(format("stages must be >= 1, got %d", n_stages));
+    split_ = resolve_split(*file_, hp, cfg, n_stages);
+    head_ = std::make_unique<llama_stage>(file_, 0, split_[0], n_ctx_, n_seq_max_, cfg.n_threads);
+    if (n_stages > 1 && cfg.transport == "local") {
+        local_options lopts;
+        lopts.heartbeat_s = cfg.heartbeat_s;
+        lopts.dead_after_s = cfg.dead_after_s;
+        lopts.max_delay_us = cfg.max_delay_us;
+        lopts.seed = cfg.delay_seed;
+        local_eps_ = make_local_group(n_stages, lopts);
+        tp_ = local_eps_[0];
+        for (int r = 1; r < n_stages; ++r) {
+            std::shared_ptr<transport> ep = local_eps_[static_cast<size_t>(r)];
+            std::shared_ptr<const gguf_file> file = file_;
+            threads_.emplace_back([ep, file, this]() {
+                try {
+                    run_worker(*ep, file, &stop_);
+                } catch (...) {
+                    // reported to the head through CONTROL ERROR by run_worker
+                }
+            });
+        }
+    }
+    if (n_stages > 1) {
+        try {
+            handshake(cfg);
+        } catch (...) {
+            close();
+            throw;
+        }
     }
 }
 
-pipeline::~pipeline() = default;
+pipeline::~pipeline() {
+    try {
+        close();
+    } catch (...) {
+        // destructors must not throw; close() already stopped what it could
+    }
+}
+
+void pipeline::handshake(const pipeline_config& cfg) {
+    control c;
+    c.type = control_type::HELLO;
+    c.rank = 0;
+    c.h.fingerprint = model_fingerprint(file_->bytes(), file_->file_size(), file_->data_offset());
+    c.h.n_ctx = n_ctx_;
+    c.h.n_seq_max = n_seq_max_;
+    c.h.n_threads = cfg.n_threads;
+    c.h.act_f16 = act_f16_;
+    c.h.stage_layers = split_;
+    const std::vector<uint8_t> msg = encode_control(c);
+    for (int r = 1; r < n_stages(); ++r) tp_->send(r, msg_tag::CONTROL, msg);
+    int ready = 0;
+    while (ready < n_stages() - 1) {
+        message m;
+        if (!tp_->recv_for(-1, msg_tag::CONTROL, 0.01, m)) {
+            check_workers_alive();
+            continue;
+        }
+        control r = decode_control(m.data, m.src);
+        if (r.type == control_type::ERROR) rethrow_remote_error(r.error_kind, r.text, m.src);
+        if (r.type != control_type::READY) {
+            throw transport_error(format("rank %d sent control type %d during the handshake", m.src, (int)r.type), m.src);
+        }
+        ++ready;
+    }
+}
+
+void pipeline::check_workers_alive() const {
+    for (int r = 1; r < n_stages(); ++r) {
+        const double s = tp_->silent_for(r);
+        if (s > tp_->options().dead_after_s) {
+            throw transport_error(format("pipeline stage %d (rank %d) has been silent for %.1f s (limit %.1f s): "
+                                         "the worker died, hung or lost its link", r, r, s, tp_->options().dead_after_s),
+                                  r);
+        }
+    }
+}
+
+void pipeline::check_control() {
+    message m;
+    while (tp_->try_recv(-1, msg_tag::CONTROL, m)) {
+        control c = decode_control(m.data, m.src);
+        if (c.type == control_type::ERROR) rethrow_remote_error(c.error_kind, c.text, m.src);
+        throw transport_error(format("unexpected control message type %d from rank %d", (int)c.type, m.src), m.src);
+    }
+}
+
+int64_t pipeline::submit(const batch& b) {
+    if (closed_) throw std::runtime_error("the pipeline is closed");
+    const auto t0 = clock_type::now();
+    const int64_t id = next_id_++;
+    head_->forward(b, nullptr, head_out_);
+    head_busy_s_ += std::chrono::duration<double>(clock_type::now() - t0).count();
+    outstanding_.push_back(id);
+    if (n_stages() == 1) {
+        run_result r;
+        r.run_id = id;
+        r.n_rows = static_cast<int64_t>(b.n_outputs());
+        r.logits = std::move(head_out_);
+        head_out_ = {};
+        arrived_.push_back(std::move(r));
+        return id;
+    }
+    run_event ev;
+    ev.run_id = id;
+    ev.act_f16 = act_f16_;
+    ev.b.pos = b.pos;
+    ev.b.seqs = b.seqs;
+    ev.b.want_logits = b.want_logits;
+    ev.act = std::move(head_out_);
+    tp_->send(1, msg_tag::EVENT, encode_run(ev, hparams().n_embd));
+    head_out_ = std::move(ev.act);
+    return id;
+}
+
+bool pipeline::try_receive_result() {
+    message m;
+    if (!tp_->try_recv(n_stages() - 1, msg_tag::RESULT, m)) return false;
+    run_result r = decode_result(m.data, n_vocab(), m.src);
+    const size_t k = arrived_.size();
+    if (k >= outstanding_.size() || r.run_id != outstanding_[k]) {
+        throw transport_error(format("result for run %lld arrived out of order (expected run %lld)",
+                                     (long long)r.run_id,
+                                     (long long)(k < outstanding_.size() ? outstanding_[k] : -1)),
+                              m.src);
+    }
+    arrived_.push_back(std::move(r));
+    return true;
+}
+
+bool pipeline::poll() {
+    if (outstanding_.empty()) return false;
+    if (!arrived_.empty()) return true;
+    check_control();
+    return try_receive_result();
+}
+
+const run_result& pipeline::wait() {
+    if (outstanding_.empty()) throw std::logic_error("wait() with no run in flight");
+    while (arrived_.empty()) {
+        check_control();
+        if (try_receive_result()) break;
+        message m;
+        if (tp_->recv_for(n_stages() - 1, msg_tag::RESULT, 0.005, m)) {
+            run_result r = decode_result(m.data, n_vocab(), m.src);
+            if (r.run_id != outstanding_.front()) {
+                throw transport_error(format("result for run %lld arrived out of order (expected run %lld)",
+                                             (long long)r.run_id, (long long)outstanding_.front()), m.src);
+            }
+            arrived_.push_back(std::move(r));
+            break;
+        }
+        check_workers_alive();
+    }
+    current_ = std::move(arrived_.front());
+    arrived_.pop_front();
+    outstanding_.pop_front();
+    return current_;
+}
+
+void pipeline::cancel(const std::vector<int64_t>& run_ids) {
+    if (run_ids.empty() || n_stages() == 1) return;
+    const std::vector<uint8_t> msg = encode_cancel(run_ids);
+    for (int r = 1; r < n_stages(); ++r) tp_->send(r, msg_tag::CANCEL, msg);
+}
 
 const std::vector<float>& pipeline::decode(const batch& b) {
-    const float* in = nullptr;
-    for (size_t s = 0; s < stages_.size(); ++s) {
-        std::vector<float>& out = (s + 1 == stages_.size()) ? logits_ : act_[s % 2];
-        stages_[s]->forward(b, in, out);
-        in = out.data();
-    }
-    return logits_;
+    submit(b);
+    while (outstanding_.size() > 1) wait();
+    const run_result& r = wait();
+    if (r.skipped) throw std::runtime_error("the run was cancelled");
+    return r.logits;
 }
 
-void pipeline::kv_seq_rm(int32_t seq, int32_t p0, int32_t p1) {
-    for (auto& s : stages_) s->kv().seq_rm(seq, p0, p1);
+void pipeline::send_kv(const kv_op& op) {
+    apply_kv_op(head_->kv(), op);
+    if (n_stages() > 1) tp_->send(1, msg_tag::EVENT, encode_kv_op(op));
 }
+
+void pipeline::kv_seq_rm(int32_t seq, int32_t p0, int32_t p1) { send_kv({kv_op_type::SEQ_RM, seq, 0, p0, p1}); }
 void pipeline::kv_seq_cp(int32_t src, int32_t dst, int32_t p0, int32_t p1) {
-    for (auto& s : stages_) s->kv().seq_cp(src, dst, p0, p1);
+    send_kv({kv_op_type::SEQ_CP, src, dst, p0, p1});
 }
-void pipeline::kv_seq_keep(int32_t seq) {
-    for (auto& s : stages_) s->kv().seq_keep(seq);
+void pipeline::kv_seq_keep(int32_t seq) { send_kv({kv_op_type::SEQ_KEEP, seq, 0, 0, -1}); }
+void pipeline::kv_clear() { send_kv({kv_op_type::CLEAR, 0, 0, 0, -1}); }
+int32_t pipeline::kv_seq_pos_max(int32_t seq) const { return head_->kv().seq_pos_max(seq); }
+int64_t pipeline::kv_n_used() const { return head_->kv().n_used(); }
+
+std::vector<stage_report> pipeline::stats() {
+    stage_report h;
+    h.rank = 0;
+    h.layer_begin = head_->layer_begin();
+    h.layer_end = head_->layer_end();
+    h.runs = head_->stats().runs;
+    h.tokens = head_->stats().tokens;
+    h.layers_run = head_->stats().layers_run;
+    h.layers_skipped = head_->stats().layers_skipped;
+    h.bytes_sent = bytes_sent();
+    h.messages_sent = tp_ ? tp_->messages_sent() : 0;
+    h.busy_s = head_busy_s_;
+    h.kv_cells_used = head_->kv().n_used();
+    h.weight_bytes = head_->weight_bytes();
+    std::vector<stage_report> out{h};
+    if (n_stages() == 1 || closed_) return out;
+    tp_->send(1, msg_tag::EVENT, encode_stats({}));
+    for (;;) {
+        message m;
+        if (!tp_->recv_for(-1, msg_tag::CONTROL, 0.01, m)) {
+            check_workers_alive();
+            continue;
+        }
+        control c = decode_control(m.data, m.src);
+        if (c.type == control_type::ERROR) rethrow_remote_error(c.error_kind, c.text, m.src);
+        if (c.type != control_type::STATS) {
+            throw transport_error(format("unexpected control message type %d from rank %d", (int)c.type, m.src), m.src);
+        }
+        for (auto& r : c.reports) out.push_back(r);
+        return out;
+    }
 }
-void pipeline::kv_clear() {
-    for (auto& s : stages_) s->kv().clear();
+
+void pipeline::close() {
+    if (closed_) return;
+    closed_ = true;
+    if (tp_ && n_stages() > 1) {
+        try {
+            tp_->send(1, msg_tag::EVENT, encode_shutdown());
+        } catch (...) {
+            // a dead first worker: the others notice through stop_ (local) or the head's silence (MPI)
+        }
+    }
+    if (!threads_.empty()) {
+        // The stages exit after forwarding SHUTDOWN; stop_ also releases any stage it cannot reach
+        // (one behind a failed stage), which is only polled while the stage waits for events.
+        stop_ = true;
+        for (auto& t : threads_) t.join();
+        threads_.clear();
+    }
 }
-int32_t pipeline::kv_seq_pos_max(int32_t seq) const { return stages_.front()->kv().seq_pos_max(seq); }
-int64_t pipeline::kv_n_used() const { return stages_.front()->kv().n_used(); }
 
 std::vector<int64_t> split_layers_by_bytes(const std::vector<size_t>& layer_bytes, int n_stages) {
     const int64_t n_layer = static_cast<int64_t>(layer_bytes.size());
@@ -80,14 +323,32 @@ std::vector<int64_t> split_layers_by_bytes(const std::vector<size_t>& layer_byte
             acc += static_cast<double>(layer_bytes[static_cast<size_t>(end)]);
             ++end;
         }
-        if (s == n_stages - 1) {
-            for (int64_t l = end; l < n_layer; ++l) acc += static_cast<double>(layer_bytes[static_cast<size_t>(l)]);
-            end = n_layer;
-        }
+        if (s == n_stages - 1) end = n_layer;
         out.push_back(end - begin);
         begin = end;
     }
     return out;
+}
+
+void serve_mpi_worker(const std::string& model_path, double heartbeat_s, double dead_after_s) {
+    transport_options topts;
+    topts.heartbeat_s = heartbeat_s;
+    topts.dead_after_s = dead_after_s;
+    std::unique_ptr<transport> tp = make_mpi_transport(topts);
+    if (tp->rank() == 0) throw std::invalid_argument("serve_mpi_worker called on rank 0 (the head)");
+    std::shared_ptr<const gguf_file> file;
+    try {
+        file = std::shared_ptr<const gguf_file>(gguf_file::from_path(model_path));
+    } catch (const std::exception& e) {
+        control c;
+        c.type = control_type::ERROR;
+        c.rank = tp->rank();
+        c.error_kind = error_kind_of(e);
+        c.text = e.what();
+        tp->send(0, msg_tag::CONTROL, encode_control(c));
+        throw;
+    }
+    run_worker(*tp, file, nullptr);
 }
 
 } // namespace pipeinfer

@@ -1,15 +1,22 @@
-// The pipeline the Python API drives: the model's layers split into stages, KV commands applied to
-// every stage in issue order, and logits returned to the head. This file currently runs all stages
-// in the caller's process, one after another (the single-process engine); transports that put stages
-// on other threads or MPI ranks plug in under the same interface. Knows nothing about Python,
-// sampling or speculation policy.
+// The head's view of the pipeline: the target model's layers split into stages, stage 0 computed
+// on the caller's thread, stages 1..N-1 on worker threads (local transport) or MPI ranks. The head
+// launches runs (submit), which flow through the stages while the head goes on; results come back
+// in launch order (poll / wait). Runs can be cancelled at any time; KV commands are applied to every
+// stage in issue order (they travel in the same event stream as the runs). Knows nothing about
+// Python, sampling or speculation policy.
 #pragma once
+#include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "model/llama.h"
+#include "runtime/protocol.h"
+#include "transport/transport.h"
 
 namespace pipeinfer {
 
@@ -19,17 +26,36 @@ struct pipeline_config {
     std::string model_path;
     int64_t n_ctx = 0;                   // KV cells per stage; 0 = min(context_length, 4096)
     int n_seq_max = 1;                   // KV sequence ids available
-    int n_threads = 1;                   // threads per stage
-    std::vector<int64_t> stage_layers;   // layers per stage (sums to n_layer); empty = one stage
+    int n_threads = 1;                   // compute threads per stage
+    int n_stages = 1;                    // local transport: number of stages; MPI: the world size
+    std::vector<int64_t> stage_layers;   // layers per stage (sums to n_layer); empty = split by bytes
+    std::string transport = "local";     // "local" (threads) or "mpi" (this process is rank 0)
+    bool act_f16 = false;                // activations travel between stages as f16
+    double heartbeat_s = 0.5;
+    double dead_after_s = 10.0;          // a silent worker is declared dead after this long
+    int max_delay_us = 0;                // local transport: random message delay (tests)
+    uint64_t delay_seed = 0;
 };
 
 class pipeline {
 public:
     explicit pipeline(const pipeline_config& cfg);
     ~pipeline();
+    pipeline(const pipeline&) = delete;
+    pipeline& operator=(const pipeline&) = delete;
 
-    // Evaluates a batch through every stage; returns (n_outputs, n_vocab) f32 logits of the flagged
-    // rows. The buffer is reused by the next call.
+    // Launches a run: computes stage 0 here and hands it to stage 1. Returns the run id (increasing).
+    int64_t submit(const batch& b);
+    // True if the oldest outstanding run's result has arrived (never blocks).
+    bool poll();
+    // The oldest outstanding run's result (blocks until it arrives); valid until the next wait.
+    // Throws transport_error on a dead or silent worker, or the worker's error if one failed.
+    const run_result& wait();
+    // Marks runs cancelled on every worker stage at once (one message per worker).
+    void cancel(const std::vector<int64_t>& run_ids);
+    size_t n_in_flight() const { return outstanding_.size(); }
+
+    // submit + wait; throws if the run was skipped.
     const std::vector<float>& decode(const batch& b);
 
     void kv_seq_rm(int32_t seq, int32_t p0, int32_t p1);
@@ -39,26 +65,53 @@ public:
     int32_t kv_seq_pos_max(int32_t seq) const;
     int64_t kv_n_used() const;
 
-    const llama_hparams& hparams() const { return stages_.front()->hparams(); }
-    int64_t n_vocab() const { return stages_.front()->n_vocab(); }
+    // Counters of every stage (asks the workers; waits for runs in flight to pass).
+    std::vector<stage_report> stats();
+    // Stops the workers (idempotent).
+    void close();
+
+    const llama_hparams& hparams() const { return head_->hparams(); }
+    int64_t n_vocab() const { return head_->n_vocab(); }
     int64_t n_ctx() const { return n_ctx_; }
     int n_seq_max() const { return n_seq_max_; }
-    int n_stages() const { return static_cast<int>(stages_.size()); }
-    const llama_stage& stage(int i) const { return *stages_[static_cast<size_t>(i)]; }
-    const gguf_file& file() const { return *file_; }
+    int n_stages() const { return static_cast<int>(split_.size()); }
+    const std::vector<int64_t>& stage_layers() const { return split_; }
+    const char* transport_kind() const { return tp_ ? tp_->kind() : "none"; }
+    uint64_t bytes_sent() const { return tp_ ? tp_->bytes_sent() : 0; }
 
 private:
+    void send_kv(const kv_op& op);
+    void handshake(const pipeline_config& cfg);
+    void check_control();
+    void check_workers_alive() const;
+    bool try_receive_result();
+
     std::shared_ptr<const gguf_file> file_;
-    std::vector<std::unique_ptr<llama_stage>> stages_;
-    std::vector<float> act_[2];  // (n_tokens, n_embd) activations between stages
-    std::vector<float> logits_;  // (n_outputs, n_vocab)
+    std::vector<int64_t> split_;
     int64_t n_ctx_ = 0;
     int n_seq_max_ = 1;
+    bool act_f16_ = false;
+    std::unique_ptr<llama_stage> head_;
+    std::shared_ptr<transport> tp_;                      // null with one stage
+    std::vector<std::shared_ptr<transport>> local_eps_;  // local transport endpoints (workers' too)
+    std::vector<std::thread> threads_;                   // local worker stages
+    std::atomic<bool> stop_{false};
+    int64_t next_id_ = 0;
+    std::deque<int64_t> outstanding_;                    // run ids in launch order
+    std::deque<run_result> arrived_;                     // results received, oldest first
+    run_result current_;                                 // the result wait() returned last
+    std::vector<float> head_out_;                        // stage 0 output
+    double head_busy_s_ = 0.0;
+    bool closed_ = false;
 };
 
 // Splits n_layer layers into n_stages contiguous ranges, balancing weight bytes (per-layer bytes
 // given); every stage gets at least one layer. Throws std::invalid_argument if n_stages is not in
 // [1, n_layer].
 std::vector<int64_t> split_layers_by_bytes(const std::vector<size_t>& layer_bytes, int n_stages);
+
+// An MPI worker rank: loads the model file and serves its stage until the head shuts the pipeline
+// down. Throws transport_error if the head dies or goes silent.
+void serve_mpi_worker(const std::string& model_path, double heartbeat_s, double dead_after_s);
 
 } // namespace pipeinfer

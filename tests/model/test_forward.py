@@ -3,8 +3,10 @@
 Tolerances: the engine rounds K, V, Q and the attention weights to f16 (the precision of llama.cpp's
 default f16 KV cache) and, for quantized weights, quantizes activations to Q8 (ggml's vec_dot types),
 so logits differ from the float64 oracle by an amount that grows with the weight type's coarseness.
-We compare max |engine - oracle| against the oracle's logit range (max - min), per weight type:
-f32/f16/bf16 0.5%, 8-bit 1.5%, 5/6-bit 3%, 4-bit and below 5%.
+The oracle is run with attn_f16=True (the same f16 roundings), so what remains is the activation
+quantization and float summation order. We compare max |engine - oracle| against the oracle's logit
+range (max - min), per weight type: f32 0.01%, f16 0.2%, bf16 0.6%, 8-bit 3%, 5/6-bit and below 5%
+(measured: f32 ~1e-7, f16 ~6e-4, bf16 ~3e-3, quantized 0.8-1.7%).
 """
 from __future__ import annotations
 
@@ -13,11 +15,15 @@ import pytest
 
 import pipeinfer
 from pipeinfer import _core
-from reference_forward import reference_forward
+import reference_forward as oracle
+
+
+def reference_forward(model, tokens, **kw):
+    return oracle.reference_forward(model, tokens, attn_f16=True, **kw)
 
 TOL = {
-    "f32": 0.005, "f16": 0.005, "bf16": 0.005, "q8_0": 0.015,
-    "q6_k": 0.03, "q5_0": 0.03, "q5_1": 0.03, "q5_k": 0.03,
+    "f32": 1e-4, "f16": 0.002, "bf16": 0.006, "q8_0": 0.03,
+    "q6_k": 0.05, "q5_0": 0.05, "q5_1": 0.05, "q5_k": 0.05,
     "q4_0": 0.05, "q4_1": 0.05, "q4_k": 0.05, "q3_k": 0.05, "q2_k": 0.05,
 }  # fmt: skip
 
@@ -66,7 +72,7 @@ def test_stages_split_equals_single_stage(tiny_model):
         p = _core.Pipeline(str(path), n_ctx=64, stage_layers=split)
         assert p.n_stages == len(split)
         np.testing.assert_array_equal(_decode_all(p, PROMPT), one)
-        assert [s["layer_end"] - s["layer_begin"] for s in p.stage_stats()] == split
+        assert [s["layer_end"] - s["layer_begin"] for s in p.stats()] == split
 
 
 def test_sequences_share_prefix_and_diverge(tiny_model):

@@ -1,0 +1,112 @@
+// The wire format of the pipeline runtime: what the head, the workers and the last stage say to each
+// other, packed as one message per event (no per-field messages as in the reference code).
+//
+//   EVENT stream (rank r -> r+1, in the head's issue order; every stage applies events in that order):
+//     RUN      run_id, flags, batch (pos, per-token seq ids, logits flags), then activations
+//              (n_tokens × n_embd, f32 or f16) unless the run was skipped upstream
+//     KV_OP    seq_rm / seq_cp / seq_keep / clear with its arguments
+//     STATS    collects each stage's counters on the way to the last stage
+//     SHUTDOWN stop serving
+//   RESULT (last stage -> head): run_id, skipped flag, logits rows (n_out × n_vocab f32)
+//   CANCEL (head -> every worker): run ids
+//   CONTROL: HELLO (head -> worker: protocol version, model fingerprint, stage config),
+//            READY / ERROR (worker -> head), STATS (last stage -> head: the STATS event's reports)
+// Every decode validates sizes, counts and ranges and throws transport_error naming the sender: a
+// message from another rank is untrusted input.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/llama.h"
+
+namespace pipeinfer {
+
+constexpr uint32_t PROTOCOL_VERSION = 1;
+
+enum class event_type : uint8_t { RUN = 1, KV_OP = 2, STATS = 3, SHUTDOWN = 4 };
+enum class kv_op_type : uint8_t { SEQ_RM = 1, SEQ_CP = 2, SEQ_KEEP = 3, CLEAR = 4 };
+enum class control_type : uint8_t { HELLO = 1, READY = 2, ERROR = 3, STATS = 4 };
+
+struct kv_op {
+    kv_op_type type = kv_op_type::CLEAR;
+    int32_t seq = 0;   // seq_rm: seq (-1 any); seq_cp: src; seq_keep: seq
+    int32_t dst = 0;   // seq_cp: destination
+    int32_t p0 = 0;
+    int32_t p1 = -1;
+};
+
+// Counters of one stage, as reported through a STATS event.
+struct stage_report {
+    int32_t rank = 0;
+    int64_t layer_begin = 0, layer_end = 0;
+    uint64_t runs = 0, runs_skipped = 0, tokens = 0, layers_run = 0, layers_skipped = 0;
+    uint64_t bytes_sent = 0, messages_sent = 0;
+    double busy_s = 0.0;   // time computing
+    double idle_s = 0.0;   // time waiting for the next event
+    int64_t kv_cells_used = 0;
+    uint64_t weight_bytes = 0;
+};
+
+struct run_event {
+    int64_t run_id = 0;
+    bool skipped = false;         // cancelled upstream: no activations follow
+    bool act_f16 = false;         // activations travel as f16
+    batch b;                      // token ids are not sent (only the first stage reads them)
+    std::vector<float> act;       // (n_tokens, n_embd) f32, empty if skipped
+};
+
+struct event {
+    event_type type = event_type::SHUTDOWN;
+    run_event run;                     // RUN
+    kv_op op;                          // KV_OP
+    std::vector<stage_report> stats;   // STATS: reports of the stages passed so far
+};
+
+struct run_result {
+    int64_t run_id = 0;
+    bool skipped = false;
+    int64_t n_rows = 0;
+    std::vector<float> logits;         // (n_rows, n_vocab) f32
+};
+
+struct hello {
+    uint32_t version = PROTOCOL_VERSION;
+    uint64_t fingerprint = 0;          // model file identity (size + hash of header and metadata)
+    int64_t n_ctx = 0;
+    int32_t n_seq_max = 1;
+    int32_t n_threads = 1;
+    bool act_f16 = false;
+    std::vector<int64_t> stage_layers; // layers per stage, one entry per rank
+};
+
+struct control {
+    control_type type = control_type::READY;
+    hello h;                           // HELLO
+    int32_t rank = 0;                  // READY / ERROR: the sender
+    std::string error_kind;            // ERROR: "gguf", "model", "kv_full", "unsupported", "other"
+    std::string text;                  // ERROR: message
+    std::vector<stage_report> reports; // STATS: every worker stage's counters (last stage -> head)
+};
+
+std::vector<uint8_t> encode_run(const run_event& r, int64_t n_embd);
+std::vector<uint8_t> encode_kv_op(const kv_op& op);
+std::vector<uint8_t> encode_stats(const std::vector<stage_report>& reports);
+std::vector<uint8_t> encode_shutdown();
+// n_embd: expected activation width; n_seq_max: bound for sequence ids; src: sender (for errors).
+event decode_event(const std::vector<uint8_t>& data, int64_t n_embd, int n_seq_max, int src);
+
+std::vector<uint8_t> encode_result(const run_result& r);
+run_result decode_result(const std::vector<uint8_t>& data, int64_t n_vocab, int src);
+
+std::vector<uint8_t> encode_cancel(const std::vector<int64_t>& run_ids);
+std::vector<int64_t> decode_cancel(const std::vector<uint8_t>& data, int src);
+
+std::vector<uint8_t> encode_control(const control& c);
+control decode_control(const std::vector<uint8_t>& data, int src);
+
+// Identity of a model file for the handshake: size and a 64-bit FNV-1a hash of its first bytes
+// (header, metadata and tensor table: everything before the data section, capped at 64 MiB).
+uint64_t model_fingerprint(const uint8_t* data, size_t size, size_t header_bytes);
+
+} // namespace pipeinfer
