@@ -1,0 +1,75 @@
+"""The command line, run as a user would (a subprocess of `python -m pipeinfer`)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def run_cli(args, tmp_path, stdin=None, timeout=120):
+    # cwd outside the repository, so that the installed package (not the source tree) is imported
+    return subprocess.run([sys.executable, "-m", "pipeinfer", *args], cwd=tmp_path, input=stdin,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_run_json_greedy(tiny_model, tmp_path):
+    path, _ = tiny_model("llama", "q8_0")
+    r = run_cli(["run", "-m", str(path), "-p", "the cat", "-n", "6", "--temp", "0", "--json", "-t", "1"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert 0 < len(out["tokens"]) <= 6
+    assert out["finish_reason"] in ("length", "stop")
+    assert out["timings"]["predicted_n"] == len(out["tokens"])
+    # the same request twice is deterministic
+    r2 = run_cli(["run", "-m", str(path), "-p", "the cat", "-n", "6", "--temp", "0", "--json", "-t", "1"], tmp_path)
+    assert json.loads(r2.stdout)["tokens"] == out["tokens"]
+
+
+def test_run_streams_text_and_stats(tiny_model, tmp_path):
+    path, _ = tiny_model("llama", "q8_0")
+    r = run_cli(["run", "-m", str(path), "-p", "the cat", "-n", "4", "--temp", "0", "--stats", "--stages", "2",
+                 "-t", "1"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "[stats] predicted_n" in r.stderr
+    assert "[stats] stage 1" in r.stderr
+
+
+def test_info_lists_keys_and_tensors(tiny_model, tmp_path):
+    path, _ = tiny_model("llama", "f32")
+    r = run_cli(["info", str(path)], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "general.architecture" in r.stdout
+    assert "blk.0.attn_q.weight" in r.stdout
+
+
+def test_list_names_known_models(tmp_path):
+    r = run_cli(["list"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "smollm2-135m" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["run", "-m", "/nonexistent/model.gguf", "-p", "x"], "model"),
+        (["run", "-m", "{bad}", "-p", "x", "--temp", "-3"], "temperature"),
+        (["info", "/nonexistent/file.gguf"], "file.gguf"),
+    ],
+)
+def test_errors_are_one_line_without_traceback(tiny_model, tmp_path, args, needle):
+    path, _ = tiny_model("llama", "f32")
+    args = [str(path) if a == "{bad}" else a for a in args]
+    r = run_cli(args, tmp_path)
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr
+    assert needle in r.stderr
+
+
+def test_malformed_gguf_error(tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF\x03\x00\x00\x00\x01")
+    r = run_cli(["info", str(bad)], tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "error" in r.stderr
