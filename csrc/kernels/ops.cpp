@@ -1,3 +1,10 @@
+// fp-contract is off: the ggml operations being reproduced fuse exactly where std::fmaf is written.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=off")
+#elif defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 #include "kernels/ops.h"
 
 #include <cmath>
@@ -7,11 +14,11 @@
 namespace pipeinfer {
 
 void rmsnorm_row(const float* x, const float* w, int64_t n, float eps, float* out) {
-    double sum = 0.0;  // ggml accumulates the sum of squares in double (ggml_float)
-    for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * static_cast<double>(x[i]);
+    double sum = 0.0;  // ggml: f32 squares summed in double (ggml_float)
+    for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
     const float mean = static_cast<float>(sum / static_cast<double>(n));
     const float scale = 1.0f / std::sqrt(mean + eps);
-    for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * w[i];
+    for (int64_t i = 0; i < n; ++i) out[i] = (x[i] * scale) * w[i];
 }
 
 void rope_apply(float* x, int64_t n_head, int64_t head_dim, int64_t n_rot, int32_t pos, float freq_base,
@@ -27,18 +34,70 @@ void rope_apply(float* x, int64_t n_head, int64_t head_dim, int64_t n_rot, int32
             const int64_t i1 = (mode == rope_mode::NEOX) ? i + n_rot / 2 : 2 * i + 1;
             const float a = v[i0];
             const float b = v[i1];
-            v[i0] = a * c - b * s;
-            v[i1] = a * s + b * c;
+            v[i0] = std::fmaf(a, c, -(b * s));
+            v[i1] = std::fmaf(a, s, b * c);
             theta *= theta_scale;
         }
     }
 }
 
 void swiglu_inplace(float* gate, const float* up, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) {
+    const int64_t n_vec = n - n % 16;  // values the 16-wide ggml_v_silu covers
+    int64_t i = 0;
+    for (; i < n_vec; ++i) {
         const float g = gate[i];
-        gate[i] = g / (1.0f + std::exp(-g)) * up[i];
+        gate[i] = (g / (1.0f + expf_ggml(0.0f - g))) * up[i];
     }
+    for (; i < n; ++i) {
+        const float g = gate[i];
+        gate[i] = (g / (1.0f + std::exp(-g))) * up[i];
+    }
+}
+
+// Constants and steps of ggml_v_expf (ggml-cpu/vec.h, AVX-512 variant, "adapted from arm limited
+// optimized routine"): n = round(x / ln 2) via the 1.5 * 2^23 shift, b = x - n ln 2 in two parts,
+// j = polynomial in b, result = j * 2^n; |n| > 192 gives 0 (n <= 0) or +inf.
+float expf_ggml(float x) {
+    const float shift = 0x1.8p23f;
+    const float z = std::fmaf(x, 0x1.715476p+0f, shift);
+    const float n = z - shift;
+    const float b = std::fmaf(-n, 0x1.7f7d1cp-20f, std::fmaf(-n, 0x1.62e4p-1f, x));
+    if (std::isnan(n)) return n;
+    if (std::fabs(n) > 192.0f) return n <= 0.0f ? 0.0f : INFINITY;
+    const float u = b * b;
+    const float p_hi = std::fmaf(std::fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, std::fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f));
+    const float j = std::fmaf(p_hi, u, std::fmaf(0x1.ffffecp-1f, b, 1.0f));
+    return std::ldexp(j, static_cast<int>(n));  // vscalefps: one rounding, subnormals included
+}
+
+float reduce16_ggml(const float* v) {
+    float t8[8], t4[4];
+    for (int k = 0; k < 8; ++k) t8[k] = v[k + 8] + v[k];
+    for (int k = 0; k < 4; ++k) t4[k] = t8[k + 4] + t8[k];
+    return (t4[0] + t4[2]) + (t4[1] + t4[3]);
+}
+
+float dot_f16_ggml_gemm(const float* a, const float* b, int64_t n) {
+    float lane[16] = {};
+    for (int64_t i = 0; i < n; i += 16) {
+        for (int l = 0; l < 16; ++l) lane[l] = std::fmaf(a[i + l], b[i + l], lane[l]);
+    }
+    return reduce16_ggml(lane);
+}
+
+float dot_f16_ggml_vec(const float* a, const float* b, int64_t n) {
+    float acc[4][16] = {};  // (4, 16) f32: GGML_F16_ARR accumulators
+    const int64_t np = n - n % 64;
+    for (int64_t i = 0; i < np; i += 64) {
+        for (int j = 0; j < 4; ++j) {
+            for (int l = 0; l < 16; ++l) acc[j][l] = std::fmaf(a[i + 16 * j + l], b[i + 16 * j + l], acc[j][l]);
+        }
+    }
+    float r[16];
+    for (int l = 0; l < 16; ++l) r[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+    double sum = np > 0 ? static_cast<double>(reduce16_ggml(r)) : 0.0;
+    for (int64_t i = np; i < n; ++i) sum += static_cast<double>(a[i] * b[i]);
+    return static_cast<float>(sum);
 }
 
 void add_inplace(float* y, const float* b, int64_t n) {

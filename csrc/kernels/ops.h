@@ -1,12 +1,20 @@
-// Element-wise and row-wise operations of the transformer forward pass (everything but matmul and
-// attention): RMSNorm, rotary position embedding, SwiGLU, bias add. Row-major f32 buffers; shapes are
-// given by the arguments. Must not allocate per call or know about layers.
+// Element-wise and row-wise operations of the transformer forward pass (everything but the weight
+// matmuls): RMSNorm, rotary position embedding, SwiGLU, bias add, and the exp / f16-dot primitives of
+// attention. Row-major f32 buffers; shapes are given by the arguments. Must not allocate per call or
+// know about layers.
+//
+// Exactness: every operation reproduces, bit for bit, what llama.cpp's CPU backend computes on an
+// x86-64 CPU with AVX-512 (ggml-cpu/ops.cpp, vec.h/vec.cpp, llamafile sgemm.cpp): the same f32
+// operations, the same fused multiply-adds (std::fmaf), the same summation orders. Quantized
+// activations amplify any last-bit difference through the layers, so "close" is not enough to give
+// llama.cpp's greedy continuations.
 #pragma once
 #include <cstdint>
 
 namespace pipeinfer {
 
-// out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i], for one row of n values (ggml_rms_norm then mul).
+// out[i] = (x[i] * (1 / sqrtf(mean + eps))) * w[i] for one row of n values, mean = f64 sum of the
+// f32 squares / n (ggml_rms_norm, then ggml_mul).
 void rmsnorm_row(const float* x, const float* w, int64_t n, float eps, float* out);
 
 enum class rope_mode : int {
@@ -15,12 +23,31 @@ enum class rope_mode : int {
 };
 
 // Rotates the first n_rot values of each of n_head vectors of head_dim values in x (one token at
-// position pos), in place. theta_i = pos * freq_base^(-2i/n_rot).
+// position pos), in place. theta_i = pos * freq_base^(-2i/n_rot) by repeated f32 products; a pair
+// (x0, x1) becomes (fma(x0, cos, -(x1 * sin)), fma(x0, sin, x1 * cos)) as ggml's rotate_pairs compiles.
 void rope_apply(float* x, int64_t n_head, int64_t head_dim, int64_t n_rot, int32_t pos, float freq_base,
                 rope_mode mode);
 
-// gate[i] = silu(gate[i]) * up[i] for n values.
+// gate[i] = silu(gate[i]) * up[i] for ONE row of n values (ggml_vec_swiglu_f32): the values of each
+// full group of 16 from the row start use silu(x) = x / (1 + expf_ggml(0 - x)), the rest x / (1 + expf(-x)).
 void swiglu_inplace(float* gate, const float* up, int64_t n);
+
+// exp(x) as one lane of ggml's AVX-512 ggml_v_expf (vec.h; used by llama.cpp's softmax and SiLU):
+// a degree-5 polynomial after range reduction by ln 2, not the C library's expf.
+float expf_ggml(float x);
+
+// Sum of 16 values in _mm512_reduce_add_ps order: halves added pairwise (v[i] + v[i + 8], then + 4,
+// + 2, + 1).
+float reduce16_ggml(const float* v);
+
+// Dot product of two f16-valued f32 vectors of n values in llamafile tinyBLAS order (llama.cpp's f16
+// matmuls with more than one activation row): lane l (l < 16) accumulates the products of elements
+// l, l + 16, ... by fma, then reduce16_ggml. Precondition: n % 16 == 0.
+float dot_f16_ggml_gemm(const float* a, const float* b, int64_t n);
+
+// The same in ggml_vec_dot_f16 order (one activation row): 4 accumulators of 16 lanes over steps of
+// 64 elements, combined as (acc0 + acc2) + (acc1 + acc3), reduced, then the n % 64 tail added in f64.
+float dot_f16_ggml_vec(const float* a, const float* b, int64_t n);
 
 // y[i] += b[i] for n values.
 void add_inplace(float* y, const float* b, int64_t n);

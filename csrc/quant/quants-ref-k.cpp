@@ -15,6 +15,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "common/fp16.h"
 #include "quant/blocks.h"
@@ -292,6 +293,29 @@ void vec_dot_k_min(int64_t n, const void* vx, const void* vy, size_t y_stride, i
     }
 }
 
+// q4_K in the order of llama.cpp's x86 kernel for it: llama.cpp repacks q4_K weights (ggml
+// repack.cpp, ggml_gemv_q4_K_8x8_q8_K) and accumulates the scaled sums and the min corrections in two
+// separate f32 FMA chains over super-blocks, subtracting them at the end:
+// s = sum fma(isum, d * dy) - sum fma(msum, dmin * dy).
+void vec_dot_q4_K_q8_K(int64_t n, const void* vx, const void* vy, size_t y_stride, int n_act, float* s) {
+    const auto* x = static_cast<const block_q4_K*>(vx);
+    std::vector<float> acc(static_cast<size_t>(2 * n_act), 0.0f);  // (n_act, 2) f32: scaled sums, mins
+    unpacked_k u;
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        unpack_q4_K(x[i], &u);
+        const float d = fp16_to_fp32(x[i].d);
+        const float dmin = fp16_to_fp32(x[i].dmin);
+        for (int j = 0; j < n_act; ++j) {
+            const block_q8_K& yb = act_block(vy, y_stride, j, i);
+            const int isum = scaled_dot(u, yb.qs, 32);
+            const int msum = min_dot(u, yb.bsums, 32);
+            acc[2 * j] = std::fmaf(static_cast<float>(isum), d * yb.d, acc[2 * j]);
+            acc[2 * j + 1] = std::fmaf(static_cast<float>(msum), dmin * yb.d, acc[2 * j + 1]);
+        }
+    }
+    for (int j = 0; j < n_act; ++j) s[j] = acc[2 * j] - acc[2 * j + 1];
+}
+
 // Weights without mins (q3_K, q6_K: sub-blocks of 16): s += (d * dy) * sum(sc * q . y).
 template <class Block, void (*unpack)(const Block&, unpacked_k*)>
 void vec_dot_k_nomin(int64_t n, const void* vx, const void* vy, size_t y_stride, int n_act, float* s) {
@@ -326,7 +350,7 @@ void register_kernels_ref_k(type_traits* table) {
     // models arrive quantized, and activations use q8_K.
     set_row(table, T::Q2_K, dequantize_row_q2_K, nullptr, vec_dot_k_min<block_q2_K, unpack_q2_K, 16>, T::Q8_K);
     set_row(table, T::Q3_K, dequantize_row_q3_K, nullptr, vec_dot_k_nomin<block_q3_K, unpack_q3_K>, T::Q8_K);
-    set_row(table, T::Q4_K, dequantize_row_q4_K, nullptr, vec_dot_k_min<block_q4_K, unpack_q4_K, 32>, T::Q8_K);
+    set_row(table, T::Q4_K, dequantize_row_q4_K, nullptr, vec_dot_q4_K_q8_K, T::Q8_K);
     set_row(table, T::Q5_K, dequantize_row_q5_K, nullptr, vec_dot_k_min<block_q5_K, unpack_q5_K, 32>, T::Q8_K);
     set_row(table, T::Q6_K, dequantize_row_q6_K, nullptr, vec_dot_k_nomin<block_q6_K, unpack_q6_K>, T::Q8_K);
     // q8_K is an activation type only.

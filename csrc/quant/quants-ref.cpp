@@ -8,8 +8,14 @@
 //   same order (e.g. q4_0 is d * float(q - 8), q4_1 is (d * q) + m with two roundings).
 // - from_float is bit-exact with ggml's quantize_row_*_ref (ggml/src/ggml-quants.c), which gguf-py
 //   reproduces for the types it can quantize.
-// - vec_dot mirrors ggml's pairing and accumulation: integer sums inside a block, f32 across blocks
-//   (f64 for the float types, like ggml_vec_dot_f16). It reads each weight block once for all
+// - from_float of the activation types q8_0 / q8_1 follows ggml's x86 kernels instead (see
+//   quantize_row_q8_0 below), because that is what llama.cpp runs on the CPUs we target.
+// - vec_dot of the 32-value block types reproduces ggml's x86 kernels bit for bit
+//   (ggml-cpu/arch/x86/quants.c ggml_vec_dot_{q4_0,q4_1,q5_0,q5_1,q8_0}_q8_*, and llamafile's
+//   tinyBLAS_Q0_AVX, which uses the same order): per block, 8 lanes each holding the integer sum of 4
+//   adjacent products, acc[k] = fma(d_x * d_y, lane_k, acc[k]); the result is the pairwise sum of the
+//   8 lanes (hsum_float_8), plus, for the types with a min, a separate fma chain of m_x * s_y.
+//   The float types keep products in f32 and sums in f64. Each weight block is read once for all
 //   activation rows (blocks outer, rows inner).
 // Floating-point contraction (a*b + c fused into an FMA) would break the bit-exactness, so it is
 // switched off for this file whatever the build flags.
@@ -21,6 +27,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "common/fp16.h"
 #include "quant/blocks.h"
@@ -43,6 +50,27 @@ inline int dot_i8(const int8_t* a, const int8_t* b, int n) {
     for (int i = 0; i < n; ++i) sum += static_cast<int>(a[i]) * static_cast<int>(b[i]);
     return sum;
 }
+
+// ggml's x86 accumulator for the 32-value block dots (see the header comment): 8 f32 lanes, one fma
+// per lane and block, and a separate f32 fma chain for the min terms.
+struct lane_acc8 {
+    float acc[8] = {};  // (8,) f32 lane accumulators
+    float summs = 0.0f; // sum of m_x * s_y (types with a min)
+
+    // Adds one block: w and a are its 32 quants in value order, d = d_x * d_y (already rounded to f32).
+    void add_block(const int8_t* w, const int8_t* a, float d) {
+        for (int k = 0; k < 8; ++k) {
+            const int lane = dot_i8(w + 4 * k, a + 4 * k, 4);
+            acc[k] = std::fmaf(d, static_cast<float>(lane), acc[k]);
+        }
+    }
+    void add_min(float m, float s) { summs = std::fmaf(m, s, summs); }
+    // hsum_float_8: ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)), then + summs.
+    float result() const {
+        const float t0 = acc[4] + acc[0], t1 = acc[5] + acc[1], t2 = acc[6] + acc[2], t3 = acc[7] + acc[3];
+        return ((t0 + t2) + (t1 + t3)) + summs;
+    }
+};
 
 // Block i of activation row j (rows y_stride bytes apart).
 template <class Block>
@@ -164,7 +192,7 @@ void quantize_row_q4_0(const float* src, void* dst, int64_t n) {
 
 void vec_dot_q4_0_q8_0(int64_t n, const void* vx, const void* vy, size_t y_stride, int n_act, float* s) {
     const auto* x = static_cast<const block_q4_0*>(vx);
-    for (int j = 0; j < n_act; ++j) s[j] = 0.0f;
+    std::vector<lane_acc8> acc(static_cast<size_t>(n_act));  // (n_act,) one accumulator per activation row
     uint8_t u[QK4_0];
     int8_t w[QK4_0];  // (32,) weight quants with the offset applied
     for (int64_t i = 0; i < n / QK4_0; ++i) {
@@ -173,10 +201,10 @@ void vec_dot_q4_0_q8_0(int64_t n, const void* vx, const void* vy, size_t y_strid
         const float dx = fp16_to_fp32(x[i].d);
         for (int j = 0; j < n_act; ++j) {
             const auto& yb = act_block<block_q8_0>(vy, y_stride, j, i);
-            const int sumi = dot_i8(w, yb.qs, QK4_0);
-            s[j] += static_cast<float>(sumi) * dx * fp16_to_fp32(yb.d);
+            acc[j].add_block(w, yb.qs, dx * fp16_to_fp32(yb.d));
         }
     }
+    for (int j = 0; j < n_act; ++j) s[j] = acc[j].result();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -226,7 +254,7 @@ void quantize_row_q4_1(const float* src, void* dst, int64_t n) {
 
 void vec_dot_q4_1_q8_1(int64_t n, const void* vx, const void* vy, size_t y_stride, int n_act, float* s) {
     const auto* x = static_cast<const block_q4_1*>(vx);
-    for (int j = 0; j < n_act; ++j) s[j] = 0.0f;
+    std::vector<lane_acc8> acc(static_cast<size_t>(n_act));  // (n_act,) one accumulator per activation row
     uint8_t u[QK4_1];
     int8_t w[QK4_1];  // (32,) weight quants in [0, 15]
     for (int64_t i = 0; i < n / QK4_1; ++i) {
@@ -236,10 +264,11 @@ void vec_dot_q4_1_q8_1(int64_t n, const void* vx, const void* vy, size_t y_strid
         const float mx = fp16_to_fp32(x[i].m);
         for (int j = 0; j < n_act; ++j) {
             const auto& yb = act_block<block_q8_1>(vy, y_stride, j, i);
-            const int sumi = dot_i8(w, yb.qs, QK4_1);
-            s[j] += (dx * fp16_to_fp32(yb.d)) * static_cast<float>(sumi) + mx * fp16_to_fp32(yb.s);
+            acc[j].add_min(mx, fp16_to_fp32(yb.s));
+            acc[j].add_block(w, yb.qs, dx * fp16_to_fp32(yb.d));
         }
     }
+    for (int j = 0; j < n_act; ++j) s[j] = acc[j].result();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -292,7 +321,7 @@ void quantize_row_q5_0(const float* src, void* dst, int64_t n) {
 
 void vec_dot_q5_0_q8_0(int64_t n, const void* vx, const void* vy, size_t y_stride, int n_act, float* s) {
     const auto* x = static_cast<const block_q5_0*>(vx);
-    for (int j = 0; j < n_act; ++j) s[j] = 0.0f;
+    std::vector<lane_acc8> acc(static_cast<size_t>(n_act));  // (n_act,) one accumulator per activation row
     uint8_t u[QK5_0];
     int8_t w[QK5_0];  // (32,) weight quants with the offset applied
     for (int64_t i = 0; i < n / QK5_0; ++i) {
@@ -301,10 +330,10 @@ void vec_dot_q5_0_q8_0(int64_t n, const void* vx, const void* vy, size_t y_strid
         const float dx = fp16_to_fp32(x[i].d);
         for (int j = 0; j < n_act; ++j) {
             const auto& yb = act_block<block_q8_0>(vy, y_stride, j, i);
-            const int sumi = dot_i8(w, yb.qs, QK5_0);
-            s[j] += static_cast<float>(sumi) * dx * fp16_to_fp32(yb.d);
+            acc[j].add_block(w, yb.qs, dx * fp16_to_fp32(yb.d));
         }
     }
+    for (int j = 0; j < n_act; ++j) s[j] = acc[j].result();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -344,7 +373,7 @@ void quantize_row_q5_1(const float* src, void* dst, int64_t n) {
 
 void vec_dot_q5_1_q8_1(int64_t n, const void* vx, const void* vy, size_t y_stride, int n_act, float* s) {
     const auto* x = static_cast<const block_q5_1*>(vx);
-    for (int j = 0; j < n_act; ++j) s[j] = 0.0f;
+    std::vector<lane_acc8> acc(static_cast<size_t>(n_act));  // (n_act,) one accumulator per activation row
     uint8_t u[QK5_1];
     int8_t w[QK5_1];  // (32,) weight quants in [0, 31]
     for (int64_t i = 0; i < n / QK5_1; ++i) {
@@ -354,10 +383,11 @@ void vec_dot_q5_1_q8_1(int64_t n, const void* vx, const void* vy, size_t y_strid
         const float mx = fp16_to_fp32(x[i].m);
         for (int j = 0; j < n_act; ++j) {
             const auto& yb = act_block<block_q8_1>(vy, y_stride, j, i);
-            const int sumi = dot_i8(w, yb.qs, QK5_1);
-            s[j] += (dx * fp16_to_fp32(yb.d)) * static_cast<float>(sumi) + mx * fp16_to_fp32(yb.s);
+            acc[j].add_min(mx, fp16_to_fp32(yb.s));
+            acc[j].add_block(w, yb.qs, dx * fp16_to_fp32(yb.d));
         }
     }
+    for (int j = 0; j < n_act; ++j) s[j] = acc[j].result();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -372,31 +402,37 @@ void dequantize_row_q8_0(const void* src, float* dst, int64_t n) {
     }
 }
 
-// ggml quantize_row_q8_0_ref: d = amax / 127, q = roundf(x / d).
+// Activation quantization as ggml's x86 kernels do it (ggml-cpu arch/x86 quantize_row_q8_0, the
+// path llama.cpp runs on the CPUs we target): d = amax / 127, q = round-half-even(x * (127 / amax)).
+// (ggml's portable _ref variant multiplies by 1/d and rounds half away from zero; the two differ on
+// a few values per row, and any such difference is amplified through the layers, so matching
+// llama.cpp's greedy output needs the variant it actually runs.)
+inline int8_t round_even_i8(float v) { return static_cast<int8_t>(std::nearbyintf(v)); }
+
 void quantize_row_q8_0(const float* src, void* dst, int64_t n) {
     auto* y = static_cast<block_q8_0*>(dst);
     for (int64_t i = 0; i < n / QK8_0; ++i) {
         const float* x = src + i * QK8_0;
         float amax = 0.0f;
         for (int k = 0; k < QK8_0; ++k) amax = std::fmax(amax, std::fabs(x[k]));
-        const float d = amax / 127;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const float d = amax / 127.0f;
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
         y[i].d = fp32_to_fp16(d);
-        for (int k = 0; k < QK8_0; ++k) y[i].qs[k] = round_i8(x[k] * id);
+        for (int k = 0; k < QK8_0; ++k) y[i].qs[k] = round_even_i8(x[k] * id);
     }
 }
 
 void vec_dot_q8_0_q8_0(int64_t n, const void* vx, const void* vy, size_t y_stride, int n_act, float* s) {
     const auto* x = static_cast<const block_q8_0*>(vx);
-    for (int j = 0; j < n_act; ++j) s[j] = 0.0f;
+    std::vector<lane_acc8> acc(static_cast<size_t>(n_act));  // (n_act,) one accumulator per activation row
     for (int64_t i = 0; i < n / QK8_0; ++i) {
         const float dx = fp16_to_fp32(x[i].d);
         for (int j = 0; j < n_act; ++j) {
             const auto& yb = act_block<block_q8_0>(vy, y_stride, j, i);
-            const int sumi = dot_i8(x[i].qs, yb.qs, QK8_0);
-            s[j] += static_cast<float>(sumi) * (dx * fp16_to_fp32(yb.d));
+            acc[j].add_block(x[i].qs, yb.qs, dx * fp16_to_fp32(yb.d));
         }
     }
+    for (int j = 0; j < n_act; ++j) s[j] = acc[j].result();
 }
 
 void dequantize_row_q8_1(const void* src, float* dst, int64_t n) {
@@ -407,19 +443,19 @@ void dequantize_row_q8_1(const void* src, float* dst, int64_t n) {
     }
 }
 
-// ggml quantize_row_q8_1_ref: as q8_0, plus s = f16(sum(q) * d).
+// As quantize_row_q8_0 (ggml x86 semantics), plus s = f16(sum(q) * d).
 void quantize_row_q8_1(const float* src, void* dst, int64_t n) {
     auto* y = static_cast<block_q8_1*>(dst);
     for (int64_t i = 0; i < n / QK8_1; ++i) {
         const float* x = src + i * QK8_1;
         float amax = 0.0f;
         for (int k = 0; k < QK8_1; ++k) amax = std::fmax(amax, std::fabs(x[k]));
-        const float d = amax / 127;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const float d = amax / 127.0f;
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
         y[i].d = fp32_to_fp16(d);
         int sum = 0;
         for (int k = 0; k < QK8_1; ++k) {
-            y[i].qs[k] = round_i8(x[k] * id);
+            y[i].qs[k] = round_even_i8(x[k] * id);
             sum += y[i].qs[k];
         }
         y[i].s = fp32_to_fp16(static_cast<float>(sum) * d);

@@ -1,10 +1,14 @@
 """Per-ISA kernels (csrc/quant/arch/x86-*.cpp) against the scalar reference (quants-ref*.cpp), switched
 with _core.set_kernel_isa.
 
-- Activation quantizers (q8_0, q8_1, q8_K from_float) must be bit-exact with the reference.
-- Dots: the integer part is exact and the activations are identical, so only the f32 summation order
-  differs: |simd - scalar| <= 1e-5 * (|W| @ |x|) + 1e-6 per output (about 100 f32 ulps of the sum of
-  absolute terms).
+- Activation quantizers (q8_0, q8_1, q8_K from_float) must be bit-exact with the reference, which
+  itself follows ggml's x86 quantizers (tests/quant checks it against a numpy model of them).
+- Dots of the 32-value block types (q4_0, q4_1, q5_0, q5_1, q8_0) must be bit-exact with the
+  reference: both follow ggml's x86 accumulation order (8 lanes of 4-product sums, one FMA per block
+  and lane, pairwise lane sum, separate FMA chain for the min terms).
+- Other dots: the integer part is exact and the activations are identical, so only the f32 summation
+  order differs: |simd - scalar| <= 1e-5 * (|W| @ |x|) + 1e-6 per output (about 100 f32 ulps of the
+  sum of absolute terms).
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import kernels_weights as kw
 from pipeinfer import _core
 
 TYPES = kw.dot_types(_core)
+BLOCK32 = ("q4_0", "q4_1", "q5_0", "q5_1", "q8_0")  # dots in ggml's x86 order on both paths: bit-exact
 
 
 def simd_levels() -> list[str]:
@@ -60,6 +65,8 @@ def test_matmul_simd_matches_scalar(level, t, rng, restore_isa):
     bound = 1e-5 * (np.abs(x).astype(np.float64) @ wd.T) + 1e-6
     err = np.abs(yv.astype(np.float64) - ys)
     assert np.all(err <= bound), f"{t} {level}: max err/bound {np.max(err / bound):.3g}"
+    if t in BLOCK32:
+        np.testing.assert_array_equal(yv, ys, err_msg=f"{t} {level}: not bit-exact with the reference")
 
 
 @pytest.mark.parametrize("level", LEVELS)
@@ -79,6 +86,8 @@ def test_vec_dot_every_row_count(level, t, rng, restore_isa):
         got = under(level, lambda: _core.vec_dot(t, w, act[:n_act], n))
         bound = 1e-5 * (ad[:n_act] @ wd) + 1e-6
         assert np.all(np.abs(got.astype(np.float64) - ref) <= bound), (t, level, n_act)
+        if t in BLOCK32:
+            np.testing.assert_array_equal(got, ref, err_msg=f"{t} {level} n_act={n_act}")
         # each row's result does not depend on which other rows share the call
         single = under(level, lambda: _core.vec_dot(t, w, act[n_act - 1 : n_act], n))
         np.testing.assert_allclose(single[0], got[-1], rtol=1e-6, atol=1e-6)
@@ -87,7 +96,7 @@ def test_vec_dot_every_row_count(level, t, rng, restore_isa):
 def tricky_rows(block: int, rng) -> list[np.ndarray]:
     """Rows that stress rounding: exact .5 ties, zero blocks, negative and repeated extremes."""
     ties = (rng.integers(-126, 126, size=4 * block) + 0.5).astype(np.float32)
-    ties[::block] = 127.0  # amax 127 -> d = 1: every x / d is a tie
+    ties[::block] = 127.0  # amax 127 -> 127 / amax = 1: every scaled value is a tie
     zeros = np.zeros(2 * block, np.float32)
     zeros[block + 3] = -2.0  # one all-zero block, one with a single negative extreme
     twins = rng.standard_normal(2 * block).astype(np.float32)

@@ -1,10 +1,16 @@
 """Numpy oracle for the quant kernels of pipeinfer._core.
 
 gguf-py (`gguf.quants`) is the primary oracle: its numpy quantize/dequantize are bit-exact with
-ggml. This module fills the gaps gguf-py leaves (the activation types q8_1 and q8_K, which it
-cannot quantize or dequantize), following ggml's reference rounding in
-ggml/src/ggml-quants.c (quantize_row_q8_1_ref, quantize_row_q8_K_ref), and knows where the scale
-fields of each block lie (ggml/src/ggml-common.h) so that random test blocks hold finite scales.
+ggml's portable reference code. This module fills the gaps gguf-py leaves (q8_1 and q8_K, which it
+cannot quantize or dequantize) and knows where the scale fields of each block lie
+(ggml/src/ggml-common.h) so that random test blocks hold finite scales.
+
+Activation quantizers (q8_0, q8_1, q8_K) follow ggml's x86 semantics, not gguf-py's: pipeinfer must
+quantize activations exactly as llama.cpp does on the CPUs it targets, and ggml's x86 kernels
+(ggml-cpu/arch/x86/quants.c quantize_row_q8_0 / quantize_row_q8_1) compute d = amax / 127 and
+q = round-half-to-even(x * (127 / amax)), whereas the portable quantize_row_q8_0_ref (which gguf-py
+mirrors) multiplies by 1 / d and rounds halves away from zero; the two disagree on a few values per
+row. x86 quantize_row_q8_K is the portable quantize_row_q8_K_ref, which the q8_K oracle follows.
 """
 from __future__ import annotations
 
@@ -122,26 +128,34 @@ def reference_dequantize(name: str, data: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# Quantization (ggml reference rounding)
+# Quantization (ggml x86 semantics for the activation types, ggml _ref rounding for the others)
 # --------------------------------------------------------------------------------------------
 
 
-def _round_half_away(v: np.ndarray) -> np.ndarray:
-    """C roundf, exactly (no a + 0.5 rounding error)."""
-    a = np.abs(v)
-    fl = np.floor(a)
-    return np.sign(v) * (fl + np.floor(2 * (a - fl)))
+def _q8_x86_blocks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ggml x86 quantize_row_q8_0 / _q8_1 core: (d (n_blocks, 1) f32, q (n_blocks, 32) int8) with
+    d = amax / 127 and q = round-half-even(x * (127 / amax)) (127 / amax = 0 for an all-zero block)."""
+    xb = x.reshape(-1, 32).astype(np.float32)
+    amax = np.abs(xb).max(axis=1, keepdims=True)
+    d = (amax / np.float32(127)).astype(np.float32)
+    with np.errstate(divide="ignore"):
+        inv = np.where(amax == 0, np.float32(0), np.float32(127) / amax).astype(np.float32)
+    q = np.rint((xb * inv).astype(np.float32)).astype(np.int8)
+    return d, q
+
+
+def _quantize_q8_0(x: np.ndarray) -> np.ndarray:
+    """ggml x86 quantize_row_q8_0: d = f16(amax / 127), q as _q8_x86_blocks."""
+    d, q = _q8_x86_blocks(x)
+    with np.errstate(over="ignore"):  # f16 overflow to inf is ggml's result too
+        d16 = d.astype(np.float16)
+    return np.concatenate([d16.view(np.uint8), q.view(np.uint8)], axis=1).reshape(-1)
 
 
 def _quantize_q8_1(x: np.ndarray) -> np.ndarray:
-    """quantize_row_q8_1_ref: d = amax/127, q = roundf(x/d), s = f16(sum(q) * d)."""
-    xb = x.reshape(-1, 32).astype(np.float32)
-    amax = np.abs(xb).max(axis=1, keepdims=True)
-    d = amax / np.float32(127)
-    with np.errstate(divide="ignore"):
-        inv = np.where(d == 0, np.float32(0), np.float32(1) / d).astype(np.float32)
-    q = _round_half_away(xb * inv).astype(np.int8)
-    s = q.astype(np.int32).sum(axis=1, keepdims=True).astype(np.float32) * d
+    """ggml x86 quantize_row_q8_1: as q8_0, plus s = f16(d * sum(q))."""
+    d, q = _q8_x86_blocks(x)
+    s = (q.astype(np.int32).sum(axis=1, keepdims=True).astype(np.float32) * d).astype(np.float32)
     with np.errstate(over="ignore"):  # f16 overflow to inf is ggml's result too
         d16, s16 = d.astype(np.float16), s.astype(np.float16)
     return np.concatenate([d16.view(np.uint8), s16.view(np.uint8), q.view(np.uint8)], axis=1).reshape(-1)
@@ -169,11 +183,12 @@ def _quantize_q8_k(x: np.ndarray) -> np.ndarray:
     return np.concatenate(out)
 
 
-ORACLE_QUANTIZE = {"q8_1": _quantize_q8_1, "q8_k": _quantize_q8_k}
+ORACLE_QUANTIZE = {"q8_0": _quantize_q8_0, "q8_1": _quantize_q8_1, "q8_k": _quantize_q8_k}
 
 
 def reference_quantize(name: str, x: np.ndarray) -> np.ndarray:
-    """Raw block bytes of x: gguf-py where it can quantize the type, else this module's oracle.
+    """Raw block bytes of x: this module's oracle for the activation types (ggml x86 semantics, see
+    the module docstring), gguf-py for the others.
 
     Raises NotImplementedError if neither can.
     """

@@ -1,6 +1,9 @@
-"""from_float of every type the table can quantize is bit-exact with gguf-py's numpy quantize
-(ggml's quantize_row_*_ref rounding), or with quant_oracle for the types gguf-py cannot quantize
-(q8_1, q8_K). Inputs mix random magnitudes with the edge cases of the rounding rules."""
+"""from_float of every type the table can quantize is bit-exact with its numpy oracle: for the
+activation types q8_0, q8_1 and q8_K, quant_oracle's model of ggml's x86 quantizers (what llama.cpp
+runs on x86: d = amax / 127, q = round-half-even(x * 127 / amax) for q8_0 / q8_1, which differs from
+gguf-py's quantize_row_q8_0_ref rounding on ties); for the other types gguf-py's numpy quantize
+(ggml's quantize_row_*_ref). Inputs mix random magnitudes with the edge cases of the rounding rules
+(the tie rows hit x * 127 / amax = k + 0.5 exactly)."""
 from __future__ import annotations
 
 import numpy as np

@@ -3,7 +3,6 @@
 #include <immintrin.h>
 
 #include <cstdint>
-#include <cstring>
 
 #include "quant/arch/arch.h"
 
@@ -19,21 +18,6 @@ struct isa_ops {
     }
     // acc + (8,) i32 sums of adjacent i16 * i16 products.
     static __m256i madd_acc(__m256i acc, __m256i a, __m256i b) { return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b)); }
-    // (8,) f32 from 8 f16 values STRIDE bytes apart (the scales of 8 consecutive blocks). Assembled in
-    // general-purpose registers, which these kernels otherwise leave idle.
-    template <int STRIDE>
-    static __m256 load_f16x8(const uint8_t* p) {
-        uint64_t lo = 0, hi = 0;
-        for (int k = 0; k < 4; ++k) {
-            uint16_t a, b;
-            std::memcpy(&a, p + STRIDE * k, 2);
-            std::memcpy(&b, p + STRIDE * (k + 4), 2);
-            lo |= static_cast<uint64_t>(a) << (16 * k);
-            hi |= static_cast<uint64_t>(b) << (16 * k);
-        }
-        const __m128i h = _mm_insert_epi64(_mm_cvtsi64_si128(static_cast<long long>(lo)), static_cast<long long>(hi), 1);
-        return _mm256_cvtph_ps(h);
-    }
 };
 
 } // namespace

@@ -7,14 +7,16 @@
 //
 // Exactness (tests/kernels/test_simd_kernels.py): the integer part of every dot (sums of quant
 // products inside a block, scale and min sums of k-quants) is exact; only the f32 accumulation across
-// blocks and lanes is reordered against quants-ref*.cpp. The q8_0 / q8_1 / q8_K quantizers reproduce
-// the reference bit for bit (same f32 operations, same rounding rules).
+// blocks and lanes of the k-quant dots is reordered against quants-ref-k.cpp; the 32-value block dots
+// and the q8_0 / q8_1 / q8_K quantizers reproduce the reference bit for bit (same f32 operations in
+// the same order, same rounding rules), which is ggml's x86 semantics.
 //
 // Precondition of the signed-weight dots (q4_0, q5_0, q8_0): activation quants are in [-127, 127], as
 // every q8 quantizer produces (the sign trick below cannot negate -128).
 #pragma once
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -129,25 +131,13 @@ struct w_q8_0 {
     static __m256i unpack(const block& b) { return loadu256(b.qs); }
 };
 
-// Lane b = sum of the 8 lanes of p[b] (b in [0, 8)).
-inline __m256i hsum8_epi32(const __m256i* p) {
-    const __m256i t0 = _mm256_hadd_epi32(p[0], p[1]);
-    const __m256i t1 = _mm256_hadd_epi32(p[2], p[3]);
-    const __m256i t2 = _mm256_hadd_epi32(p[4], p[5]);
-    const __m256i t3 = _mm256_hadd_epi32(p[6], p[7]);
-    const __m256i u0 = _mm256_hadd_epi32(t0, t1);  // [p0..p3 over low 128 bits | p0..p3 over high 128 bits]
-    const __m256i u1 = _mm256_hadd_epi32(t2, t3);
-    return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31));
-}
-
-// Blocks are taken 8 at a time: the 8 integer block dots of a row are reduced into one (8,) i32
-// vector, so the f16 scales of weights and activations are converted 8 at a time
-// (isa_ops::load_f16x8) and applied with one FMA, instead of scalar conversions per block and row.
-// Blocks past the last full group of 8 go through one_block.
+// The accumulation order is ggml's x86 one (ggml_vec_dot_*_q8_* in ggml-cpu/arch/x86/quants.c and
+// llamafile's tinyBLAS_Q0_AVX), so results are bit-identical with llama.cpp and with quants-ref.cpp:
+// per block, the (8,) i32 sums of 4 adjacent products are converted to f32 and added with one FMA,
+// acc += (d_x * d_y) * lanes; the row result is hsum_ps(acc) (+ an f32 FMA chain of m_x * s_y).
 template <class W>
 struct dot32_kernel {
     using A = typename W::act;
-    static constexpr int XS = sizeof(typename W::block), YS = sizeof(A);
 
     static __m256i weight_abs(__m256i w) { return W::is_signed ? _mm256_sign_epi8(w, w) : w; }
 
@@ -161,46 +151,24 @@ struct dot32_kernel {
     template <int NR>
     static void run(int64_t n, const void* vx, const uint8_t* y, size_t ys, float* s) {
         const auto* x = static_cast<const typename W::block*>(vx);
-        const auto* xb = static_cast<const uint8_t*>(vx);
-        __m256 acc[NR];
-        for (int r = 0; r < NR; ++r) acc[r] = _mm256_setzero_ps();
-        const int64_t nb = n / 32, ng = nb / 8;
-        __m256i wq[8], wa[8];  // (8,) unpacked weight blocks of the group and their magnitudes
-        for (int64_t g = 0; g < ng; ++g) {
-            const int64_t i0 = 8 * g;
-            const __m256 dx = isa_ops::template load_f16x8<XS>(xb + XS * i0);  // d is the first field
-            for (int b = 0; b < 8; ++b) {
-                wq[b] = W::unpack(x[i0 + b]);
-                wa[b] = weight_abs(wq[b]);
-            }
-            for (int r = 0; r < NR; ++r) {
-                const A* yr = reinterpret_cast<const A*>(y + ys * r) + i0;
-                __m256i p[8];
-                for (int b = 0; b < 8; ++b) p[b] = block_dot(wq[b], wa[b], yr[b]);
-                const __m256 dy = isa_ops::template load_f16x8<YS>(reinterpret_cast<const uint8_t*>(yr));
-                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hsum8_epi32(p)), _mm256_mul_ps(dx, dy), acc[r]);
-                if constexpr (W::has_min) {  // + m * s, s = d_y * sum(q_y) (second f16 of both blocks)
-                    const __m256 mx = isa_ops::template load_f16x8<XS>(xb + XS * i0 + 2);
-                    const __m256 sy = isa_ops::template load_f16x8<YS>(reinterpret_cast<const uint8_t*>(yr) + 2);
-                    acc[r] = _mm256_fmadd_ps(mx, sy, acc[r]);
-                }
-            }
-        }
-        float tail[NR] = {};
-        for (int64_t i = 8 * ng; i < nb; ++i) one_block<NR>(x[i], y, ys, i, tail);
-        for (int r = 0; r < NR; ++r) s[r] = hsum_ps(acc[r]) + tail[r];
-    }
-
-    template <int NR>
-    static void one_block(const typename W::block& xi, const uint8_t* y, size_t ys, int64_t i, float* tail) {
-        const __m256i w = W::unpack(xi);
-        const __m256i wa = weight_abs(w);
-        const float dx = f16_to_f32(xi.d);
+        __m256 acc[NR];   // (NR, 8) f32 lane accumulators
+        float summs[NR];  // (NR,) f32 sums of m_x * s_y
         for (int r = 0; r < NR; ++r) {
-            const A& b = reinterpret_cast<const A*>(y + ys * r)[i];
-            tail[r] += static_cast<float>(hsum_epi32(block_dot(w, wa, b))) * (dx * f16_to_f32(b.d));
-            if constexpr (W::has_min) tail[r] += f16_to_f32(xi.m) * f16_to_f32(b.s);
+            acc[r] = _mm256_setzero_ps();
+            summs[r] = 0.0f;
         }
+        for (int64_t i = 0; i < n / 32; ++i) {
+            const __m256i w = W::unpack(x[i]);
+            const __m256i wa = weight_abs(w);
+            const float dx = f16_to_f32(x[i].d);
+            for (int r = 0; r < NR; ++r) {
+                const A& b = reinterpret_cast<const A*>(y + ys * r)[i];
+                const __m256 lanes = _mm256_cvtepi32_ps(block_dot(w, wa, b));
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dx * f16_to_f32(b.d)), lanes, acc[r]);
+                if constexpr (W::has_min) summs[r] = std::fmaf(f16_to_f32(x[i].m), f16_to_f32(b.s), summs[r]);
+            }
+        }
+        for (int r = 0; r < NR; ++r) s[r] = hsum_ps(acc[r]) + summs[r];
     }
 };
 
@@ -251,6 +219,7 @@ inline void decode_scales_k4(const uint8_t* q, __m256i* sc32, __m256i* cvec) {
 struct w_q4_K {
     using block = block_q4_K;
     static constexpr bool corr_in_int = false;
+    static constexpr bool two_chains = true;  // llama.cpp's repacked q4_K order (see dotk_kernel)
     struct prep {
         __m256i sc32, cvec;
         float d, dm;
@@ -273,6 +242,7 @@ struct w_q4_K {
 struct w_q5_K {
     using block = block_q5_K;
     static constexpr bool corr_in_int = false;
+    static constexpr bool two_chains = false;
     struct prep {
         __m256i sc32, cvec, qh;
         float d, dm;
@@ -309,6 +279,7 @@ inline void unpack_2bit_pair(const uint8_t* qs, int cp, __m256i* u0, __m256i* u1
 struct w_q2_K {
     using block = block_q2_K;
     static constexpr bool corr_in_int = false;
+    static constexpr bool two_chains = false;
     struct prep {
         __m256i sc16, cvec;
         float d, dm;
@@ -328,6 +299,7 @@ struct w_q2_K {
 struct w_q3_K {
     using block = block_q3_K;
     static constexpr bool corr_in_int = true;
+    static constexpr bool two_chains = false;
     struct prep {
         __m256i sc16, cvec, hm;
         float d, dm;
@@ -365,6 +337,7 @@ struct w_q3_K {
 struct w_q6_K {
     using block = block_q6_K;
     static constexpr bool corr_in_int = true;
+    static constexpr bool two_chains = false;
     struct prep {
         __m256i sc16, cvec;
         float d, dm;
@@ -393,13 +366,21 @@ struct w_q6_K {
     };
 };
 
+// K::two_chains (q4_K): llama.cpp repacks q4_K weights and its x86 kernel for them
+// (ggml_gemv_q4_K_8x8_q8_K) reduces each super-block to two exact integers, isum and corr, and keeps
+// two f32 FMA chains over super-blocks, s = sum fma(isum, d * d_y) - sum fma(corr, dmin * d_y); that
+// order is reproduced bit for bit (with quants-ref-k.cpp). The other types keep 8 lanes per row.
 template <class K>
 struct dotk_kernel {
     template <int NR>
     static void run(int64_t n, const void* vx, const uint8_t* y, size_t ys, float* s) {
         const auto* x = static_cast<const typename K::block*>(vx);
-        __m256 acc[NR];
-        for (int r = 0; r < NR; ++r) acc[r] = _mm256_setzero_ps();
+        __m256 acc[NR];                 // (NR, 8) f32 lane accumulators (two_chains: unused)
+        float acc_s[NR], acc_m[NR];     // (NR,) f32 chains of the scaled sums and the mins (two_chains)
+        for (int r = 0; r < NR; ++r) {
+            acc[r] = _mm256_setzero_ps();
+            acc_s[r] = acc_m[r] = 0.0f;
+        }
         const int64_t nb = n / QK_K;
         for (int64_t i = 0; i < nb; ++i) {
             const typename K::prep p(x[i]);
@@ -420,7 +401,10 @@ struct dotk_kernel {
             for (int r = 0; r < NR; ++r) {
                 const block_q8_K& b = reinterpret_cast<const block_q8_K*>(y + ys * r)[i];
                 const __m256i corr = _mm256_madd_epi16(loadu256(b.bsums), p.cvec);
-                if constexpr (K::corr_in_int) {
+                if constexpr (K::two_chains) {
+                    acc_s[r] = std::fmaf(static_cast<float>(hsum_epi32(isum[r])), p.d * b.d, acc_s[r]);
+                    acc_m[r] = std::fmaf(static_cast<float>(hsum_epi32(corr)), p.dm * b.d, acc_m[r]);
+                } else if constexpr (K::corr_in_int) {
                     const __m256 v = _mm256_cvtepi32_ps(_mm256_sub_epi32(isum[r], corr));
                     acc[r] = _mm256_fmadd_ps(v, _mm256_set1_ps(b.d * p.d), acc[r]);
                 } else {
@@ -429,7 +413,7 @@ struct dotk_kernel {
                 }
             }
         }
-        for (int r = 0; r < NR; ++r) s[r] = hsum_ps(acc[r]);
+        for (int r = 0; r < NR; ++r) s[r] = K::two_chains ? acc_s[r] - acc_m[r] : hsum_ps(acc[r]);
     }
 };
 
@@ -495,14 +479,6 @@ inline float hmax_ps(__m256 v) {
 
 inline __m256 abs_ps(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
 
-// roundf: nearest, halfway cases away from zero (|v| < 2^23, so v - trunc(v) is exact).
-inline __m256 round_away_ps(__m256 v) {
-    const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-    const __m256 frac = abs_ps(_mm256_sub_ps(v, t));
-    const __m256 one = _mm256_or_ps(_mm256_and_ps(v, _mm256_set1_ps(-0.0f)), _mm256_set1_ps(1.0f));
-    return _mm256_add_ps(t, _mm256_and_ps(_mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ), one));
-}
-
 // Packs 4 x 8 i32 (values in i8 range) into 32 i8 in order.
 inline __m256i pack_i32x32_to_i8(__m256i a, __m256i b, __m256i c, __m256i d) {
     const __m256i ab = _mm256_packs_epi32(a, b);
@@ -511,8 +487,9 @@ inline __m256i pack_i32x32_to_i8(__m256i a, __m256i b, __m256i c, __m256i d) {
     return _mm256_permutevar8x32_epi32(abcd, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
-// One block of 32 as q8_0 / q8_1 quants: d = amax / 127, q = roundf(x / d); returns the quants and
-// stores d; *sum (if given) gets the sum of the quants.
+// One block of 32 as q8_0 / q8_1 quants with ggml's x86 semantics (quantize_row_q8_0 / _q8_1 in
+// ggml-cpu/arch/x86/quants.c, as in quants-ref.cpp): d = amax / 127, q = round-half-even(x * (127 /
+// amax)); returns the quants and stores d; *sum (if given) gets the sum of the quants.
 inline __m256i quantize_q8_32(const float* x, float* d_out, int* sum) {
     __m256 v[4];
     __m256 amax = _mm256_setzero_ps();
@@ -520,11 +497,14 @@ inline __m256i quantize_q8_32(const float* x, float* d_out, int* sum) {
         v[k] = _mm256_loadu_ps(x + 8 * k);
         amax = _mm256_max_ps(amax, abs_ps(v[k]));
     }
-    const float d = hmax_ps(amax) / 127;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    *d_out = d;
+    const float m = hmax_ps(amax);
+    const float id = m != 0.0f ? 127.0f / m : 0.0f;
+    *d_out = m / 127.0f;
     __m256i q[4];
-    for (int k = 0; k < 4; ++k) q[k] = _mm256_cvtps_epi32(round_away_ps(_mm256_mul_ps(v[k], _mm256_set1_ps(id))));
+    for (int k = 0; k < 4; ++k) {
+        const __m256 t = _mm256_round_ps(_mm256_mul_ps(v[k], _mm256_set1_ps(id)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        q[k] = _mm256_cvtps_epi32(t);
+    }
     if (sum) *sum = hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
     return pack_i32x32_to_i8(q[0], q[1], q[2], q[3]);
 }
