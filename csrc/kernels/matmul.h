@@ -30,8 +30,9 @@ struct matmul_scratch {
 
 // x: (n_rows, n_in) f32 row-major; y: (n_rows, n_out) f32 row-major. n_rows >= 1.
 // Throws shape_error/unsupported_type for unusable shapes or types.
+// exact_rows: every output row bit-identical to a one-row call (no batch-shape-dependent kernels).
 void matmul(const weight_view& w, const float* x, int64_t n_rows, float* y, thread_pool& pool,
-            matmul_scratch& scratch);
+            matmul_scratch& scratch, bool exact_rows = false);
 
 // Scalar reference of the same product: dequantizes each weight row to f32 and accumulates in double.
 // For tests and as the oracle of the SIMD paths.

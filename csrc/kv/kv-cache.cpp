@@ -7,8 +7,9 @@
 
 namespace pipeinfer {
 
-kv_cache::kv_cache(int n_layer, int64_t n_ctx, int64_t n_embd_k, int64_t n_embd_v, int n_seq_max)
-    : n_ctx_(n_ctx), n_embd_k_(n_embd_k), n_embd_v_(n_embd_v), n_seq_max_(n_seq_max) {
+kv_cache::kv_cache(int n_layer, int64_t n_ctx, int64_t n_embd_k, int64_t n_embd_v, int n_seq_max,
+                   bool seq0_shared)
+    : n_ctx_(n_ctx), n_embd_k_(n_embd_k), n_embd_v_(n_embd_v), n_seq_max_(n_seq_max), seq0_shared_(seq0_shared) {
     if (n_ctx <= 0) throw std::invalid_argument(format("n_ctx must be > 0, got %lld", (long long)n_ctx));
     if (n_seq_max <= 0) throw std::invalid_argument(format("n_seq_max must be > 0, got %d", n_seq_max));
     words_ = (n_seq_max + 63) / 64;
@@ -156,7 +157,8 @@ void kv_cache::visible_cells(const std::vector<int32_t>& pos, const seq_lists& s
     const size_t n = pos.size();
     out.resize(n);
     // Tokens with the same (sequence set, position) see the same cells; batches are small, so a
-    // direct scan per token is fine: O(n_tokens × used_end).
+    // direct scan per token is fine: O(n_tokens × used_end). Each list is sorted by position (then
+    // cell), the order attention sums in.
     for (size_t i = 0; i < n; ++i) {
         auto& vis = out[i];
         vis.clear();
@@ -165,6 +167,10 @@ void kv_cache::visible_cells(const std::vector<int32_t>& pos, const seq_lists& s
         for (int64_t c = 0; c < used_end_; ++c) {
             const int32_t p = pos_[c];
             if (p < 0 || p > pos[i]) continue;
+            if (seq0_shared_ && cell_has(c, 0)) {
+                vis.push_back(static_cast<int32_t>(c));
+                continue;
+            }
             for (int32_t j = 0; j < cnt; ++j) {
                 if (cell_has(c, ids[j])) {
                     vis.push_back(static_cast<int32_t>(c));
@@ -172,6 +178,8 @@ void kv_cache::visible_cells(const std::vector<int32_t>& pos, const seq_lists& s
                 }
             }
         }
+        std::stable_sort(vis.begin(), vis.end(),
+                         [this](int32_t a, int32_t b) { return pos_[static_cast<size_t>(a)] < pos_[static_cast<size_t>(b)]; });
     }
 }
 

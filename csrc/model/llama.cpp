@@ -50,12 +50,13 @@ void batch::validate(int64_t n_vocab, int n_seq_max, bool needs_tokens) const {
 }
 
 llama_stage::llama_stage(std::shared_ptr<const gguf_file> file, int64_t layer_begin, int64_t layer_end,
-                         int64_t n_ctx, int n_seq_max, int n_threads)
+                         int64_t n_ctx, int n_seq_max, int n_threads, bool seq0_shared)
     : file_(std::move(file)),
       hp_(hparams_from_gguf(*file_)),
       n_vocab_(vocab_size_from_gguf(*file_, hp_)),
       w_(bind_stage_weights(*file_, hp_, layer_begin, layer_end < 0 ? hp_.n_layer : layer_end)),
-      kv_(static_cast<int>(w_.layer_end - w_.layer_begin), n_ctx, hp_.n_embd_kv(), hp_.n_embd_kv(), n_seq_max),
+      kv_(static_cast<int>(w_.layer_end - w_.layer_begin), n_ctx, hp_.n_embd_kv(), hp_.n_embd_kv(), n_seq_max,
+          seq0_shared),
       pool_(n_threads) {}
 
 void llama_stage::embed(const batch& b) {
@@ -72,9 +73,9 @@ void llama_stage::attention_layer(int il, const batch& b, const std::vector<int3
     const size_t n = b.n_tokens();
     const int64_t d = hp_.n_embd, dq = hp_.n_embd_q(), dkv = hp_.n_embd_kv(), hd = hp_.head_dim;
     for (size_t i = 0; i < n; ++i) rmsnorm_row(&x_[i * d], lw.attn_norm.data(), d, hp_.rms_eps, &xn_[i * d]);
-    matmul(lw.wq, xn_.data(), n, q_.data(), pool_, mm_);
-    matmul(lw.wk, xn_.data(), n, k_.data(), pool_, mm_);
-    matmul(lw.wv, xn_.data(), n, v_.data(), pool_, mm_);
+    matmul(lw.wq, xn_.data(), n, q_.data(), pool_, mm_, exact_);
+    matmul(lw.wk, xn_.data(), n, k_.data(), pool_, mm_, exact_);
+    matmul(lw.wv, xn_.data(), n, v_.data(), pool_, mm_, exact_);
     for (size_t i = 0; i < n; ++i) {
         if (!lw.bq.empty()) {
             add_inplace(&q_[i * dq], lw.bq.data(), dq);
@@ -90,13 +91,25 @@ void llama_stage::attention_layer(int il, const batch& b, const std::vector<int3
         std::copy_n(&k_[i * dkv], dkv, kv_.k(il) + static_cast<size_t>(cells[i]) * dkv);
         std::copy_n(&v_[i * dkv], dkv, kv_.v(il) + static_cast<size_t>(cells[i]) * dkv);
     }
+    // Scores, softmax and P·V in llama.cpp's exact arithmetic (non-flash attention on x86 AVX-512):
+    // K·Q and V·P are f16 matmuls, done by ggml_vec_dot_f16 for a single-token batch and by llamafile's
+    // tinyBLAS otherwise (kernels/ops.h); the softmax (ggml_vec_soft_max_f32) takes exp with
+    // ggml_v_expf, sums each 16-cell group of the cache pairwise and the groups in f64, and P is
+    // rounded to f16 for V·P. ggml assigns lanes and groups by cell index; we assign them by the
+    // cell's position (visible_cells lists cells in position order), which is the same thing for a
+    // single sequence filled from cell 0, as llama.cpp's, and makes the result independent of where
+    // the cells of a sequence happen to sit (speculative buffers, committed drafts). The cache's
+    // masked cells contribute exact zeros there.
     const int64_t group = hp_.n_head / hp_.n_head_kv;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
     const int64_t n_items = static_cast<int64_t>(n) * hp_.n_head;
     const float* kc = kv_.k(il);
     const float* vc = kv_.v(il);
+    const bool one_row = n == 1 || b.exact_rows;
+    const int lane_w = one_row ? 64 : 16;  // P·V lanes: 4 accumulators x 16 (vec_dot_f16) or 16 (tinyBLAS)
     pool_.parallel_for([&](int ith, int nth) {
-        float* sc = scores_.data() + static_cast<size_t>(ith) * kv_.n_ctx();
+        float* sc = scores_.data() + static_cast<size_t>(ith) * (kv_.n_ctx() + hd * 64);  // (n_visible,) f32
+        float* lanes = sc + kv_.n_ctx();                                                  // (hd, lane_w) f32
         for (int64_t item = ith; item < n_items; item += nth) {
             const size_t i = static_cast<size_t>(item / hp_.n_head);
             const int64_t h = item % hp_.n_head;
@@ -109,25 +122,42 @@ void llama_stage::attention_layer(int il, const batch& b, const std::vector<int3
             float mx = -INFINITY;
             for (size_t j = 0; j < vis.size(); ++j) {
                 const float* kr = kc + static_cast<size_t>(vis[j]) * dkv + g * hd;
-                float s = 0.0f;
-                for (int64_t t = 0; t < hd; ++t) s += q[t] * kr[t];
+                const float s = (one_row || hd % 16 != 0) ? dot_f16_ggml_vec(q, kr, hd) : dot_f16_ggml_gemm(q, kr, hd);
                 sc[j] = s * scale;
                 mx = std::max(mx, sc[j]);
             }
             double sum = 0.0;
+            float grp[16] = {};  // (16,) exp values of the current 16-cell group
             for (size_t j = 0; j < vis.size(); ++j) {
-                sc[j] = std::exp(sc[j] - mx);
-                sum += sc[j];
+                sc[j] = expf_ggml(sc[j] - mx);
+                const int32_t pj = kv_.cell_pos(vis[j]);
+                grp[pj % 16] = sc[j];
+                if (j + 1 == vis.size() || kv_.cell_pos(vis[j + 1]) / 16 != pj / 16) {
+                    sum += static_cast<double>(reduce16_ggml(grp));
+                    std::fill(grp, grp + 16, 0.0f);
+                }
             }
             const float inv = static_cast<float>(1.0 / sum);
+            std::fill(lanes, lanes + hd * lane_w, 0.0f);
             for (size_t j = 0; j < vis.size(); ++j) {
-                const float p = fp16_to_fp32(fp32_to_fp16(sc[j] * inv));  // f16 V·P product in llama.cpp
+                const float p = fp16_to_fp32(fp32_to_fp16(sc[j] * inv));
                 const float* vr = vc + static_cast<size_t>(vis[j]) * dkv + g * hd;
-                for (int64_t t = 0; t < hd; ++t) o[t] += p * vr[t];
+                const int lane = kv_.cell_pos(vis[j]) % lane_w;
+                for (int64_t t = 0; t < hd; ++t) lanes[t * lane_w + lane] = std::fmaf(p, vr[t], lanes[t * lane_w + lane]);
+            }
+            for (int64_t t = 0; t < hd; ++t) {
+                const float* lt = lanes + t * lane_w;
+                if (one_row) {
+                    float r[16];  // (acc0 + acc2) + (acc1 + acc3), as ggml_vec_dot_f16 combines them
+                    for (int l = 0; l < 16; ++l) r[l] = (lt[l] + lt[32 + l]) + (lt[16 + l] + lt[48 + l]);
+                    o[t] = reduce16_ggml(r);
+                } else {
+                    o[t] = reduce16_ggml(lt);
+                }
             }
         }
     });
-    matmul(lw.wo, att_.data(), n, tmp_.data(), pool_, mm_);
+    matmul(lw.wo, att_.data(), n, tmp_.data(), pool_, mm_, exact_);
     for (size_t i = 0; i < n * d; ++i) x_[i] += tmp_[i];
 }
 
@@ -135,10 +165,10 @@ void llama_stage::ffn_layer(int il, size_t n) {
     const layer_weights& lw = w_.layers[il];
     const int64_t d = hp_.n_embd, ff = hp_.n_ff;
     for (size_t i = 0; i < n; ++i) rmsnorm_row(&x_[i * d], lw.ffn_norm.data(), d, hp_.rms_eps, &xn_[i * d]);
-    matmul(lw.w_gate, xn_.data(), n, gate_.data(), pool_, mm_);
-    matmul(lw.w_up, xn_.data(), n, up_.data(), pool_, mm_);
-    swiglu_inplace(gate_.data(), up_.data(), static_cast<int64_t>(n) * ff);
-    matmul(lw.w_down, gate_.data(), n, tmp_.data(), pool_, mm_);
+    matmul(lw.w_gate, xn_.data(), n, gate_.data(), pool_, mm_, exact_);
+    matmul(lw.w_up, xn_.data(), n, up_.data(), pool_, mm_, exact_);
+    for (size_t i = 0; i < n; ++i) swiglu_inplace(&gate_[i * ff], &up_[i * ff], ff);  // per row: ggml's 16-groups start at each row
+    matmul(lw.w_down, gate_.data(), n, tmp_.data(), pool_, mm_, exact_);
     for (size_t i = 0; i < n * d; ++i) x_[i] += tmp_[i];
 }
 
@@ -151,7 +181,7 @@ void llama_stage::head(const batch& b, std::vector<float>& out) {
         ++r;
     }
     out.resize(r * static_cast<size_t>(n_vocab_));
-    if (r > 0) matmul(w_.output, xn_.data(), static_cast<int64_t>(r), out.data(), pool_, mm_);
+    if (r > 0) matmul(w_.output, xn_.data(), static_cast<int64_t>(r), out.data(), pool_, mm_, exact_);
 }
 
 bool llama_stage::forward(const batch& b, const float* in, std::vector<float>& out,
@@ -169,8 +199,10 @@ bool llama_stage::forward(const batch& b, const float* in, std::vector<float>& o
     tmp_.resize(n * d);
     gate_.resize(n * hp_.n_ff);
     up_.resize(n * hp_.n_ff);
-    scores_.resize(static_cast<size_t>(pool_.n_threads()) * kv_.n_ctx());
+    // per thread: a softmax row (n_ctx) and the P·V lane accumulators (head_dim, 64)
+    scores_.resize(static_cast<size_t>(pool_.n_threads()) * (kv_.n_ctx() + hp_.head_dim * 64));
 
+    exact_ = b.exact_rows;
     const std::vector<int32_t> cells = kv_.allocate(b.pos, b.seqs);
     kv_.visible_cells(b.pos, b.seqs, visible_);
     ++stats_.runs;

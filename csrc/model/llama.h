@@ -24,6 +24,11 @@ struct batch {
     std::vector<int32_t> pos;          // (n_tokens) positions
     seq_lists seqs;                    // per-token KV sequence ids
     std::vector<uint8_t> want_logits;  // (n_tokens) 1 = return this row's logits (last stage)
+    // Compute every row exactly as a one-token batch would (bit for bit). llama.cpp switches kernels
+    // (summation orders) with the batch size; prompt processing follows it (false) to reproduce its
+    // output, while speculative verification needs row results independent of the batch (true), so
+    // that speculative greedy output equals non-speculative greedy output token for token.
+    bool exact_rows = false;
 
     size_t n_tokens() const { return pos.size(); }
     size_t n_outputs() const;
@@ -43,7 +48,7 @@ public:
     // Runs layers [layer_begin, layer_end) of the model in `file` with a KV cache of n_ctx cells and
     // n_seq_max sequences, on n_threads threads.
     llama_stage(std::shared_ptr<const gguf_file> file, int64_t layer_begin, int64_t layer_end, int64_t n_ctx,
-                int n_seq_max, int n_threads);
+                int n_seq_max, int n_threads, bool seq0_shared = false);
 
     // First stage: `in` is ignored and b.token is embedded. Other stages: `in` is (n_tokens, n_embd)
     // f32 activations from the previous stage. Result: on the last stage, `out` = (n_outputs, n_vocab)
@@ -80,6 +85,7 @@ private:
     thread_pool pool_;
     matmul_scratch mm_;
     stage_stats stats_;
+    bool exact_ = false;                          // the current batch's exact_rows
     std::vector<std::vector<int32_t>> visible_;  // per batch token: visible KV cells
 
     // Scratch, resized per batch (n = n_tokens):

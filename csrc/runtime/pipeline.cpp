@@ -38,6 +38,13 @@ std::vector<int64_t> resolve_split(const gguf_file& f, const llama_hparams& hp, 
 } // namespace
 
 pipeline::pipeline(const pipeline_config& cfg) : n_seq_max_(cfg.n_seq_max), act_f16_(cfg.act_f16) {
+    if (cfg.n_spec_buffers < 0) {
+        throw std::invalid_argument(format("n_spec_buffers must be >= 0, got %d", cfg.n_spec_buffers));
+    }
+    if (cfg.n_spec_buffers > 0) {
+        ring_ = std::make_unique<kv_ring>(cfg.n_spec_buffers, cfg.n_spec_branches);
+        n_seq_max_ = std::max(n_seq_max_, ring_->n_seq_max());
+    }
     if (cfg.n_threads < 1) throw std::invalid_argument(format("n_threads must be >= 1, got %d", cfg.n_threads));
     if (cfg.n_seq_max < 1) throw std::invalid_argument(format("n_seq_max must be >= 1, got %d", cfg.n_seq_max));
     if (cfg.n_ctx < 0) throw std::invalid_argument(format("n_ctx must be >= 0, got %lld", (long long)cfg.n_ctx));
@@ -63,7 +70,7 @@ pipeline::pipeline(const pipeline_config& cfg) : n_seq_max_(cfg.n_seq_max), act_
     }
     if (n_stages < 1) throw std::invalid_argument(format("stages must be >= 1, got %d", n_stages));
     split_ = resolve_split(*file_, hp, cfg, n_stages);
-    head_ = std::make_unique<llama_stage>(file_, 0, split_[0], n_ctx_, n_seq_max_, cfg.n_threads);
+    head_ = std::make_unique<llama_stage>(file_, 0, split_[0], n_ctx_, n_seq_max_, cfg.n_threads, ring_ != nullptr);
     if (n_stages > 1 && cfg.transport == "local") {
         local_options lopts;
         lopts.heartbeat_s = cfg.heartbeat_s;
@@ -111,6 +118,7 @@ void pipeline::handshake(const pipeline_config& cfg) {
     c.h.n_seq_max = n_seq_max_;
     c.h.n_threads = cfg.n_threads;
     c.h.act_f16 = act_f16_;
+    c.h.seq0_shared = ring_ != nullptr;
     c.h.stage_layers = split_;
     const std::vector<uint8_t> msg = encode_control(c);
     for (int r = 1; r < n_stages(); ++r) tp_->send(r, msg_tag::CONTROL, msg);
@@ -172,6 +180,7 @@ int64_t pipeline::submit(const batch& b) {
     ev.b.pos = b.pos;
     ev.b.seqs = b.seqs;
     ev.b.want_logits = b.want_logits;
+    ev.b.exact_rows = b.exact_rows;
     ev.act = std::move(head_out_);
     tp_->send(1, msg_tag::EVENT, encode_run(ev, hparams().n_embd));
     head_out_ = std::move(ev.act);
@@ -250,6 +259,29 @@ void pipeline::kv_seq_keep(int32_t seq) { send_kv({kv_op_type::SEQ_KEEP, seq, 0,
 void pipeline::kv_clear() { send_kv({kv_op_type::CLEAR, 0, 0, 0, -1}); }
 int32_t pipeline::kv_seq_pos_max(int32_t seq) const { return head_->kv().seq_pos_max(seq); }
 int64_t pipeline::kv_n_used() const { return head_->kv().n_used(); }
+int64_t pipeline::kv_n_free() const { return head_->kv().n_free(); }
+
+int pipeline::spec_acquire() {
+    if (!ring_) throw std::invalid_argument("the pipeline was built without speculative buffers (n_spec_buffers = 0)");
+    return ring_->acquire();
+}
+
+void pipeline::spec_release(int buffer) {
+    if (!ring_) throw std::invalid_argument("the pipeline was built without speculative buffers (n_spec_buffers = 0)");
+    if (!ring_->in_use(buffer)) throw std::invalid_argument(format("speculative buffer %d is not in use", buffer));
+    for (int j = 0; j < ring_->n_branches(); ++j) send_kv({kv_op_type::SEQ_RM, ring_->seq(buffer, j), 0, 0, -1});
+    ring_->release(buffer);
+}
+
+int pipeline::spec_seq(int buffer, int branch) const {
+    if (!ring_) throw std::invalid_argument("the pipeline was built without speculative buffers (n_spec_buffers = 0)");
+    return ring_->seq(buffer, branch);
+}
+
+void pipeline::spec_commit(int32_t seq, int32_t p0, int32_t p1) {
+    if (seq <= 0 || seq >= n_seq_max_) throw std::invalid_argument(format("cannot commit sequence %d", seq));
+    if (p1 > p0) send_kv({kv_op_type::SEQ_CP, seq, 0, p0, p1});
+}
 
 std::vector<stage_report> pipeline::stats() {
     stage_report h;

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "kv/kv-ring.h"
 #include "model/llama.h"
 #include "runtime/protocol.h"
 #include "transport/transport.h"
@@ -31,6 +32,8 @@ struct pipeline_config {
     std::vector<int64_t> stage_layers;   // layers per stage (sums to n_layer); empty = split by bytes
     std::string transport = "local";     // "local" (threads) or "mpi" (this process is rank 0)
     bool act_f16 = false;                // activations travel between stages as f16
+    int n_spec_buffers = 0;              // KV multibuffer ring: speculative buffers (0 = no speculation)
+    int n_spec_branches = 1;             // sequences per buffer (draft-tree branches)
     double heartbeat_s = 0.5;
     double dead_after_s = 10.0;          // a silent worker is declared dead after this long
     int max_delay_us = 0;                // local transport: random message delay (tests)
@@ -64,6 +67,19 @@ public:
     void kv_clear();
     int32_t kv_seq_pos_max(int32_t seq) const;
     int64_t kv_n_used() const;
+    int64_t kv_n_free() const;
+
+    // KV multibuffer ring (configured with n_spec_buffers > 0; sequence 0 is then canonical and
+    // visible to every sequence). Each call issues at most one KV event per branch, to every stage.
+    // A free buffer id, or -1 if all are in flight (the caller pauses speculation).
+    int spec_acquire();
+    // Clears the buffer's sequences on every stage and returns it to the ring.
+    void spec_release(int buffer);
+    // Sequence of branch j of a buffer.
+    int spec_seq(int buffer, int branch) const;
+    int spec_free() const { return ring_ ? ring_->n_free() : 0; }
+    // Makes the cells of `seq` at positions [p0, p1) canonical (adds sequence 0): one event.
+    void spec_commit(int32_t seq, int32_t p0, int32_t p1);
 
     // Counters of every stage (asks the workers; waits for runs in flight to pass).
     std::vector<stage_report> stats();
@@ -92,6 +108,7 @@ private:
     int n_seq_max_ = 1;
     bool act_f16_ = false;
     std::unique_ptr<llama_stage> head_;
+    std::unique_ptr<kv_ring> ring_;                      // null without speculation
     std::shared_ptr<transport> tp_;                      // null with one stage
     std::vector<std::shared_ptr<transport>> local_eps_;  // local transport endpoints (workers' too)
     std::vector<std::thread> threads_;                   // local worker stages

@@ -18,6 +18,7 @@ void put_batch(wire_writer& w, const batch& b) {
     w.put_array(b.seqs.offsets.data(), b.seqs.offsets.size());
     w.put_array(b.seqs.ids.data(), b.seqs.ids.size());
     w.put_array(b.want_logits.data(), b.want_logits.size());
+    w.put<uint8_t>(b.exact_rows ? 1 : 0);
 }
 
 batch get_batch(wire_reader& r, int n_seq_max) {
@@ -26,6 +27,7 @@ batch get_batch(wire_reader& r, int n_seq_max) {
     b.seqs.offsets = r.get_array<int32_t>("seq_offsets", MAX_TOKENS + 1);
     b.seqs.ids = r.get_array<int32_t>("seq_ids", MAX_SEQ_REFS);
     b.want_logits = r.get_array<uint8_t>("want_logits", MAX_TOKENS);
+    b.exact_rows = r.get<uint8_t>("exact_rows") != 0;
     const size_t n = b.pos.size();
     if (n == 0) r.fail("pos", "empty batch");
     if (b.want_logits.size() != n) r.fail("want_logits", "length differs from pos");
@@ -239,6 +241,7 @@ std::vector<uint8_t> encode_control(const control& c) {
         w.put(c.h.n_seq_max);
         w.put(c.h.n_threads);
         w.put<uint8_t>(c.h.act_f16 ? 1 : 0);
+        w.put<uint8_t>(c.h.seq0_shared ? 1 : 0);
         w.put_array(c.h.stage_layers.data(), c.h.stage_layers.size());
         break;
     case control_type::READY:
@@ -270,6 +273,7 @@ control decode_control(const std::vector<uint8_t>& data, int src) {
         c.h.n_seq_max = r.get<int32_t>("n_seq_max");
         c.h.n_threads = r.get<int32_t>("n_threads");
         c.h.act_f16 = r.get<uint8_t>("act_f16") != 0;
+        c.h.seq0_shared = r.get<uint8_t>("seq0_shared") != 0;
         c.h.stage_layers = r.get_array<int64_t>("stage_layers", 65536);
         break;
     case control_type::READY:

@@ -77,6 +77,7 @@ struct hello {
     int32_t n_seq_max = 1;
     int32_t n_threads = 1;
     bool act_f16 = false;
+    bool seq0_shared = false;          // KV: sequence 0 visible to every sequence (speculation)
     std::vector<int64_t> stage_layers; // layers per stage, one entry per rank
 };
 

@@ -1,0 +1,125 @@
+"""Speculation policy and acceptance rules (pure Python/numpy; replaceable).
+
+The policy decides how much to speculate: the paper's knobs (PipeInfer, arXiv 2407.11798, section
+on adaptive speculation; reference code ``run_speculation_loop``) plus a cap on runs in flight.
+The acceptance rule decides which drafted tokens the target confirms.
+
+Acceptance is exact at every temperature. Our drafters propose deterministic tokens (the draft
+model's argmax, n-gram lookups), i.e. the proposal distribution q is a point mass on the drafted
+token. Leviathan/Chen speculative sampling with such a q accepts draft x with probability
+min(1, p(x) / q(x)) = p(x) and otherwise resamples from the residual max(0, p - q), which is p with x
+removed and renormalised. For a draft tree, the candidates at one position are tried one after the
+other, each against the residual left by the previous ones (SpecInfer-style multi-draft
+verification); the emitted token is then distributed exactly as p. At temperature 0, p is one-hot
+and the rule reduces to "accept iff the draft equals the target's argmax".
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+
+from pipeinfer.drafters import DraftLimits
+
+
+@dataclass
+class SpeculationPolicy:
+    """How much to speculate.
+
+    Args:
+        n_draft: maximum draft tokens per speculative micro-batch (all branches together).
+        p_accept: a branch stops drafting when its top-1 draft probability falls below this
+            (plus the adaptive adjustment below).
+        p_split: a candidate with draft probability above this forks a new branch.
+        n_parallel: maximum branches per micro-batch (1 = chains).
+        p_recovery: cutoff increase per additional micro-batch launched in one burst (limits how far
+            ahead of verification the head speculates); reset when a result arrives.
+        p_decay: cutoff decrease per speculation attempt that produced no draft (lets an idle head
+            speculate opportunistically); reset when a token is accepted.
+        max_in_flight: cap on speculative micro-batches in flight at once.
+        n_buffers: KV buffers of the multibuffer ring (>= max_in_flight).
+    """
+
+    n_draft: int = 4
+    p_accept: float = 0.1
+    p_split: float = 0.8
+    n_parallel: int = 1
+    p_recovery: float = 0.0
+    p_decay: float = 0.0
+    max_in_flight: int = 4
+    n_buffers: int = 0  # 0: max_in_flight
+
+    def __post_init__(self) -> None:
+        _int("n_draft", self.n_draft, 1, 256)
+        _int("n_parallel", self.n_parallel, 1, 16)
+        _int("max_in_flight", self.max_in_flight, 1, 1024)
+        _int("n_buffers", self.n_buffers, 0, 4096)
+        for name in ("p_accept", "p_split", "p_recovery", "p_decay"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be a number in [0, 1], got {v!r}")
+        if self.n_buffers == 0:
+            self.n_buffers = self.max_in_flight
+        if self.n_buffers < self.max_in_flight:
+            raise ValueError(f"n_buffers ({self.n_buffers}) must be >= max_in_flight ({self.max_in_flight})")
+        if self.n_parallel > self.n_draft:
+            raise ValueError(f"n_parallel ({self.n_parallel}) cannot exceed n_draft ({self.n_draft})")
+
+    def limits(self, burst_index: int = 0, n_rejected: int = 0) -> Optional[DraftLimits]:
+        """Draft limits for the next micro-batch, or None when the adjusted cutoff reaches 1.
+
+        burst_index: micro-batches already launched since the last result arrived;
+        n_rejected: speculation attempts without a draft since the last accepted token.
+        """
+        adjust = burst_index * self.p_recovery - n_rejected * self.p_decay
+        p_accept = self.p_accept + adjust
+        if p_accept >= 1.0:
+            return None
+        return DraftLimits(
+            n_draft=self.n_draft,
+            n_parallel=self.n_parallel,
+            p_accept=min(max(p_accept, 0.0), 1.0),
+            p_split=min(max(self.p_split + adjust, 0.0), 1.0),
+        )
+
+
+def _int(name: str, v: object, lo: int, hi: int) -> None:
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {v!r}")
+
+
+def verify_position(
+    probs: Optional[np.ndarray], logits: np.ndarray, candidates: Sequence[int], rng: np.random.Generator
+) -> Tuple[int, int]:
+    """Decides the token at one position given the target's distribution and the drafted candidates.
+
+    Args:
+        probs: the target's final sampling distribution (float64, sums to 1), or None for greedy.
+        logits: the raw logits row (used for greedy: argmax, lowest id on ties).
+        candidates: distinct drafted tokens at this position, most preferred first (may be empty).
+        rng: the sampler's random generator.
+
+    Returns:
+        (token, index of the accepted candidate or -1). The token is distributed exactly as probs.
+    """
+    if probs is None:
+        tok = int(np.argmax(logits))
+        for i, c in enumerate(candidates):
+            if c == tok:
+                return tok, i
+        return tok, -1
+    residual = probs
+    for i, c in enumerate(candidates):
+        pc = float(residual[c]) if 0 <= c < len(residual) else 0.0
+        if pc > 0.0 and rng.random() < pc:
+            return int(c), i
+        if pc > 0.0:
+            residual = residual.copy()
+            residual[c] = 0.0
+            total = residual.sum()
+            if total <= 0.0:  # every mass was on the candidates tried: impossible unless rounding
+                return int(c), i
+            residual /= total
+    return int(rng.choice(len(residual), p=residual)), -1

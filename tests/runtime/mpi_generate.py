@@ -1,0 +1,47 @@
+"""Run under mpiexec by tests: every rank builds the same Pipeline; rank 0 generates greedily and prints
+one JSON line with the tokens and stage stats; other ranks serve and return when rank 0 closes.
+
+    mpiexec -n N python mpi_generate.py MODEL N_TOKENS [--pidfile-dir DIR] [--dead-after S] [--mode M ...]
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import pipeinfer
+
+ap = argparse.ArgumentParser()
+ap.add_argument("model")
+ap.add_argument("n_tokens", type=int)
+ap.add_argument("--prompt", default="5,17,99,3,250")
+ap.add_argument("--pidfile-dir", default=None)
+ap.add_argument("--dead-after", type=float, default=10.0)
+ap.add_argument("--mode", default=None)
+ap.add_argument("--draft", default=None)
+ap.add_argument("--slow", type=float, default=0.0, help="seconds to sleep between tokens on the head")
+a = ap.parse_args()
+
+rank = int(os.environ.get("PMI_RANK", "0"))
+if a.pidfile_dir:
+    with open(os.path.join(a.pidfile_dir, f"rank{rank}.pid"), "w") as f:
+        f.write(str(os.getpid()))
+try:
+    pipe = pipeinfer.Pipeline(a.model, n_ctx=256, n_threads=1, dead_after_s=a.dead_after, mode=a.mode,
+                              draft=a.draft)
+    if pipe.is_head:
+        prompt = [int(x) for x in a.prompt.split(",")]
+        s = pipe.stream(prompt, max_tokens=a.n_tokens, temperature=0)
+        t0 = time.time()
+        for i, _ in enumerate(s):
+            if i == 0:
+                print("FIRST", flush=True)
+            if a.slow:
+                time.sleep(a.slow)
+        stats = pipe.stage_stats()
+        print(json.dumps({"tokens": s.tokens, "stages": stats, "transport": pipe._native.transport,
+                          "stats": s.stats.as_dict()}), flush=True)
+        pipe.close()
+except pipeinfer.TransportError as e:
+    print(f"TransportError(rank={e.rank}): {e}", file=sys.stderr, flush=True)
+    sys.exit(3)

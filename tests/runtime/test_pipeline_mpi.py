@@ -1,0 +1,80 @@
+"""The pipeline over MPI ranks started by mpiexec from the tests: identical greedy output for 2-4
+ranks (4 ranks oversubscribe the 2 cores: slow but correct), and a worker killed mid-generation makes
+the head raise TransportError within the configured deadline with no process left behind."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mpi_helpers import MPIJob, have_mpiexec, job_pids, run_mpi
+
+import pipeinfer
+
+pytestmark = [pytest.mark.mpi, pytest.mark.skipif(not have_mpiexec(), reason="mpiexec (mpich wheel) not found")]
+
+SCRIPT = str(Path(__file__).with_name("mpi_generate.py"))
+
+
+def _single_process_tokens(path, n):
+    with pipeinfer.Pipeline(str(path), n_ctx=256, n_threads=1) as p:
+        return p.generate([5, 17, 99, 3, 250], max_tokens=n, temperature=0).tokens
+
+
+def _last_json(stdout):
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
+    assert lines, stdout
+    return json.loads(lines[-1])
+
+
+@pytest.mark.parametrize("n_ranks", [2, 3, 4])
+def test_mpi_ranks_match_single_process(tiny_model, n_ranks):
+    path, _ = tiny_model("llama", "q8_0", n_layer=4)
+    want = _single_process_tokens(path, 12)
+    r = run_mpi(SCRIPT, n_ranks, [str(path), "12"], timeout_s=180)
+    assert r.returncode == 0, r.stderr
+    assert not r.leftover_pids
+    out = _last_json(r.stdout)
+    assert out["transport"] == "mpi"
+    assert out["tokens"] == want
+    assert len(out["stages"]) == n_ranks
+    assert sum(s["layer_end"] - s["layer_begin"] for s in out["stages"]) == 4
+
+
+@pytest.mark.realmodel
+def test_mpi_two_ranks_real_model(real_model_path):
+    path = real_model_path("smollm2-135m")
+    want = _single_process_tokens(path, 16)
+    r = run_mpi(SCRIPT, 2, [str(path), "16", "--prompt", "504,3575,282,4649,314"], timeout_s=300)
+    assert r.returncode == 0, r.stderr
+    out = _last_json(r.stdout)
+    with pipeinfer.Pipeline(str(path), n_ctx=256, n_threads=1) as p:
+        want = p.generate([504, 3575, 282, 4649, 314], max_tokens=16, temperature=0).tokens
+    assert out["tokens"] == want
+
+
+def test_killed_worker_raises_transport_error(tiny_model, tmp_path):
+    path, _ = tiny_model("llama", "q8_0", n_layer=4)
+    dead_after = 3.0
+    job = MPIJob(SCRIPT, 3, [str(path), "200", "--pidfile-dir", str(tmp_path), "--dead-after", str(dead_after),
+                             "--slow", "0.05"], timeout_s=120, supervise=True)
+    deadline = time.time() + 60
+    victim = tmp_path / "rank1.pid"
+    while not victim.exists() or not (tmp_path / "rank0.pid").exists():
+        assert time.time() < deadline, "ranks did not start"
+        time.sleep(0.05)
+    time.sleep(1.5)  # generation under way
+    t_kill = time.time()
+    os.kill(int(victim.read_text()), signal.SIGKILL)
+    r = job.wait()
+    elapsed = time.time() - t_kill
+    assert r.returncode != 0
+    assert "TransportError" in r.stderr, r.stderr
+    assert "rank=1" in r.stderr or "rank 1" in r.stderr
+    assert elapsed < dead_after + 20, f"head took {elapsed:.1f} s to notice"
+    assert not r.leftover_pids
