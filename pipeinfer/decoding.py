@@ -183,6 +183,7 @@ def speculative(step: _Step, drafter: Drafter, policy: SpeculationPolicy) -> Ite
             n_matched = len(t.matched)
             step.stats.draft_n_accepted += n_matched
             if len(tree):
+                policy.observe(n_matched, rejected=bool(t.children.get(t.matched[-1] if t.matched else -1)))
                 step.stats.verifications += 1
                 step.stats.accepted_lengths.append(len(step.gen) - n_before)
             if n_matched:
@@ -379,14 +380,19 @@ class PipeInferDecoder:
                 t = r.tree
                 # drafted tokens already confirmed by earlier runs count as accepted drafts too
                 s.stats.draft_n_accepted += (t.tree.depth(node) if node >= 0 else 0)
-                yield from _verify_tree(s, t, rows, node)
-                s.stats.verifications += 1
-                s.stats.accepted_lengths.append(len(s.gen) - n_before)
-                s.stats.draft_n_accepted += len(t.matched)
-                if t.matched:
-                    deepest = t.matched[-1]
-                    self.native.spec_commit(t.node_seqs[deepest][0], n_before, n_before + len(t.matched))
-                self._release(r)
+                try:
+                    yield from _verify_tree(s, t, rows, node)
+                    s.stats.verifications += 1
+                    s.stats.accepted_lengths.append(len(s.gen) - n_before)
+                    s.stats.draft_n_accepted += len(t.matched)
+                    last = t.matched[-1] if t.matched else node
+                    self.policy.observe(len(t.matched), rejected=bool(t.children.get(last)))
+                    if t.matched:
+                        deepest = t.matched[-1]
+                        self.native.spec_commit(t.node_seqs[deepest][0], n_before, n_before + len(t.matched))
+                finally:
+                    # also when the consumer stops mid-verification (then nothing is committed)
+                    self._release(r)
                 if len(s.gen) >= s.n_ctx:
                     return
                 self._after_accept()

@@ -419,6 +419,7 @@ class Pipeline:
             tokens = decoding.iterative(step)
         else:
             self.drafter.begin(ids)
+            self.policy.reset()
             if self.mode == "speculative":
                 tokens = decoding.speculative(step, self.drafter, self.policy)
             else:

@@ -40,6 +40,10 @@ class SpeculationPolicy:
             speculate opportunistically); reset when a token is accepted.
         max_in_flight: cap on speculative micro-batches in flight at once.
         n_buffers: KV buffers of the multibuffer ring (>= max_in_flight).
+        adaptive: shorten drafts, or stop speculating, when the observed acceptance makes them a loss
+            (see :meth:`limits`); speculation resumes with short probes to re-measure.
+        draft_cost: the cost of verifying one extra draft token, in units of one target token (a
+            k-token verification costs about 1 + draft_cost * k; memory-bound decoding makes it small).
     """
 
     n_draft: int = 4
@@ -50,6 +54,8 @@ class SpeculationPolicy:
     p_decay: float = 0.0
     max_in_flight: int = 4
     n_buffers: int = 0  # 0: max_in_flight
+    adaptive: bool = True
+    draft_cost: float = 0.35
 
     def __post_init__(self) -> None:
         _int("n_draft", self.n_draft, 1, 256)
@@ -66,6 +72,49 @@ class SpeculationPolicy:
             raise ValueError(f"n_buffers ({self.n_buffers}) must be >= max_in_flight ({self.max_in_flight})")
         if self.n_parallel > self.n_draft:
             raise ValueError(f"n_parallel ({self.n_parallel}) cannot exceed n_draft ({self.n_draft})")
+        if not isinstance(self.adaptive, bool):
+            raise ValueError(f"adaptive must be a bool, got {self.adaptive!r}")
+        if isinstance(self.draft_cost, bool) or not isinstance(self.draft_cost, (int, float)) or \
+                not 0.0 <= self.draft_cost <= 10.0:
+            raise ValueError(f"draft_cost must be a number in [0, 10], got {self.draft_cost!r}")
+        self.reset()
+
+    # ---- adaptation: a running estimate of the per-token acceptance probability
+    def reset(self) -> None:
+        """Forgets what was observed (a new generation starts optimistic)."""
+        self._accepted = 2.0  # pseudo-counts: prior acceptance 2/3
+        self._rejected = 1.0
+        self._skipped = 0
+
+    def observe(self, accepted: int, rejected: bool) -> None:
+        """Records a verified micro-batch: how many drafts the target confirmed, and whether it
+        stopped on a rejected draft (rather than running out of drafts)."""
+        decay = 0.9  # older observations fade: acceptance changes along a text
+        self._accepted = decay * self._accepted + accepted
+        self._rejected = decay * self._rejected + (1.0 if rejected else 0.0)
+
+    @property
+    def acceptance(self) -> float:
+        """Estimated probability that the next drafted token is accepted."""
+        return self._accepted / (self._accepted + self._rejected)
+
+    def draft_length(self) -> int:
+        """The draft length with the best expected gain, 0 if speculating is expected to lose.
+
+        With acceptance a, k drafts yield a + a^2 + ... + a^k extra tokens on average and cost
+        draft_cost * k; pick the k <= n_draft that maximises the difference.
+        """
+        if not self.adaptive:
+            return self.n_draft
+        a = self.acceptance
+        best_k, best = 0, 0.0
+        gain = 0.0
+        for k in range(1, self.n_draft + 1):
+            gain += a ** k
+            value = gain - self.draft_cost * k
+            if value > best + 1e-12:
+                best_k, best = k, value
+        return best_k
 
     def limits(self, burst_index: int = 0, n_rejected: int = 0) -> Optional[DraftLimits]:
         """Draft limits for the next micro-batch, or None when the adjusted cutoff reaches 1.
@@ -77,9 +126,17 @@ class SpeculationPolicy:
         p_accept = self.p_accept + adjust
         if p_accept >= 1.0:
             return None
+        n_draft = self.draft_length()
+        if n_draft == 0:
+            # speculation is expected to lose: probe with one draft token now and then to notice
+            # when the text becomes predictable again
+            self._skipped += 1
+            if self._skipped % 8 != 0 or burst_index > 0:
+                return None
+            n_draft = 1
         return DraftLimits(
-            n_draft=self.n_draft,
-            n_parallel=self.n_parallel,
+            n_draft=n_draft,
+            n_parallel=min(self.n_parallel, n_draft),
             p_accept=min(max(p_accept, 0.0), 1.0),
             p_split=min(max(self.p_split + adjust, 0.0), 1.0),
         )
