@@ -21,6 +21,8 @@ _LAZY = {
     "Stream": "pipeinfer.pipeline",
     "Timings": "pipeinfer.pipeline",
     "SamplingParams": "pipeinfer.sampling",
+    "SpeculationPolicy": "pipeinfer.speculation",
+    "Tokenizer": "pipeinfer.tokenizer",
 }
 
 
@@ -40,6 +42,8 @@ __all__ = [
     "Stream",
     "Timings",
     "SamplingParams",
+    "SpeculationPolicy",
+    "Tokenizer",
     "PipeinferError",
     "GGUFError",
     "ShapeError",

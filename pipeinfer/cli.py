@@ -24,7 +24,19 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-c", "--ctx", type=int, default=0, help="context length (0: min(trained, 4096))")
     p.add_argument("-t", "--threads", type=int, default=None, help="threads per stage")
     p.add_argument("--batch", type=int, default=512, help="prompt-processing batch size")
-    p.add_argument("--stages", type=int, default=1, help="pipeline stages")
+    p.add_argument("--stages", type=int, default=1, help="pipeline stages (threads; under mpiexec: the ranks)")
+    p.add_argument("--draft", default=None,
+                   help="drafter: a draft GGUF / known model name (same vocabulary), or 'ngram' (prompt lookup)")
+    p.add_argument("--mode", choices=["iterative", "speculative", "pipeinfer"], default=None,
+                   help="decoding mode (default: pipeinfer with --draft, else iterative)")
+    p.add_argument("--n-draft", type=int, default=4, help="max draft tokens per speculative micro-batch")
+    p.add_argument("--p-accept", type=float, default=0.1, help="draft confidence below which a branch stops")
+    p.add_argument("--p-split", type=float, default=0.8, help="draft confidence above which a branch forks")
+    p.add_argument("--n-parallel", type=int, default=1, help="max branches per micro-batch (draft trees)")
+    p.add_argument("--p-recovery", type=float, default=0.0, help="cutoff increase per micro-batch in a burst")
+    p.add_argument("--p-decay", type=float, default=0.0, help="cutoff decrease per empty speculation attempt")
+    p.add_argument("--max-in-flight", type=int, default=4, help="max speculative micro-batches in flight")
+    p.add_argument("--no-adaptive", action="store_true", help="keep the draft length fixed")
     p.add_argument("--temp", type=float, default=0.8, help="temperature (0 = greedy)")
     p.add_argument("--top-k", type=int, default=40)
     p.add_argument("--top-p", type=float, default=0.95)
@@ -56,7 +68,15 @@ def _cmd_run(a: argparse.Namespace) -> int:
     from pipeinfer.pipeline import Pipeline
 
     prompt = a.prompt if a.prompt is not None else sys.stdin.read()
-    pipe = Pipeline(a.model, n_ctx=a.ctx, n_threads=a.threads, n_batch=a.batch, stages=a.stages)
+    from pipeinfer.speculation import SpeculationPolicy
+
+    policy = SpeculationPolicy(n_draft=a.n_draft, p_accept=a.p_accept, p_split=a.p_split, n_parallel=a.n_parallel,
+                               p_recovery=a.p_recovery, p_decay=a.p_decay, max_in_flight=a.max_in_flight,
+                               adaptive=not a.no_adaptive)
+    pipe = Pipeline(a.model, n_ctx=a.ctx, n_threads=a.threads, n_batch=a.batch, stages=a.stages, draft=a.draft,
+                    mode=a.mode, speculation=policy)
+    if not pipe.is_head:
+        return 0  # an MPI worker rank: it served its stage until the head closed the pipeline
     sampling = dict(temperature=a.temp, top_k=a.top_k, top_p=a.top_p, min_p=a.min_p,
                     repeat_penalty=a.repeat_penalty, repeat_last_n=a.repeat_last_n,
                     presence_penalty=a.presence_penalty, frequency_penalty=a.frequency_penalty,
@@ -71,19 +91,22 @@ def _cmd_run(a: argparse.Namespace) -> int:
         for _ in stream:
             pass
         print(json.dumps({"text": stream.text, "tokens": stream.tokens, "finish_reason": stream.finish_reason,
-                          "timings": stream.timings.as_dict(), "stages": pipe.stage_stats()}))
+                          "timings": stream.timings.as_dict(), "metrics": stream.metrics(),
+                          "stages": stream.stage_stats}))
+        pipe.close()
         return 0
     for piece in stream:
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
     if a.stats:
-        t = stream.timings.as_dict()
-        print(f"\n[stats] finish_reason={stream.finish_reason}", file=sys.stderr)
-        for k, v in t.items():
+        for k, v in stream.metrics().items():
             print(f"[stats] {k}: {v:.3f}" if isinstance(v, float) else f"[stats] {k}: {v}", file=sys.stderr)
-        for i, st in enumerate(pipe.stage_stats()):
-            print(f"[stats] stage {i}: {st}", file=sys.stderr)
+        for i, st in enumerate(stream.stage_stats):
+            print(f"[stats] stage {i}: layers {st['layer_begin']}-{st['layer_end']}, runs {st['runs']}, "
+                  f"skipped runs {st['runs_skipped']}, skipped layers {st['layers_skipped']}, "
+                  f"busy {st['busy_s']:.3f} s, idle {st['idle_s']:.3f} s, sent {st['bytes_sent']} B", file=sys.stderr)
+    pipe.close()
     return 0
 
 

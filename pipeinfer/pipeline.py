@@ -56,6 +56,7 @@ class Timings:
             "predicted_ms": self.predicted_ms,
             "predicted_per_second": self.predicted_per_second,
             "ttft_ms": self.ttft_ms,
+            "ttft_no_prefill_ms": max(0.0, self.ttft_ms - self.prompt_ms),
             "cached_n": self.cached_n,
             "itl_ms_mean": float(itl.mean()),
             "itl_ms_p50": float(np.percentile(itl, 50)),
@@ -67,7 +68,8 @@ class Stream:
     """Iterator over the text pieces of one generation, as they are produced.
 
     While and after iterating, ``tokens`` holds the generated token ids, ``text`` the text so far,
-    ``finish_reason`` is ``"stop"`` or ``"length"`` once finished, and ``timings`` the measurements.
+    ``finish_reason`` is ``"stop"`` or ``"length"`` once finished, ``timings`` the measurements and
+    ``stats`` the speculation counters; :meth:`metrics` gathers everything in one dict.
     """
 
     def __init__(self, pipeline: "Pipeline", prompt_ids: List[int], params: SamplingParams, max_tokens: Optional[int]):
@@ -78,7 +80,29 @@ class Stream:
         self.text: str = ""
         self.finish_reason: Optional[str] = None
         self.timings = Timings()
+        self.stage_stats: List[Dict[str, Any]] = []  # per stage, counted over this generation only
         self._it = pipeline._run(self, prompt_ids, params, max_tokens)
+
+    def metrics(self) -> Dict[str, Any]:
+        """Everything measured for this generation, in one flat dict.
+
+        Timings use llama.cpp's names (prompt_ms, predicted_per_second, ...) plus ttft_ms (request
+        start to first token, prefill included), ttft_no_prefill_ms, and itl_ms mean/p50/p99. Speculation:
+        draft_n, draft_n_accepted, acceptance_rate, mean_accepted_length (tokens per verified
+        speculative run), runs_launched, runs_cancelled. Pipeline: layers_skipped and runs_skipped per
+        stage, and bytes_sent_per_token (all stages, per generated token).
+        """
+        m: Dict[str, Any] = {"mode": self.mode, "tokens": len(self.tokens), "finish_reason": self.finish_reason}
+        m.update(self.timings.as_dict())
+        m.update(self.stats.as_dict())
+        if self.stage_stats:
+            m["layers_skipped"] = [st["layers_skipped"] for st in self.stage_stats]
+            m["runs_skipped"] = [st["runs_skipped"] for st in self.stage_stats]
+            sent = sum(st["bytes_sent"] for st in self.stage_stats)
+            m["bytes_sent_per_token"] = sent / max(1, len(self.tokens))
+            m["stage_busy_s"] = [st["busy_s"] for st in self.stage_stats]
+            m["stage_idle_s"] = [st["idle_s"] for st in self.stage_stats]
+        return m
 
     @classmethod
     def empty(cls) -> "Stream":
@@ -400,6 +424,7 @@ class Pipeline:
         return logits, common
 
     def _run(self, s: Stream, ids: List[int], params: SamplingParams, max_tokens: Optional[int]) -> Iterator[str]:
+        before = self._native.stats()
         t0 = time.perf_counter()
         sampler = make_sampler(params)
         stop = StopMatcher(list(params.stop or []))
@@ -458,12 +483,24 @@ class Pipeline:
             tokens.close()  # cancels and drains what is still in flight
             # sequence 0 now holds exactly the canonical tokens at positions 0..pos_max
             self._cached = gen[: self._native.kv_seq_pos_max(0) + 1]
+            s.stage_stats = _stats_delta(before, self._native.stats())
         if s.finish_reason == "length":
             tail, _ = stop.feed(detok.flush())
             tail += stop.flush()
             if tail:
                 s.text += tail
                 yield tail
+
+
+def _stats_delta(before: List[Dict[str, Any]], after: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    out = []
+    for b, a in zip(before, after):
+        d = dict(a)
+        for k in ("runs", "runs_skipped", "tokens", "layers_run", "layers_skipped", "bytes_sent", "messages_sent",
+                  "busy_s", "idle_s"):
+            d[k] = a[k] - b[k]
+        out.append(d)
+    return out
 
 
 def _usage(s: Stream) -> Dict[str, int]:

@@ -7,10 +7,12 @@
 // - send() never blocks on the receiver (buffered / non-blocking); it copies or takes the payload.
 // - Messages from one source with one tag arrive in the order they were sent (MPI's non-overtaking
 //   rule); nothing is promised across tags or sources.
-// - Liveness: every rank's transport sends a HEARTBEAT to rank 0 and rank 0 sends one to every rank
-//   each heartbeat_s seconds (a background thread where needed); heartbeats are consumed internally
-//   and only update last_heard(). recv() throws transport_error naming the peer when the peer it waits
-//   for has not been heard from for dead_after_s, or when a local peer was killed.
+// - Liveness: every rank's transport sends a HEARTBEAT to every other rank each heartbeat_s seconds
+//   (a background thread where needed); heartbeats are consumed internally and only update the
+//   peer's last-heard time (silent_for). recv() throws transport_error naming the peer when the peer
+//   it waits for has not been heard from for dead_after_s, or when a local peer was killed. An MPI
+//   transport that closes (destructor, process exit) says bye: a wait on that peer then fails at once
+//   ("closed its transport"), and its silence is no longer taken for death by waits on other peers.
 // This module moves bytes and watches peers; it must not know what the bytes mean (runtime/protocol.h).
 #pragma once
 #include <cstdint>
@@ -61,8 +63,10 @@ public:
 
     // Waits for a message: polls try_recv, spinning briefly and then sleeping with growing back-off
     // (a few µs up to 1 ms) so that a waiting rank leaves the CPU to computing ones. Throws
-    // transport_error if `timeout_s` (< 0: none) passes, or if the awaited peer (src >= 0; src < 0:
-    // any peer) has been silent for dead_after_s.
+    // transport_error if `timeout_s` (< 0: none) passes, or if any peer is dead or has been silent for
+    // dead_after_s (a pipeline cannot go on without any of its ranks; the awaited peer src is checked
+    // first, so it is the one named when it is dead). A message that arrived before the death is still
+    // returned.
     message recv(int src, msg_tag tag, double timeout_s = -1.0);
 
     // Like recv but returns false on timeout instead of throwing (peer death still throws).
@@ -107,10 +111,18 @@ void local_group_kill(transport& any_endpoint, int r);
 // (PMI_RANK, PMIX_RANK, OMPI_COMM_WORLD_SIZE, ...), without initialising MPI.
 bool mpi_launched();
 // Initialises MPI if needed (MPI_THREAD_MULTIPLE for the heartbeat thread; checks the level
-// granted), duplicates MPI_COMM_WORLD with MPI_ERRORS_RETURN, starts heartbeats. Throws
-// transport_error if MPI is unavailable or fails.
+// granted), duplicates MPI_COMM_WORLD with MPI_ERRORS_RETURN, starts heartbeats. Collective: every
+// rank must call it (as its first MPI step, in the same order as any other communicator creation);
+// throws transport_error if the others do not within max(30 s, 3 * dead_after_s), if MPI is
+// unavailable or fails. std::invalid_argument unless dead_after_s > 2 * heartbeat_s > 0.
 std::unique_ptr<transport> make_mpi_transport(const transport_options& opts);
-// Ends the job from this rank after an unrecoverable error (MPI_Abort on the world communicator).
+// Ends the job from this rank after an unrecoverable error (MPI_Abort on the world communicator),
+// after flushing stdio and waiting 250 ms so the launcher can forward the error already printed.
+// Throws transport_error if MPI is not initialised (or already finalised).
 void mpi_abort_world(int code);
+// Stops the heartbeat threads of every MPI transport of this process for good (they make MPI calls);
+// called at interpreter exit before anybody (this module or mpi4py) finalises MPI. Later use of those
+// transports throws transport_error.
+void mpi_quiesce();
 
 } // namespace pipeinfer

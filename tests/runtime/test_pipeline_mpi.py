@@ -78,3 +78,15 @@ def test_killed_worker_raises_transport_error(tiny_model, tmp_path):
     assert "rank=1" in r.stderr or "rank 1" in r.stderr
     assert elapsed < dead_after + 20, f"head took {elapsed:.1f} s to notice"
     assert not r.leftover_pids
+
+
+@pytest.mark.parametrize("n_ranks, mode", [(2, "pipeinfer"), (3, "speculative"), (4, "pipeinfer")])
+def test_mpi_speculation_matches_single_process(tiny_model, n_ranks, mode):
+    path, _ = tiny_model("llama", "q8_0", n_layer=4)
+    want = _single_process_tokens(path, 16)
+    r = run_mpi(SCRIPT, n_ranks, [str(path), "16", "--mode", mode, "--draft", "ngram"], timeout_s=240)
+    assert r.returncode == 0, r.stderr
+    assert not r.leftover_pids
+    out = _last_json(r.stdout)
+    assert out["tokens"] == want
+    assert out["stats"]["runs_launched"] >= 1
