@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence, Union
 
 
 def default_threads() -> int:
@@ -24,7 +24,8 @@ class EngineConfig:
         n_threads: compute threads per stage; None means every CPU available to the process.
         n_batch: maximum tokens evaluated in one prompt-processing step.
         stages: number of pipeline stages (1 = single process, no pipeline).
-        layer_split: layers per stage (must sum to the model's layer count); None splits by weight bytes.
+        layer_split: layers per stage: counts (summing to the model's layer count) or fractions (summing
+            to 1; each stage gets floor(f * n_layer), the last the rest). None splits by weight bytes.
         transport: "auto" (MPI under mpiexec, else local threads), "local" or "mpi".
         act_f16: activations travel between stages as f16.
         heartbeat_s: interval of the liveness messages between ranks.
@@ -35,7 +36,7 @@ class EngineConfig:
     n_threads: Optional[int] = None
     n_batch: int = 512
     stages: int = 1
-    layer_split: Optional[Sequence[int]] = field(default=None)
+    layer_split: Optional[Sequence[Union[int, float]]] = field(default=None)
     transport: str = "auto"
     act_f16: bool = False
     heartbeat_s: float = 0.5
@@ -50,11 +51,21 @@ class EngineConfig:
         _check_int("stages", self.stages, 1, 4096)
         if self.layer_split is not None:
             split = list(self.layer_split)
-            for i, n in enumerate(split):
-                _check_int(f"layer_split[{i}]", n, 1, 1 << 20)
+            if split and all(isinstance(x, float) for x in split):
+                # fractions of the layers per stage (the reference's --mpi-layer-split)
+                for i, f in enumerate(split):
+                    if not (math.isfinite(f) and 0.0 < f <= 1.0):
+                        raise ValueError(f"layer_split[{i}] must be a fraction in (0, 1], got {f!r}")
+                if abs(sum(split) - 1.0) > 1e-6:
+                    raise ValueError(f"layer_split fractions must sum to 1, got {sum(split):.6g}")
+            else:
+                for i, n in enumerate(split):
+                    _check_int(f"layer_split[{i}]", n, 1, 1 << 20)
+            if self.stages == 1 and len(split) > 1:
+                self.stages = len(split)
             if len(split) != self.stages:
                 raise ValueError(
-                    f"layer_split has {len(split)} entries but stages={self.stages}; give one layer count per stage"
+                    f"layer_split has {len(split)} entries but stages={self.stages}; give one entry per stage"
                 )
             self.layer_split = split
         if self.transport not in ("auto", "local", "mpi"):
@@ -81,3 +92,17 @@ def _check_float(name: str, value: object, lo: float, hi: float) -> None:
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     if not lo <= value <= hi:
         raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
+
+
+def layer_counts(split: Sequence[Union[int, float]], n_layer: int) -> List[int]:
+    """Layer counts per stage from counts or fractions (fractions: floor(f * n_layer) each, the last
+    stage takes the remainder; every stage gets at least one layer)."""
+    if not all(isinstance(x, float) for x in split):
+        return [int(x) for x in split]
+    if len(split) > n_layer:
+        raise ValueError(f"cannot split {n_layer} layers into {len(split)} stages")
+    counts = [max(1, int(f * n_layer)) for f in split[:-1]]
+    rest = n_layer - sum(counts)
+    if rest < 1:
+        raise ValueError(f"layer_split {list(split)} leaves no layer for the last stage of {n_layer}")
+    return counts + [rest]

@@ -15,7 +15,7 @@ import numpy as np
 
 from pipeinfer import _core, decoding, launch
 from pipeinfer.chat import render_chat
-from pipeinfer.config import EngineConfig
+from pipeinfer.config import EngineConfig, layer_counts
 from pipeinfer.drafters import Drafter, make_drafter
 from pipeinfer.models import resolve
 from pipeinfer.sampling import SamplingParams, make_sampler
@@ -140,7 +140,8 @@ class Pipeline:
         n_batch: maximum tokens per prompt-processing step.
         stages: number of pipeline stages run as threads of this process (local transport); under
             mpiexec the number of ranks decides instead.
-        layer_split: layers per stage; None splits by weight bytes.
+        layer_split: layers per stage, as counts or as fractions summing to 1 (the reference's
+            ``--mpi-layer-split 0.1,0.9``); None splits by weight bytes.
         transport: "auto" (MPI when started by mpiexec, else local), "local" or "mpi".
         act_f16: send activations between stages as f16 (half the bytes; tiny rounding).
         dead_after_s: a worker silent for this long is declared dead (TransportError).
@@ -171,7 +172,7 @@ class Pipeline:
         n_threads: Optional[int] = None,
         n_batch: int = 512,
         stages: int = 1,
-        layer_split: Optional[Sequence[int]] = None,
+        layer_split: Optional[Sequence[Union[int, float]]] = None,
         transport: str = "auto",
         act_f16: bool = False,
         dead_after_s: float = 10.0,
@@ -212,7 +213,7 @@ class Pipeline:
         n_buffers = {"iterative": 0, "speculative": 1, "pipeinfer": self.policy.n_buffers}[self.mode]
         self._native = _core.Pipeline(
             str(self.model_path), n_ctx=self.config.n_ctx, n_threads=self.config.n_threads, n_seq_max=1,
-            n_stages=self.config.stages, stage_layers=list(self.config.layer_split or []), transport=kind,
+            n_stages=self.config.stages, stage_layers=self._stage_layers(), transport=kind,
             act_f16=self.config.act_f16, heartbeat_s=self.config.heartbeat_s,
             dead_after_s=self.config.dead_after_s, n_spec_buffers=n_buffers,
             n_spec_branches=self.policy.n_parallel,
@@ -222,6 +223,15 @@ class Pipeline:
                 f"{self.model_path}: the tokenizer has {self.tokenizer.n_vocab} tokens but the model's "
                 f"embedding has {self._native.n_vocab} rows"
             )
+
+    def _stage_layers(self) -> List[int]:
+        if not self.config.layer_split:
+            return []
+        arch = self.metadata.get("general.architecture")
+        n_layer = self.metadata.get(f"{arch}.block_count")
+        if not isinstance(n_layer, int):
+            raise _core.ModelError(f"{self.model_path}: key '{arch}.block_count' is missing")
+        return layer_counts(self.config.layer_split, n_layer)
 
     # ----------------------------------------------------------------------------------- properties
     @property

@@ -180,3 +180,26 @@ def test_malformed_file_is_gguf_error(tmp_path):
     bad.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 16)
     with pytest.raises(pipeinfer.GGUFError):
         pipeinfer.Pipeline(str(bad))
+
+
+def test_layer_split_fractions_and_counts(tiny):
+    with pipeinfer.Pipeline(str(tiny[0]), n_ctx=64, n_threads=1, layer_split=[0.34, 0.66]) as p:
+        assert [s["layer_end"] - s["layer_begin"] for s in p.stage_stats()] == [1, 2]
+    with pipeinfer.Pipeline(str(tiny[0]), n_ctx=64, n_threads=1, layer_split=[2, 1]) as p:
+        assert [s["layer_end"] - s["layer_begin"] for s in p.stage_stats()] == [2, 1]
+    with pytest.raises(ValueError, match="sum to 1"):
+        pipeinfer.Pipeline(str(tiny[0]), layer_split=[0.5, 0.6])
+
+
+def test_full_ring_and_small_cache_pause_speculation_without_error(tiny):
+    """One KV buffer and a cache barely larger than the output: speculation pauses, output unchanged."""
+    from pipeinfer.speculation import SpeculationPolicy
+
+    prompt = [5, 17, 99, 3, 250]
+    with pipeinfer.Pipeline(str(tiny[0]), n_ctx=40, n_threads=1) as p:
+        want = p.generate(prompt, max_tokens=0, temperature=0).tokens
+    pol = SpeculationPolicy(n_draft=6, p_accept=0.0, max_in_flight=1, n_buffers=1, adaptive=False)
+    with pipeinfer.Pipeline(str(tiny[0]), n_ctx=40, n_threads=1, stages=2, draft="ngram", speculation=pol) as p:
+        s = p.generate(prompt, max_tokens=0, temperature=0)
+        assert s.tokens == want
+        assert s.finish_reason in ("length", "stop")
