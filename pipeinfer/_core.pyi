@@ -1,0 +1,281 @@
+"""Type stubs of the private extension (generated with pybind11-stubgen from the built module).
+
+
+pipeinfer native core (private; use the pipeinfer package)
+"""
+from __future__ import annotations
+import collections.abc
+import numpy
+import numpy.typing
+from pipeinfer import GGUFError
+from pipeinfer import KVCacheFullError
+from pipeinfer import ModelError
+from pipeinfer import ShapeError
+from pipeinfer import TransportError
+from pipeinfer import UnsupportedError
+import typing
+__all__: list[str] = ['GGUFError', 'GGUFFile', 'KVCacheFullError', 'MPITransport', 'ModelError', 'PipeinferError', 'Pipeline', 'ShapeError', 'ThreadPool', 'Transport', 'TransportError', 'UnsupportedError', 'dequantize', 'kernel_isa', 'local_group', 'local_kill', 'matmul', 'mpi_abort_world', 'mpi_launched', 'quant_types', 'quantize', 'serve_mpi_worker', 'set_kernel_isa', 'split_layers_by_bytes', 'stream_read_gbps', 'stream_read_sum', 'vec_dot']
+class PipeinferError(Exception):
+    pass
+class GGUFFile:
+    """
+    A GGUF file parsed by the strict reader. Malformed files raise GGUFError.
+    """
+    @staticmethod
+    def from_bytes(data: bytes) -> GGUFFile:
+        """
+        Parses a GGUF image held in a bytes object (kept alive by the result).
+        """
+    def __init__(self, path: typing.Any) -> None:
+        """
+        Maps and parses the GGUF file at `path` (str or os.PathLike).
+        """
+    def __repr__(self) -> str:
+        ...
+    def get_bool(self, key: str, default: typing.Any = None) -> typing.Any:
+        ...
+    def get_f32_array(self, key: str) -> numpy.typing.NDArray[numpy.float32]:
+        ...
+    def get_float(self, key: str, default: typing.Any = None) -> typing.Any:
+        ...
+    def get_i32_array(self, key: str) -> numpy.typing.NDArray[numpy.int32]:
+        ...
+    def get_int(self, key: str, default: typing.Any = None) -> typing.Any:
+        ...
+    def get_str(self, key: str, default: typing.Any = None) -> typing.Any:
+        ...
+    def get_str_array(self, key: str) -> list:
+        ...
+    def metadata(self) -> dict:
+        """
+        Metadata in file order: str, int, float, bool, numpy arrays (numeric arrays) and list[str].
+        """
+    def metadata_types(self) -> dict:
+        """
+        Key -> type spelling: 'u32', 'f32', 'str', 'arr[str,151936]', ...
+        """
+    def tensor_data(self, name: str) -> numpy.ndarray:
+        """
+        Read-only zero-copy uint8 view of a tensor's bytes (KeyError if absent).
+        """
+    def tensors(self) -> list:
+        """
+        Tensor table in file order: dicts {name, type, type_id, shape (ne0 first), offset (absolute), nbytes}.
+        """
+    @property
+    def alignment(self) -> int:
+        ...
+    @property
+    def data_offset(self) -> int:
+        ...
+    @property
+    def file_size(self) -> int:
+        ...
+    @property
+    def path(self) -> typing.Any:
+        ...
+    @property
+    def version(self) -> int:
+        ...
+class ThreadPool:
+    """
+    Persistent worker threads (for tests of the pool itself).
+    """
+    def __init__(self, n_threads: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def smoke(self, n_calls: typing.SupportsInt | typing.SupportsIndex, throw_ith: typing.SupportsInt | typing.SupportsIndex = -1) -> numpy.typing.NDArray[numpy.int64]:
+        """
+        Runs n_calls parallel_for calls; returns per-ith run counts (n_threads,) int64. throw_ith
+        makes that thread raise on the last call, which must surface here as RuntimeError.
+        """
+    @property
+    def n_threads(self) -> int:
+        ...
+class Transport:
+    """
+    One rank's endpoint of a local or MPI transport (test hook).
+    """
+    def recv(self, src: typing.SupportsInt | typing.SupportsIndex, tag: typing.SupportsInt | typing.SupportsIndex, timeout_s: typing.SupportsFloat | typing.SupportsIndex = -1.0) -> tuple:
+        ...
+    def send(self, dst: typing.SupportsInt | typing.SupportsIndex, tag: typing.SupportsInt | typing.SupportsIndex, data: bytes) -> None:
+        ...
+    def silent_for(self, peer: typing.SupportsInt | typing.SupportsIndex) -> float:
+        ...
+    def try_recv(self, src: typing.SupportsInt | typing.SupportsIndex, tag: typing.SupportsInt | typing.SupportsIndex) -> typing.Any:
+        ...
+    @property
+    def bytes_sent(self) -> int:
+        ...
+    @property
+    def kind(self) -> str:
+        ...
+    @property
+    def messages_sent(self) -> int:
+        ...
+    @property
+    def rank(self) -> int:
+        ...
+    @property
+    def size(self) -> int:
+        ...
+class Pipeline:
+    def __init__(self, path: str, n_ctx: typing.SupportsInt | typing.SupportsIndex = 0, n_threads: typing.SupportsInt | typing.SupportsIndex = 1, n_seq_max: typing.SupportsInt | typing.SupportsIndex = 1, n_stages: typing.SupportsInt | typing.SupportsIndex = 1, stage_layers: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] = [], transport: str = 'local', act_f16: bool = False, heartbeat_s: typing.SupportsFloat | typing.SupportsIndex = 0.5, dead_after_s: typing.SupportsFloat | typing.SupportsIndex = 10.0, max_delay_us: typing.SupportsInt | typing.SupportsIndex = 0, delay_seed: typing.SupportsInt | typing.SupportsIndex = 0, n_spec_buffers: typing.SupportsInt | typing.SupportsIndex = 0, n_spec_branches: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
+        ...
+    def cancel(self, run_ids: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> None:
+        ...
+    def close(self) -> None:
+        ...
+    def decode(self, tokens: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], pos: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], seq_ids: typing.Any, logits: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8], exact_rows: bool = False) -> numpy.ndarray:
+        """
+        Evaluates a batch synchronously; returns a float32 view (n_outputs, n_vocab) overwritten by the next call.
+        """
+    def kv_clear(self) -> None:
+        ...
+    def kv_seq_cp(self, src: typing.SupportsInt | typing.SupportsIndex, dst: typing.SupportsInt | typing.SupportsIndex, p0: typing.SupportsInt | typing.SupportsIndex, p1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def kv_seq_keep(self, seq: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def kv_seq_pos_max(self, seq: typing.SupportsInt | typing.SupportsIndex) -> int:
+        ...
+    def kv_seq_rm(self, seq: typing.SupportsInt | typing.SupportsIndex, p0: typing.SupportsInt | typing.SupportsIndex, p1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def poll(self) -> bool:
+        """
+        True if the oldest run's result has arrived.
+        """
+    def spec_acquire(self) -> int:
+        """
+        A free speculative buffer, or -1 if all are in flight.
+        """
+    def spec_commit(self, seq: typing.SupportsInt | typing.SupportsIndex, p0: typing.SupportsInt | typing.SupportsIndex, p1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def spec_release(self, buffer: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def spec_seq(self, buffer: typing.SupportsInt | typing.SupportsIndex, branch: typing.SupportsInt | typing.SupportsIndex = 0) -> int:
+        ...
+    def stats(self) -> list:
+        """
+        Counters of every stage (a list of dicts, stage order).
+        """
+    def submit(self, tokens: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], pos: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], seq_ids: typing.Any, logits: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8], exact_rows: bool = False) -> int:
+        """
+        Launches a run (computes stage 0 here); returns its run id.
+        """
+    def wait(self) -> tuple[int, bool, numpy.ndarray]:
+        """
+        The oldest run's result: (run_id, skipped, logits view valid until the next wait).
+        """
+    @property
+    def arch(self) -> str:
+        ...
+    @property
+    def kv_n_free(self) -> int:
+        ...
+    @property
+    def kv_n_used(self) -> int:
+        ...
+    @property
+    def n_ctx(self) -> int:
+        ...
+    @property
+    def n_ctx_train(self) -> int:
+        ...
+    @property
+    def n_embd(self) -> int:
+        ...
+    @property
+    def n_head(self) -> int:
+        ...
+    @property
+    def n_head_kv(self) -> int:
+        ...
+    @property
+    def n_in_flight(self) -> int:
+        ...
+    @property
+    def n_layer(self) -> int:
+        ...
+    @property
+    def n_seq_max(self) -> int:
+        ...
+    @property
+    def n_stages(self) -> int:
+        ...
+    @property
+    def n_vocab(self) -> int:
+        ...
+    @property
+    def spec_free(self) -> int:
+        ...
+    @property
+    def stage_layers(self) -> list[int]:
+        ...
+    @property
+    def transport(self) -> str:
+        ...
+def MPITransport(heartbeat_s: typing.SupportsFloat | typing.SupportsIndex = 0.5, dead_after_s: typing.SupportsFloat | typing.SupportsIndex = 10.0) -> Transport:
+    """
+    This process's MPI endpoint (initialises MPI if needed; collective over all ranks).
+    """
+def dequantize(type: str, data: typing.Any, n: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    Dequantizes n values of `type` from raw block bytes (bytes or uint8 array) -> float32[n].
+    """
+def kernel_isa() -> str:
+    """
+    SIMD level of the kernels in force: 'scalar', 'avx2' or 'avx512'.
+    """
+def local_group(n: typing.SupportsInt | typing.SupportsIndex, max_delay_us: typing.SupportsInt | typing.SupportsIndex = 0, seed: typing.SupportsInt | typing.SupportsIndex = 0, heartbeat_s: typing.SupportsFloat | typing.SupportsIndex = 0.5, dead_after_s: typing.SupportsFloat | typing.SupportsIndex = 10.0) -> list[Transport]:
+    """
+    Endpoints of ranks 0..n-1 sharing in-process mailboxes.
+    """
+def local_kill(endpoint: Transport, rank: typing.SupportsInt | typing.SupportsIndex) -> None:
+    """
+    Marks rank `rank` of the endpoint's local group dead (fault injection).
+    """
+def matmul(type: str, w: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8], n_in: typing.SupportsInt | typing.SupportsIndex, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], n_threads: typing.SupportsInt | typing.SupportsIndex = 1, ref: bool = False) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    y = x @ W.T for a weight W of a ggml type given as raw rows (n_out, row_bytes) uint8 and
+    x (n_rows, n_in) float32; returns (n_rows, n_out) float32. ref=True uses the double-precision
+    reference (dequantized weights, unquantized activations) instead of the kernels in force.
+    """
+def mpi_abort_world(code: typing.SupportsInt | typing.SupportsIndex) -> None:
+    """
+    MPI_Abort on the world communicator.
+    """
+def mpi_launched() -> bool:
+    """
+    True if started by an MPI launcher (environment check only).
+    """
+def quant_types() -> list:
+    """
+    Rows of the type-traits table: list of dicts {name, id, block_size, type_size, vec_dot_type (name or None), can_dequantize, can_quantize, can_dot}.
+    """
+def quantize(type: str, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> numpy.typing.NDArray[numpy.uint8]:
+    """
+    Quantizes a 1-D float32 array into raw blocks of `type` -> uint8[row bytes].
+    """
+def serve_mpi_worker(path: str, heartbeat_s: typing.SupportsFloat | typing.SupportsIndex = 0.5, dead_after_s: typing.SupportsFloat | typing.SupportsIndex = 10.0) -> None:
+    """
+    Runs this MPI rank as a pipeline worker until the head shuts the pipeline down.
+    """
+def set_kernel_isa(isa: str) -> str:
+    """
+    Selects the kernels: 'scalar' (reference) or a SIMD level capped by the CPU; returns the level in force.
+    """
+def split_layers_by_bytes(layer_bytes: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], n_stages: typing.SupportsInt | typing.SupportsIndex) -> list[int]:
+    ...
+def stream_read_gbps(buf: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8], n_threads: typing.SupportsInt | typing.SupportsIndex = 1, repeats: typing.SupportsInt | typing.SupportsIndex = 3) -> float:
+    """
+    Best-of-`repeats` GB/s (1e9 bytes/s) of a plain streaming read of buf on n_threads threads:
+    the memory-bandwidth baseline for matvec benchmarks.
+    """
+def stream_read_sum(buf: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8], n_threads: typing.SupportsInt | typing.SupportsIndex = 1) -> int:
+    """
+    The streaming-read kernel itself: wrapping uint64 sum of buf's little-endian 8-byte words plus
+    its trailing bytes (for checking the kernel and timing it from Python).
+    """
+def vec_dot(type: str, w_row: typing.Any, act: typing.Any, n: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    Dot products of one weight row (n values of `type`, raw bytes) with each row of act (uint8 (n_act, row bytes of the type's vec_dot_type)) -> float32[n_act].
+    """
