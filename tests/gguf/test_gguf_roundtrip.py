@@ -254,12 +254,17 @@ def test_string_values_with_invalid_utf8_are_replaced():
     assert meta["arr"] == ["\ufffd"]
 
 
+@pytest.fixture(scope="module")
+def getters_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("getters") / "g.gguf"
+    _write(path)
+    return _core.GGUFFile(str(path))
+
+
 class TestTypedGetters:
-    @pytest.fixture(scope="class")
-    def f(self, tmp_path_factory):
-        path = tmp_path_factory.mktemp("getters") / "g.gguf"
-        _write(path)
-        return _core.GGUFFile(str(path))
+    @pytest.fixture
+    def f(self, getters_file):
+        return getters_file
 
     def test_integers_of_any_width_convert(self, f):
         for key in ("t.u8", "t.i8", "t.u16", "t.i16", "t.u32", "t.i32", "t.i64"):

@@ -65,7 +65,7 @@ def test_coexists_with_mpi4py(tmp_path, order):
 def test_a_closed_transport_is_reported_at_once_and_is_not_a_fault(tmp_path):
     r = mpi_helpers.run_mpi(SCRIPT, 3, ["bye", tmp_path, 0], timeout_s=120)
     assert r.returncode == 0, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}"
-    rank, waited, text = (tmp_path / "bye.txt").read_text().split(" ", 2)
+    rank, _waited_s, text = (tmp_path / "bye.txt").read_text().split(" ", 2)
     assert int(rank) == 2
     assert "rank 2 closed its transport" in text
     check_no_leftovers(r)
