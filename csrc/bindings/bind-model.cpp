@@ -89,6 +89,21 @@ py::array logits_view(const py::object& owner, const std::vector<float>& data, i
     return py::array_t<float>({rows, nv}, {nv * ssize_t(sizeof(float)), ssize_t(sizeof(float))}, data.data(), owner);
 }
 
+// Waits for the oldest result in slices of 100 ms, checking for Python signals (Ctrl-C raises
+// KeyboardInterrupt here) between slices. Only the transport and pipeline buffers are touched while
+// the GIL is released.
+void wait_interruptibly(pipeline& self) {
+    for (;;) {
+        bool ready;
+        {
+            py::gil_scoped_release release;
+            ready = self.wait_ready(0.1);
+        }
+        if (ready) return;
+        if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+    }
+}
+
 } // namespace
 
 void register_model(py::module_& m) {
@@ -128,13 +143,23 @@ void register_model(py::module_& m) {
                const u8_array& logits, bool exact_rows) {
                 pipeline& self = py::cast<pipeline&>(self_obj);
                 batch b = to_batch(tokens, pos, seq_ids, logits, exact_rows);
-                const std::vector<float>* out = nullptr;
                 {
                     // The batch holds copies of every input; the pipeline touches no Python object.
                     py::gil_scoped_release release;
-                    out = &self.decode(b);
+                    self.submit(b);
                 }
-                return logits_view(self_obj, *out, self.n_vocab());
+                while (self.n_in_flight() > 1) {
+                    wait_interruptibly(self);
+                    self.wait();
+                }
+                wait_interruptibly(self);
+                const run_result* r = nullptr;
+                {
+                    py::gil_scoped_release release;
+                    r = &self.wait();
+                }
+                if (r->skipped) throw std::runtime_error("the run was cancelled");
+                return logits_view(self_obj, r->logits, self.n_vocab());
             },
             py::arg("tokens"), py::arg("pos"), py::arg("seq_ids"), py::arg("logits"), py::arg("exact_rows") = false,
             "Evaluates a batch synchronously; returns a float32 view (n_outputs, n_vocab) overwritten by the next call.")
@@ -155,6 +180,7 @@ void register_model(py::module_& m) {
             "wait",
             [](py::object self_obj) {
                 pipeline& self = py::cast<pipeline&>(self_obj);
+                wait_interruptibly(self);
                 const run_result* r = nullptr;
                 {
                     // Waiting touches only the transport and the pipeline's own buffers.

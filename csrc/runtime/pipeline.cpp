@@ -1,6 +1,7 @@
 #include "runtime/pipeline.h"
 
 #include <chrono>
+#include <thread>
 #include <numeric>
 #include <stdexcept>
 
@@ -209,6 +210,29 @@ bool pipeline::poll() {
     return try_receive_result();
 }
 
+bool pipeline::wait_ready(double timeout_s) {
+    if (outstanding_.empty()) throw std::logic_error("wait_ready() with no run in flight");
+    const auto t0 = clock_type::now();
+    while (arrived_.empty()) {
+        check_control();
+        if (try_receive_result()) break;
+        const double left = timeout_s - std::chrono::duration<double>(clock_type::now() - t0).count();
+        if (left <= 0.0) return false;
+        message m;
+        if (tp_->recv_for(n_stages() - 1, msg_tag::RESULT, std::min(left, 0.005), m)) {
+            run_result r = decode_result(m.data, n_vocab(), m.src);
+            if (r.run_id != outstanding_.front()) {
+                throw transport_error(format("result for run %lld arrived out of order (expected run %lld)",
+                                             (long long)r.run_id, (long long)outstanding_.front()), m.src);
+            }
+            arrived_.push_back(std::move(r));
+            break;
+        }
+        check_workers_alive();
+    }
+    return true;
+}
+
 const run_result& pipeline::wait() {
     if (outstanding_.empty()) throw std::logic_error("wait() with no run in flight");
     while (arrived_.empty()) {
@@ -368,6 +392,11 @@ void serve_mpi_worker(const std::string& model_path, double heartbeat_s, double 
     topts.dead_after_s = dead_after_s;
     std::unique_ptr<transport> tp = make_mpi_transport(topts);
     if (tp->rank() == 0) throw std::invalid_argument("serve_mpi_worker called on rank 0 (the head)");
+    // On a transport fault, let the head report it first: under mpiexec's default clean-up a worker
+    // that exits early takes the whole job (the head included) down before the head can raise.
+    auto defer_to_head = [&tp, dead_after_s]() {
+        while (tp->silent_for(0) < dead_after_s) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    };
     std::shared_ptr<const gguf_file> file;
     try {
         file = std::shared_ptr<const gguf_file>(gguf_file::from_path(model_path));
@@ -380,7 +409,12 @@ void serve_mpi_worker(const std::string& model_path, double heartbeat_s, double 
         tp->send(0, msg_tag::CONTROL, encode_control(c));
         throw;
     }
-    run_worker(*tp, file, nullptr);
+    try {
+        run_worker(*tp, file, nullptr);
+    } catch (const transport_error&) {
+        defer_to_head();
+        throw;
+    }
 }
 
 } // namespace pipeinfer

@@ -51,6 +51,9 @@ public:
     int64_t submit(const batch& b);
     // True if the oldest outstanding run's result has arrived (never blocks).
     bool poll();
+    // Blocks until the oldest outstanding run's result has arrived (true) or timeout_s passed (false),
+    // so that a caller can stay responsive (Ctrl-C) during long waits. Throws like wait().
+    bool wait_ready(double timeout_s);
     // The oldest outstanding run's result (blocks until it arrives); valid until the next wait.
     // Throws transport_error on a dead or silent worker, or the worker's error if one failed.
     const run_result& wait();

@@ -73,3 +73,24 @@ def test_malformed_gguf_error(tmp_path):
     r = run_cli(["info", str(bad)], tmp_path)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "error" in r.stderr
+
+
+def test_ctrl_c_stops_a_pipelined_generation_promptly(tiny_model, tmp_path):
+    import signal
+    import time
+
+    path, _ = tiny_model("llama", "q8_0")
+    proc = subprocess.Popen([sys.executable, "-m", "pipeinfer", "run", "-m", str(path), "-p", "the cat", "-n", "0",
+                             "-c", "30000", "--temp", "0", "--stages", "2", "-t", "1", "--draft", "ngram"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.read(1)  # generation under way
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert "Traceback" not in err
