@@ -235,20 +235,7 @@ bool pipeline::wait_ready(double timeout_s) {
 
 const run_result& pipeline::wait() {
     if (outstanding_.empty()) throw std::logic_error("wait() with no run in flight");
-    while (arrived_.empty()) {
-        check_control();
-        if (try_receive_result()) break;
-        message m;
-        if (tp_->recv_for(n_stages() - 1, msg_tag::RESULT, 0.005, m)) {
-            run_result r = decode_result(m.data, n_vocab(), m.src);
-            if (r.run_id != outstanding_.front()) {
-                throw transport_error(format("result for run %lld arrived out of order (expected run %lld)",
-                                             (long long)r.run_id, (long long)outstanding_.front()), m.src);
-            }
-            arrived_.push_back(std::move(r));
-            break;
-        }
-        check_workers_alive();
+    while (!wait_ready(3600.0)) {
     }
     current_ = std::move(arrived_.front());
     arrived_.pop_front();
