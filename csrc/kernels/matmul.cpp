@@ -40,11 +40,39 @@ void check_args(const weight_view& w, const type_traits& tt, const float* x, int
     }
 }
 
+// Which rows of a batch llama.cpp computes with which kernel order on x86 (ggml-cpu, AVX-512 build), so a
+// prompt gives its results bit for bit. Rows [0, n_batch) take batch_dot, the others vec_dot.
+// - Weights llama.cpp repacks (the types with vec_dot_x4; ggml repack.cpp repacks them when n_out is a
+//   multiple of 8) go through its gemm for the rows that fill groups of 4 and its gemv for the rest.
+// - Other k-quant weights go through its tiled matmul when the batch has at least 8 rows.
+// - Everything else is row-exact (llamafile's tinyBLAS sums the 32-value block types in the one-row
+//   order), and so is every row when the caller asks for exact rows.
+constexpr int64_t REPACK_N_OUT_MULTIPLE = 8;
+constexpr int64_t REPACK_ROW_GROUP = 4;
+constexpr int64_t TILED_MIN_ROWS = 8;
+
+struct row_plan {
+    vec_dot_fn batch_dot = nullptr;
+    int64_t n_batch = 0;  // leading rows that use batch_dot
+};
+
+row_plan plan_rows(const type_traits& tt, int64_t n_out, int64_t n_rows, bool exact_rows) {
+    row_plan plan;
+    if (exact_rows) return plan;
+    if (tt.vec_dot_x4 != nullptr && n_out % REPACK_N_OUT_MULTIPLE == 0) {
+        plan.batch_dot = tt.vec_dot_x4;
+        plan.n_batch = n_rows - n_rows % REPACK_ROW_GROUP;
+    } else if (tt.vec_dot_tiled != nullptr && n_rows >= TILED_MIN_ROWS) {
+        plan.batch_dot = tt.vec_dot_tiled;
+        plan.n_batch = n_rows;
+    }
+    return plan;
+}
+
 } // namespace
 
 void matmul(const weight_view& w, const float* x, int64_t n_rows, float* y, thread_pool& pool,
             matmul_scratch& scratch, bool exact_rows) {
-    (void)exact_rows;  // every kernel is row-exact today; batch-shaped kernels will honour it
     const type_traits& tt = get_type_traits(w.type);
     check_args(w, tt, x, n_rows, y);
     if (tt.vec_dot == nullptr) {
@@ -85,7 +113,7 @@ void matmul(const weight_view& w, const float* x, int64_t n_rows, float* y, thre
     const int64_t chunk = std::clamp<int64_t>((n_out + nth_total * 16 - 1) / (nth_total * 16), 8, 64);
     const int64_t n_chunks = (n_out + chunk - 1) / chunk;
     std::atomic<int64_t> next_chunk{nth_total};
-    const vec_dot_fn vec_dot = tt.vec_dot;
+    const row_plan plan = plan_rows(tt, n_out, n_rows, exact_rows);
 
     pool.parallel_for([&](int ith, int nth) {
         float s[ACT_TILE];  // (ACT_TILE,) f32 dot results of one weight row
@@ -94,9 +122,13 @@ void matmul(const weight_view& w, const float* x, int64_t n_rows, float* y, thre
             const int64_t r1 = std::min(n_out, r0 + chunk);
             for (int64_t t0 = 0; t0 < n_rows; t0 += ACT_TILE) {
                 const int nt = static_cast<int>(std::min<int64_t>(ACT_TILE, n_rows - t0));
+                // the tile's first nb rows take the batch kernel (plan_rows), the rest the one-row kernel
+                const int nb = static_cast<int>(std::clamp<int64_t>(plan.n_batch - t0, 0, nt));
                 const uint8_t* a = act + static_cast<size_t>(t0) * act_stride;
                 for (int64_t r = r0; r < r1; ++r) {
-                    vec_dot(n_in, w.data + static_cast<size_t>(r) * w.row_bytes, a, act_stride, nt, s);
+                    const uint8_t* wr = w.data + static_cast<size_t>(r) * w.row_bytes;
+                    if (nb > 0) plan.batch_dot(n_in, wr, a, act_stride, nb, s);
+                    if (nb < nt) tt.vec_dot(n_in, wr, a + static_cast<size_t>(nb) * act_stride, act_stride, nt - nb, s + nb);
                     for (int j = 0; j < nt; ++j) y[(t0 + j) * n_out + r] = s[j];
                 }
             }

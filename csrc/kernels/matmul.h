@@ -30,7 +30,10 @@ struct matmul_scratch {
 
 // x: (n_rows, n_in) f32 row-major; y: (n_rows, n_out) f32 row-major. n_rows >= 1.
 // Throws shape_error/unsupported_type for unusable shapes or types.
-// exact_rows: every output row bit-identical to a one-row call (no batch-shape-dependent kernels).
+// exact_rows = true: every output row is bit-identical to a one-row call (vec_dot only). false: the
+// rows that llama.cpp computes with a batched kernel (repacked-weight gemm, tiled k-quant matmul) take
+// that kernel's summation order (type_traits::vec_dot_x4 / vec_dot_tiled), so a prompt batch gives
+// llama.cpp's results bit for bit; a row's result then depends on the batch size and its index.
 void matmul(const weight_view& w, const float* x, int64_t n_rows, float* y, thread_pool& pool,
             matmul_scratch& scratch, bool exact_rows = false);
 

@@ -7,7 +7,8 @@
 // x86-64 CPU with AVX-512 (ggml-cpu/ops.cpp, vec.h/vec.cpp, llamafile sgemm.cpp): the same f32
 // operations, the same fused multiply-adds (std::fmaf), the same summation orders. Quantized
 // activations amplify any last-bit difference through the layers, so "close" is not enough to give
-// llama.cpp's greedy continuations.
+// llama.cpp's greedy continuations. (On x86-64 the hot loops also get an AVX2 + FMA build chosen at
+// load time; see ops.cpp. Results are identical on every CPU.)
 #pragma once
 #include <cstdint>
 
@@ -48,6 +49,10 @@ float dot_f16_ggml_gemm(const float* a, const float* b, int64_t n);
 // The same in ggml_vec_dot_f16 order (one activation row): 4 accumulators of 16 lanes over steps of
 // 64 elements, combined as (acc0 + acc2) + (acc1 + acc3), reduced, then the n % 64 tail added in f64.
 float dot_f16_ggml_vec(const float* a, const float* b, int64_t n);
+
+// acc[t * stride] = fma(p, v[t], acc[t * stride]) for t < n: one cell's term of the lane accumulators of
+// an f16 V·P product (each lane sums its cells in cell order by fma, as the ggml kernels do).
+void fma_strided(float p, const float* v, int64_t n, float* acc, int64_t stride);
 
 // y[i] += b[i] for n values.
 void add_inplace(float* y, const float* b, int64_t n);

@@ -2,7 +2,9 @@
 // weights and the q8_K activation type. Part of the oracle described in quants-ref.cpp; the same
 // exactness contract holds (to_float bit-exact with gguf-py's numpy dequantize, q8_K quantization
 // bit-exact with ggml's quantize_row_q8_K_ref, dots with integer sums per super-block and f32 sums
-// across super-blocks).
+// across super-blocks). The q4_K dots (one-row and x4) and every vec_dot_tiled follow llama.cpp's x86
+// kernels bit for bit, and the SIMD kernels reproduce them exactly; the other one-row k-quant dots
+// are only close to the SIMD ones (see quant/arch/x86-kernels.h).
 //
 // Each weight super-block is first unpacked into signed 8-bit quants in value order plus integer
 // sub-block scales (the unpack_* functions below, which also define the bit layouts precisely);
@@ -333,6 +335,67 @@ void vec_dot_k_nomin(int64_t n, const void* vx, const void* vy, size_t y_stride,
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The summation orders of llama.cpp's batched x86 kernels (type_traits::vec_dot_x4 / vec_dot_tiled)
+// ---------------------------------------------------------------------------------------------
+// The integer parts are the same exact sums as above; only the f32 steps differ, and each is written
+// out with std::fmaf where ggml fuses.
+
+// q4_K in the order of ggml_gemm_q4_K_8x8_q8_K (ggml-cpu/arch/x86/repack.cpp), which llama.cpp runs on
+// repacked q4_K weights for the activation rows of a batch that fill groups of 4: per 64-value pair
+// of sub-blocks p, the scaled sum and the min correction each take one FMA in their own chain,
+// s = sum_p fma(isum_p, d * dy) - sum_p fma(msum_p, dmin * dy)
+// (the one-row kernel, vec_dot_q4_K_q8_K above, takes one FMA per super-block instead).
+void vec_dot_q4_K_q8_K_x4(int64_t n, const void* vx, const void* vy, size_t y_stride, int n_act, float* s) {
+    const auto* x = static_cast<const block_q4_K*>(vx);
+    std::vector<float> acc(static_cast<size_t>(2 * n_act), 0.0f);  // (n_act, 2) f32: scaled sums, mins
+    unpacked_k u;
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        unpack_q4_K(x[i], &u);
+        const float d = fp16_to_fp32(x[i].d);
+        const float dmin = fp16_to_fp32(x[i].dmin);
+        for (int j = 0; j < n_act; ++j) {
+            const block_q8_K& yb = act_block(vy, y_stride, j, i);
+            const float dd = d * yb.d;
+            const float dm = dmin * yb.d;
+            for (int p = 0; p < 4; ++p) {
+                const int a = 2 * p, b = 2 * p + 1;  // the pair's two 32-value sub-blocks
+                const int isum = u.scale[a] * dot_i8(u.q + 32 * a, yb.qs + 32 * a, 32) +
+                                 u.scale[b] * dot_i8(u.q + 32 * b, yb.qs + 32 * b, 32);
+                const int msum = u.min[a] * (yb.bsums[2 * a] + yb.bsums[2 * a + 1]) +
+                                 u.min[b] * (yb.bsums[2 * b] + yb.bsums[2 * b + 1]);
+                acc[2 * j] = std::fmaf(static_cast<float>(isum), dd, acc[2 * j]);
+                acc[2 * j + 1] = std::fmaf(static_cast<float>(msum), dm, acc[2 * j + 1]);
+            }
+        }
+    }
+    for (int j = 0; j < n_act; ++j) s[j] = acc[2 * j] - acc[2 * j + 1];
+}
+
+// The order of ggml's tiled k-quant matmul (ggml-cpu tiled.cpp, AVX-512 VNNI microkernel), which
+// llama.cpp runs for batches of 8 or more rows on k-quant weights it has not repacked: per
+// super-block, r = isum * d (one f32 product) minus, for the types with mins, dmin * msum fused into
+// it, r = fma(-dmin, msum, isum * d); then s = fma(r, dy, s) across super-blocks. SUB is the sub-block
+// length of the scales (16 or 32). Verified against llama.cpp's q6_K outputs (tests/model).
+template <class Block, void (*unpack)(const Block&, unpacked_k*), int SUB, bool HAS_MIN>
+void vec_dot_k_tiled(int64_t n, const void* vx, const void* vy, size_t y_stride, int n_act, float* s) {
+    const auto* x = static_cast<const Block*>(vx);
+    for (int j = 0; j < n_act; ++j) s[j] = 0.0f;
+    unpacked_k u;
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        unpack(x[i], &u);
+        const float d = fp16_to_fp32(x[i].d);
+        for (int j = 0; j < n_act; ++j) {
+            const block_q8_K& yb = act_block(vy, y_stride, j, i);
+            float r = static_cast<float>(scaled_dot(u, yb.qs, SUB)) * d;
+            if constexpr (HAS_MIN) {
+                r = std::fmaf(-fp16_to_fp32(x[i].dmin), static_cast<float>(min_dot(u, yb.bsums, SUB)), r);
+            }
+            s[j] = std::fmaf(r, yb.d, s[j]);
+        }
+    }
+}
+
 void set_row(type_traits* table, ggml_type t, to_float_fn to_float, from_float_fn from_float, vec_dot_fn vec_dot,
              ggml_type vec_dot_type) {
     type_traits& r = table[static_cast<size_t>(t)];
@@ -353,6 +416,12 @@ void register_kernels_ref_k(type_traits* table) {
     set_row(table, T::Q4_K, dequantize_row_q4_K, nullptr, vec_dot_q4_K_q8_K, T::Q8_K);
     set_row(table, T::Q5_K, dequantize_row_q5_K, nullptr, vec_dot_k_min<block_q5_K, unpack_q5_K, 32>, T::Q8_K);
     set_row(table, T::Q6_K, dequantize_row_q6_K, nullptr, vec_dot_k_nomin<block_q6_K, unpack_q6_K>, T::Q8_K);
+    table[static_cast<size_t>(T::Q4_K)].vec_dot_x4 = vec_dot_q4_K_q8_K_x4;
+    table[static_cast<size_t>(T::Q2_K)].vec_dot_tiled = vec_dot_k_tiled<block_q2_K, unpack_q2_K, 16, true>;
+    table[static_cast<size_t>(T::Q3_K)].vec_dot_tiled = vec_dot_k_tiled<block_q3_K, unpack_q3_K, 16, false>;
+    table[static_cast<size_t>(T::Q4_K)].vec_dot_tiled = vec_dot_k_tiled<block_q4_K, unpack_q4_K, 32, true>;
+    table[static_cast<size_t>(T::Q5_K)].vec_dot_tiled = vec_dot_k_tiled<block_q5_K, unpack_q5_K, 32, true>;
+    table[static_cast<size_t>(T::Q6_K)].vec_dot_tiled = vec_dot_k_tiled<block_q6_K, unpack_q6_K, 16, false>;
     // q8_K is an activation type only.
     set_row(table, T::Q8_K, dequantize_row_q8_K, quantize_row_q8_K, nullptr, T::Q8_K);
 }

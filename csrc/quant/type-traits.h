@@ -39,6 +39,11 @@ struct type_traits {
     from_float_fn from_float = nullptr;      // null if the type is never an activation/quant target
     vec_dot_fn vec_dot = nullptr;            // null if the type cannot be a matmul weight here
     ggml_type vec_dot_type = ggml_type::F32; // activation type vec_dot expects
+    // The same dot in the summation order of one of llama.cpp's batched x86 kernels (same signature and
+    // activations as vec_dot; every row's result still depends on that row alone). matmul uses them only
+    // for batches that need not be row-exact, on the rows llama.cpp gives to those kernels (matmul.h).
+    vec_dot_fn vec_dot_x4 = nullptr;    // repacked-weight gemm (ggml repack.cpp, e.g. ggml_gemm_q4_K_8x8_q8_K)
+    vec_dot_fn vec_dot_tiled = nullptr; // tiled k-quant matmul (ggml-cpu tiled.cpp, VNNI microkernel)
 };
 
 // Fills the table (reference kernels, then the best ISA overrides for this CPU). Idempotent and

@@ -8,16 +8,12 @@ logits of the first steps. Our core runs the same steps through the core API.
 Greedy equality over 32 tokens is a strong test: the top-1/top-2 margins go down to 0.01, and any
 last-bit difference in an activation flips the rounding of some quantized activation, which the
 layers amplify to logit differences of about 0.1. So the engine reproduces llama.cpp's CPU arithmetic
-bit for bit (see csrc/kernels/ops.h and csrc/quant/quants-ref.cpp): on SmolLM2 (q4_1 / q8_0 weights)
-our logits equal llama.cpp's exactly, and LOGIT_ATOL only leaves room for a JSON round trip.
-
-Qwen2.5-Coder-0.5B is not there yet. Decoding one token at a time is bit-exact (q5_0, q6_K, q8_0, the
-biases, NEOX rope, and q4_K in the order of llama.cpp's repacked q4_K gemv), but llama.cpp multiplies
-the q4_K weights (ffn_down of 12 layers) by a prompt batch with a different kernel
-(ggml_gemm_q4_K_8x8_q8_K: rows in groups of 4 take one FMA per 64-value sub-block pair instead of one
-per super-block), which our matmul cannot select yet. The prompt's KV entries therefore differ in the
-last bits, the logits by about 0.08 rms, and greedy output diverges at prompt 0, step 2 (llama.cpp's
-top-1/top-2 margin there: 0.05). Those cases are marked xfail (strict, so that a fix is noticed).
+bit for bit (see csrc/kernels/ops.h, csrc/quant/quants-ref.cpp and quants-ref-k.cpp), including the
+summation orders of llama.cpp's batched kernels for the prompt (csrc/kernels/matmul.cpp plan_rows:
+repacked q4_K weights through ggml_gemm_q4_K_8x8_q8_K for rows in groups of 4, other k-quants through
+the tiled k-quant matmul for batches of 8 rows or more). On both models (SmolLM2: q4_1 / q8_0;
+Qwen2.5-Coder: q4_K / q5_0 / q6_K / q8_0) our logits equal llama.cpp's exactly, and LOGIT_ATOL only
+leaves room for the JSON round trip of the reference.
 """
 from __future__ import annotations
 
@@ -32,12 +28,8 @@ from pipeinfer import _core
 DATA = Path(__file__).resolve().parents[1] / "data"
 N_CTX = 512
 N_THREADS = 2
-LOGIT_ATOL = 1e-4  # SmolLM2: observed difference 0.0 (bit-exact)
-
-# (model, prompt index) whose greedy continuation is known to differ from llama.cpp's; see docstring.
-KNOWN_DIVERGENT = {("qwen2.5-coder-0.5b", 0)}
-# models whose first-step logits are not yet bit-exact (q4_K repack order); see docstring.
-NOT_BIT_EXACT = {"qwen2.5-coder-0.5b"}
+LOGIT_ATOL = 1e-4  # observed difference 0.0 on both models (bit-exact)
+MODELS = ("smollm2-135m", "qwen2.5-coder-0.5b")
 
 pytestmark = pytest.mark.realmodel
 
@@ -67,7 +59,8 @@ def _first_logits(p: _core.Pipeline, prompt_ids: list[int]) -> np.ndarray:
     n = len(prompt_ids)
     want = np.zeros(n, np.uint8)
     want[-1] = 1
-    out = p.decode(np.asarray(prompt_ids, np.int32), np.arange(n, dtype=np.int32), np.zeros(n, np.int32), want)
+    out = p.decode(np.asarray(prompt_ids, np.int32), np.arange(n, dtype=np.int32), np.zeros(n, np.int32), want,
+                   exact_rows=False)
     return np.array(out[0])
 
 
@@ -88,25 +81,11 @@ def _greedy(p: _core.Pipeline, prompt_ids: list[int], n_new: int) -> list[int]:
 
 
 def _cases() -> list:
-    cases = []
-    for model in ("smollm2-135m", "qwen2.5-coder-0.5b"):
-        for i in range(len(_reference(model)["runs"])):
-            marks = []
-            if (model, i) in KNOWN_DIVERGENT:
-                marks.append(pytest.mark.xfail(strict=True, reason="q4_K repack order not reproduced yet"))
-            cases.append(pytest.param(model, i, id=f"{model}-prompt{i}", marks=marks))
-    return cases
-
-
-def _top20_cases() -> list:
-    cases = []
-    for model in ("smollm2-135m", "qwen2.5-coder-0.5b"):
-        for i in range(len(_reference(model)["runs"])):
-            marks = []
-            if model in NOT_BIT_EXACT:
-                marks.append(pytest.mark.xfail(strict=True, reason="q4_K repack order not reproduced yet"))
-            cases.append(pytest.param(model, i, id=f"{model}-prompt{i}", marks=marks))
-    return cases
+    return [
+        pytest.param(model, i, id=f"{model}-prompt{i}")
+        for model in MODELS
+        for i in range(len(_reference(model)["runs"]))
+    ]
 
 
 @pytest.mark.parametrize("model,run", _cases())
@@ -121,7 +100,7 @@ def test_greedy_continuation_equals_llamacpp(pipelines, model, run):
     )
 
 
-@pytest.mark.parametrize("model,run", _top20_cases())
+@pytest.mark.parametrize("model,run", _cases())
 def test_first_step_top20_logits_match_llamacpp(pipelines, model, run):
     r = _reference(model)["runs"][run]
     logits = _first_logits(pipelines(model), r["prompt_ids"])

@@ -5,11 +5,13 @@
 // file gets its own copy built for its ISA; with external linkage the linker could keep the avx512
 // build of an inline function and run it on an avx2-only CPU. Must not be included anywhere else.
 //
-// Exactness (tests/kernels/test_simd_kernels.py): the integer part of every dot (sums of quant
-// products inside a block, scale and min sums of k-quants) is exact; only the f32 accumulation across
-// blocks and lanes of the k-quant dots is reordered against quants-ref-k.cpp; the 32-value block dots
-// and the q8_0 / q8_1 / q8_K quantizers reproduce the reference bit for bit (same f32 operations in
-// the same order, same rounding rules), which is ggml's x86 semantics.
+// Exactness (tests/kernels/test_simd_kernels.py, test_batch_orders.py): the integer part of every dot
+// (sums of quant products inside a block, scale and min sums of k-quants) is exact; only the f32
+// accumulation across blocks and lanes of the one-row LANES k-quant dots (q2_K, q3_K, q5_K, q6_K) is
+// reordered against quants-ref-k.cpp; the q4_K dots, the batch-order k-quant dots (vec_dot_x4,
+// vec_dot_tiled), the 32-value block dots and the q8_0 / q8_1 / q8_K quantizers reproduce the
+// reference bit for bit (same f32 operations in the same order, same rounding rules), which is ggml's
+// x86 semantics.
 //
 // Precondition of the signed-weight dots (q4_0, q5_0, q8_0): activation quants are in [-127, 127], as
 // every q8 quantizer produces (the sign trick below cannot negate -128).
@@ -219,7 +221,6 @@ inline void decode_scales_k4(const uint8_t* q, __m256i* sc32, __m256i* cvec) {
 struct w_q4_K {
     using block = block_q4_K;
     static constexpr bool corr_in_int = false;
-    static constexpr bool two_chains = true;  // llama.cpp's repacked q4_K order (see dotk_kernel)
     struct prep {
         __m256i sc32, cvec;
         float d, dm;
@@ -242,7 +243,6 @@ struct w_q4_K {
 struct w_q5_K {
     using block = block_q5_K;
     static constexpr bool corr_in_int = false;
-    static constexpr bool two_chains = false;
     struct prep {
         __m256i sc32, cvec, qh;
         float d, dm;
@@ -279,7 +279,6 @@ inline void unpack_2bit_pair(const uint8_t* qs, int cp, __m256i* u0, __m256i* u1
 struct w_q2_K {
     using block = block_q2_K;
     static constexpr bool corr_in_int = false;
-    static constexpr bool two_chains = false;
     struct prep {
         __m256i sc16, cvec;
         float d, dm;
@@ -299,7 +298,6 @@ struct w_q2_K {
 struct w_q3_K {
     using block = block_q3_K;
     static constexpr bool corr_in_int = true;
-    static constexpr bool two_chains = false;
     struct prep {
         __m256i sc16, cvec, hm;
         float d, dm;
@@ -337,7 +335,6 @@ struct w_q3_K {
 struct w_q6_K {
     using block = block_q6_K;
     static constexpr bool corr_in_int = true;
-    static constexpr bool two_chains = false;
     struct prep {
         __m256i sc16, cvec;
         float d, dm;
@@ -366,17 +363,23 @@ struct w_q6_K {
     };
 };
 
-// K::two_chains (q4_K): llama.cpp repacks q4_K weights and its x86 kernel for them
-// (ggml_gemv_q4_K_8x8_q8_K) reduces each super-block to two exact integers, isum and corr, and keeps
-// two f32 FMA chains over super-blocks, s = sum fma(isum, d * d_y) - sum fma(corr, dmin * d_y); that
-// order is reproduced bit for bit (with quants-ref-k.cpp). The other types keep 8 lanes per row.
-template <class K>
+// Summation orders of the k-quant dots across super-blocks; each reproduces one llama.cpp x86 kernel
+// bit for bit (the scalar twins in quants-ref-k.cpp name the ggml source of each):
+//   LANES        8 f32 lanes per row, one FMA per lane and super-block, then hsum_ps (ggml_vec_dot_*_q8_K)
+//   TWO_CHAINS   q4_K one-row (ggml_gemv_q4_K_8x8_q8_K): per super-block the exact integers isum and
+//                corr, s = sum fma(isum, d * d_y) - sum fma(corr, dmin * d_y)
+//   PAIR_CHAINS  q4_K rows in groups of 4 (ggml_gemm_q4_K_8x8_q8_K): the same two chains with one FMA
+//                per 64-value pair of sub-blocks
+//   TILED        tiled k-quant matmul: r = isum * d (- dmin * corr fused), s = sum fma(r, d_y)
+enum class k_order { LANES, TWO_CHAINS, PAIR_CHAINS, TILED };
+
+template <class K, k_order O>
 struct dotk_kernel {
     template <int NR>
     static void run(int64_t n, const void* vx, const uint8_t* y, size_t ys, float* s) {
         const auto* x = static_cast<const typename K::block*>(vx);
-        __m256 acc[NR];                 // (NR, 8) f32 lane accumulators (two_chains: unused)
-        float acc_s[NR], acc_m[NR];     // (NR,) f32 chains of the scaled sums and the mins (two_chains)
+        __m256 acc[NR];                 // (NR, 8) f32 lane accumulators (LANES)
+        float acc_s[NR], acc_m[NR];     // (NR,) f32 chains: scaled sums and mins (the other orders)
         for (int r = 0; r < NR; ++r) {
             acc[r] = _mm256_setzero_ps();
             acc_s[r] = acc_m[r] = 0.0f;
@@ -385,7 +388,17 @@ struct dotk_kernel {
         for (int64_t i = 0; i < nb; ++i) {
             const typename K::prep p(x[i]);
             __m256i isum[NR];
-            for (int r = 0; r < NR; ++r) isum[r] = _mm256_setzero_si256();
+            alignas(32) int32_t corr8[NR][8];  // (NR, 8) i32: min corrections per 32 values (PAIR_CHAINS)
+            float dd[NR], dm[NR];              // (NR,) f32: d * d_y and dmin * d_y (PAIR_CHAINS)
+            for (int r = 0; r < NR; ++r) {
+                isum[r] = _mm256_setzero_si256();
+                if constexpr (O == k_order::PAIR_CHAINS) {
+                    const block_q8_K& b = reinterpret_cast<const block_q8_K*>(y + ys * r)[i];
+                    _mm256_store_si256(reinterpret_cast<__m256i*>(corr8[r]), _mm256_madd_epi16(loadu256(b.bsums), p.cvec));
+                    dd[r] = p.d * b.d;
+                    dm[r] = p.dm * b.d;
+                }
+            }
             for (int cp = 0; cp < 4; ++cp) {
                 __m256i u0, u1;
                 p.pair(x[i], cp, &u0, &u1);
@@ -394,16 +407,33 @@ struct dotk_kernel {
                     const block_q8_K& b = reinterpret_cast<const block_q8_K*>(y + ys * r)[i];
                     const __m256i p0 = _mm256_maddubs_epi16(u0, loadu256(b.qs + 64 * cp));
                     const __m256i p1 = _mm256_maddubs_epi16(u1, loadu256(b.qs + 64 * cp + 32));
-                    isum[r] = isa_ops::madd_acc(isum[r], p0, s0);
-                    isum[r] = isa_ops::madd_acc(isum[r], p1, s1);
+                    if constexpr (O == k_order::PAIR_CHAINS) {
+                        const __m256i t = isa_ops::madd_acc(isa_ops::madd_acc(_mm256_setzero_si256(), p0, s0), p1, s1);
+                        const int msum = corr8[r][2 * cp] + corr8[r][2 * cp + 1];
+                        acc_s[r] = std::fmaf(static_cast<float>(hsum_epi32(t)), dd[r], acc_s[r]);
+                        acc_m[r] = std::fmaf(static_cast<float>(msum), dm[r], acc_m[r]);
+                    } else {
+                        isum[r] = isa_ops::madd_acc(isum[r], p0, s0);
+                        isum[r] = isa_ops::madd_acc(isum[r], p1, s1);
+                    }
                 }
             }
+            if constexpr (O == k_order::PAIR_CHAINS) continue;
             for (int r = 0; r < NR; ++r) {
                 const block_q8_K& b = reinterpret_cast<const block_q8_K*>(y + ys * r)[i];
                 const __m256i corr = _mm256_madd_epi16(loadu256(b.bsums), p.cvec);
-                if constexpr (K::two_chains) {
+                if constexpr (O == k_order::TWO_CHAINS) {
                     acc_s[r] = std::fmaf(static_cast<float>(hsum_epi32(isum[r])), p.d * b.d, acc_s[r]);
                     acc_m[r] = std::fmaf(static_cast<float>(hsum_epi32(corr)), p.dm * b.d, acc_m[r]);
+                } else if constexpr (O == k_order::TILED) {
+                    float t;
+                    if constexpr (K::corr_in_int) {
+                        t = static_cast<float>(hsum_epi32(_mm256_sub_epi32(isum[r], corr))) * p.d;
+                    } else {
+                        t = std::fmaf(-p.dm, static_cast<float>(hsum_epi32(corr)),
+                                      static_cast<float>(hsum_epi32(isum[r])) * p.d);
+                    }
+                    acc_s[r] = std::fmaf(t, b.d, acc_s[r]);
                 } else if constexpr (K::corr_in_int) {
                     const __m256 v = _mm256_cvtepi32_ps(_mm256_sub_epi32(isum[r], corr));
                     acc[r] = _mm256_fmadd_ps(v, _mm256_set1_ps(b.d * p.d), acc[r]);
@@ -413,7 +443,15 @@ struct dotk_kernel {
                 }
             }
         }
-        for (int r = 0; r < NR; ++r) s[r] = K::two_chains ? acc_s[r] - acc_m[r] : hsum_ps(acc[r]);
+        for (int r = 0; r < NR; ++r) {
+            if constexpr (O == k_order::LANES) {
+                s[r] = hsum_ps(acc[r]);
+            } else if constexpr (O == k_order::TILED) {
+                s[r] = acc_s[r];
+            } else {
+                s[r] = acc_s[r] - acc_m[r];
+            }
+        }
     }
 };
 
@@ -584,11 +622,18 @@ void register_x86_common(type_traits* table) {
     set_dot(T::Q5_0, vec_dot_rows<dot32_kernel<w_q5_0>, MAXR_32>);
     set_dot(T::Q5_1, vec_dot_rows<dot32_kernel<w_q5_1>, MAXR_32>);
     set_dot(T::Q8_0, vec_dot_rows<dot32_kernel<w_q8_0>, MAXR_32>);
-    set_dot(T::Q2_K, vec_dot_rows<dotk_kernel<w_q2_K>, MAXR_K>);
-    set_dot(T::Q3_K, vec_dot_rows<dotk_kernel<w_q3_K>, MAXR_K>);
-    set_dot(T::Q4_K, vec_dot_rows<dotk_kernel<w_q4_K>, MAXR_K>);
-    set_dot(T::Q5_K, vec_dot_rows<dotk_kernel<w_q5_K>, MAXR_K>);
-    set_dot(T::Q6_K, vec_dot_rows<dotk_kernel<w_q6_K>, MAXR_K>);
+    using O = k_order;
+    set_dot(T::Q2_K, vec_dot_rows<dotk_kernel<w_q2_K, O::LANES>, MAXR_K>);
+    set_dot(T::Q3_K, vec_dot_rows<dotk_kernel<w_q3_K, O::LANES>, MAXR_K>);
+    set_dot(T::Q4_K, vec_dot_rows<dotk_kernel<w_q4_K, O::TWO_CHAINS>, MAXR_K>);
+    set_dot(T::Q5_K, vec_dot_rows<dotk_kernel<w_q5_K, O::LANES>, MAXR_K>);
+    set_dot(T::Q6_K, vec_dot_rows<dotk_kernel<w_q6_K, O::LANES>, MAXR_K>);
+    table[static_cast<size_t>(T::Q4_K)].vec_dot_x4 = vec_dot_rows<dotk_kernel<w_q4_K, O::PAIR_CHAINS>, MAXR_K>;
+    table[static_cast<size_t>(T::Q2_K)].vec_dot_tiled = vec_dot_rows<dotk_kernel<w_q2_K, O::TILED>, MAXR_K>;
+    table[static_cast<size_t>(T::Q3_K)].vec_dot_tiled = vec_dot_rows<dotk_kernel<w_q3_K, O::TILED>, MAXR_K>;
+    table[static_cast<size_t>(T::Q4_K)].vec_dot_tiled = vec_dot_rows<dotk_kernel<w_q4_K, O::TILED>, MAXR_K>;
+    table[static_cast<size_t>(T::Q5_K)].vec_dot_tiled = vec_dot_rows<dotk_kernel<w_q5_K, O::TILED>, MAXR_K>;
+    table[static_cast<size_t>(T::Q6_K)].vec_dot_tiled = vec_dot_rows<dotk_kernel<w_q6_K, O::TILED>, MAXR_K>;
     table[static_cast<size_t>(T::Q8_0)].from_float = quantize_row_q8_0_simd;
     table[static_cast<size_t>(T::Q8_1)].from_float = quantize_row_q8_1_simd;
     table[static_cast<size_t>(T::Q8_K)].from_float = quantize_row_q8_K_simd;
