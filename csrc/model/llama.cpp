@@ -143,7 +143,7 @@ void llama_stage::attention_layer(int il, const batch& b, const std::vector<int3
                 const float p = fp16_to_fp32(fp32_to_fp16(sc[j] * inv));
                 const float* vr = vc + static_cast<size_t>(vis[j]) * dkv + g * hd;
                 const int lane = kv_.cell_pos(vis[j]) % lane_w;
-                for (int64_t t = 0; t < hd; ++t) lanes[t * lane_w + lane] = std::fmaf(p, vr[t], lanes[t * lane_w + lane]);
+                fma_strided(p, vr, hd, lanes + lane, lane_w);
             }
             for (int64_t t = 0; t < hd; ++t) {
                 const float* lt = lanes + t * lane_w;
@@ -173,13 +173,23 @@ void llama_stage::ffn_layer(int il, size_t n) {
 }
 
 void llama_stage::head(const batch& b, std::vector<float>& out) {
+    head_rows(compact_output_rows(b), out);
+}
+
+size_t llama_stage::compact_output_rows(const batch& b) {
     const int64_t d = hp_.n_embd;
     size_t r = 0;
     for (size_t i = 0; i < b.n_tokens(); ++i) {
         if (!b.want_logits[i]) continue;
-        rmsnorm_row(&x_[i * d], w_.output_norm.data(), d, hp_.rms_eps, &xn_[r * d]);
+        if (r != i) std::copy_n(&x_[i * d], d, &x_[r * d]);
         ++r;
     }
+    return r;
+}
+
+void llama_stage::head_rows(size_t r, std::vector<float>& out) {
+    const int64_t d = hp_.n_embd;
+    for (size_t i = 0; i < r; ++i) rmsnorm_row(&x_[i * d], w_.output_norm.data(), d, hp_.rms_eps, &xn_[i * d]);
     out.resize(r * static_cast<size_t>(n_vocab_));
     if (r > 0) matmul(w_.output, xn_.data(), static_cast<int64_t>(r), out.data(), pool_, mm_, exact_);
 }
@@ -220,6 +230,15 @@ bool llama_stage::forward(const batch& b, const float* in, std::vector<float>& o
             return false;
         }
         attention_layer(il, b, cells);
+        if (is_last() && il == n_local - 1 && b.n_outputs() < n) {
+            // As llama.cpp: after the last attention block only the rows whose logits are wanted go
+            // on (the FFN then runs on fewer rows, which also picks the kernels for that row count).
+            const size_t r = compact_output_rows(b);
+            ffn_layer(il, r);
+            ++stats_.layers_run;
+            head_rows(r, out);
+            return true;
+        }
         ffn_layer(il, n);
         ++stats_.layers_run;
     }

@@ -76,6 +76,10 @@ private:
     void attention_layer(int il, const batch& b, const std::vector<int32_t>& cells);
     void ffn_layer(int il, size_t n);
     void head(const batch& b, std::vector<float>& out);
+    // Moves the rows of x_ whose logits are wanted to the front (batch order); returns their count.
+    size_t compact_output_rows(const batch& b);
+    // Output norm + output head on the first r rows of x_: out = (r, n_vocab).
+    void head_rows(size_t r, std::vector<float>& out);
 
     std::shared_ptr<const gguf_file> file_;
     llama_hparams hp_;
@@ -98,7 +102,7 @@ private:
     std::vector<float> tmp_;    // (n, n_embd) projection output
     std::vector<float> gate_;   // (n, n_ff)
     std::vector<float> up_;     // (n, n_ff)
-    std::vector<float> scores_; // (n_threads, n_ctx) per-thread softmax rows
+    std::vector<float> scores_; // (n_threads, n_ctx + head_dim * 64) per-thread softmax rows and P·V lanes
 };
 
 } // namespace pipeinfer
