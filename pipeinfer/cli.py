@@ -51,10 +51,26 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object (text, tokens, stats) instead of streaming")
 
 
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="run an evaluation experiment (JSON + CSV results, PNG plots)")
+    p.add_argument("experiment", choices=["modes", "acceptance", "links", "simulate", "report"],
+                   help="modes | acceptance | links | simulate, or report (docs/results.md from the results in --out)")
+    p.add_argument("--out", default="bench-results", help="folder for results and plots (default: bench-results)")
+    p.add_argument("--quick", action="store_true", help="short runs, fewer configurations (a few minutes)")
+    p.add_argument("--ranks", type=int, default=2, help="MPI ranks of the MPI configurations (0: none)")
+    p.add_argument("-m", "--model", default=None, help="target GGUF path or known name (default: the paper-like cases)")
+    p.add_argument("--draft", default=None, help="with --model: draft GGUF path / known name, or 'ngram' (default)")
+    p.add_argument("-n", "--n-gen", type=int, default=None, help="tokens per run (default 24 with --quick, else 64)")
+    p.add_argument("-t", "--threads", type=int, default=1, help="threads per stage (default 1)")
+    p.add_argument("--no-plots", action="store_true", help="write JSON/CSV only")
+    p.add_argument("--docs", default="docs", help="report: folder receiving results.md and results/*.png")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pipeinfer", description="GGUF inference with pipelined speculative decoding")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
+    _add_bench(sub)
     p = sub.add_parser("pull", help="fetch a known model into the cache")
     p.add_argument("name", help="model name (see `pipeinfer list`) or an https URL of a GGUF file")
     p = sub.add_parser("info", help="print a GGUF file's metadata and tensor table")
@@ -133,9 +149,26 @@ def _cmd_list(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pipeinfer import evaluation
+
+    if a.experiment == "report":
+        from pipeinfer.evaluation import report
+
+        print(report.write_report(Path(a.out), Path(a.docs)))
+        return 0
+    st = evaluation.Settings(out=Path(a.out), quick=a.quick, ranks=a.ranks, model=a.model, draft=a.draft,
+                             n_gen=a.n_gen, n_threads=a.threads, plots=not a.no_plots)
+    evaluation.run_experiment(a.experiment, st)
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"run": _cmd_run, "pull": _cmd_pull, "info": _cmd_info, "list": _cmd_list}
+    handlers = {"run": _cmd_run, "pull": _cmd_pull, "info": _cmd_info, "list": _cmd_list,
+                "bench": _cmd_bench}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

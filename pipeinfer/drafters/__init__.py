@@ -12,6 +12,7 @@ This package proposes; it never verifies drafts or decides the speculation polic
 from pipeinfer.drafters.factory import CallableDrafter, make_drafter
 from pipeinfer.drafters.model import DrafterStats, ModelDrafter, top_candidates
 from pipeinfer.drafters.ngram import NgramDrafter
+from pipeinfer.drafters.noisy import NoisyDrafter
 from pipeinfer.drafters.tree import DraftLimits, DraftNode, Drafter, DraftTree, Leaf, grow_tree
 from pipeinfer.drafters.vocab import check_vocab, is_padding_token
 
@@ -27,6 +28,7 @@ __all__ = [
     "DrafterStats",
     "top_candidates",
     "NgramDrafter",
+    "NoisyDrafter",
     "CallableDrafter",
     "check_vocab",
     "is_padding_token",
