@@ -239,12 +239,29 @@ class PipeInferDecoder:
         self.tip: List[int] = []
         self.tip_seq = -1  # sequence holding the tip's drafted tokens beyond the canonical ones
         self.tip_buf = -1
+        # Positions < canon_end have their canonical KV entry (committed, or its run launched). The
+        # entry of the last accepted token comes from a non-speculative run, unless a speculative run
+        # in flight already holds that token at that position: then its verification commits it and
+        # the non-speculative run is skipped (with good drafts most of them would arrive stale).
+        self.canon_end = len(step.gen)
+        self.ns_skipped = 0
 
     # -- launching
     def _launch_ns(self) -> None:
         g = self.s.gen
         rid = self.s.submit([g[-1]], [len(g) - 1], np.zeros(1, np.int32))
         self.inflight.append(_Run(rid, False, len(g) - 1))
+        self.canon_end = max(self.canon_end, len(g))
+
+    def _cover(self) -> "Optional[tuple[_Run, int]]":
+        """The oldest speculative run in flight that holds the last accepted token at its position,
+        with that node (its row predicts the next token; its cell becomes canonical when verified)."""
+        for r in self.inflight:
+            if r.spec and not r.cancelled:
+                node = self._walk(r)
+                if node is not None and node >= 0:
+                    return r, node
+        return None
 
     def _n_spec(self) -> int:
         return sum(1 for r in self.inflight if r.spec and not r.cancelled)
@@ -270,10 +287,10 @@ class PipeInferDecoder:
         seqs = [self.native.spec_seq(buf, j) for j in range(self.policy.n_parallel)]
         t = _Tree.build(tree, root, seqs)
         f = len(self.s.gen)
-        if self.tip_seq >= 0 and root >= f:
+        if self.tip_seq >= 0 and root >= self.canon_end:
             # the chain's drafted tokens beyond the canonical ones live in tip_seq: share them
             for sq in t.branch_seq:
-                self.native.kv_seq_cp(self.tip_seq, sq, f, root + 1)
+                self.native.kv_seq_cp(self.tip_seq, sq, self.canon_end, root + 1)
         rid = self.s.submit(t.tokens(), t.positions(), t.node_seqs)
         self.s.stats.spec_runs_launched += 1
         self.s.stats.draft_n += len(tree)
@@ -312,6 +329,21 @@ class PipeInferDecoder:
             node, pos = nxt[0], pos + 1
         return node
 
+    def _rejected_depth(self, r: _Run) -> Optional[int]:
+        """For an invalidated run: how many of its own drafted tokens matched before its tree
+        contradicted the accepted tokens, or None if the contradiction lies in the chain before it."""
+        g = self.s.gen
+        for k in range(r.check_from, min(len(g), r.pos + 1)):
+            if r.ctx[k - r.check_from] != g[k]:
+                return None
+        node, pos, depth = -1, r.pos, 0
+        while pos < len(g) - 1:
+            nxt = [c for c in r.tree.children.get(node, []) if r.tree.tree.nodes[c].token == g[pos + 1]]
+            if not nxt:
+                return depth if r.tree.children.get(node) else None
+            node, pos, depth = nxt[0], pos + 1, depth + 1
+        return None
+
     def _release(self, r: _Run) -> None:
         if r.buf >= 0:
             self.native.spec_release(r.buf)
@@ -328,6 +360,9 @@ class PipeInferDecoder:
         cancel = []
         for r in self.inflight:
             if r.spec and not r.cancelled and self._walk(r) is None:
+                depth = self._rejected_depth(r)
+                if depth is not None:  # its own draft was wrong: the policy learns from it
+                    self.policy.observe(depth, rejected=True)
                 r.cancelled = True
                 cancel.append(r.run_id)
                 self._release(r)
@@ -335,10 +370,22 @@ class PipeInferDecoder:
             self.native.cancel(cancel)
             self.s.stats.runs_cancelled += len(cancel)
         g = self.s.gen
-        if len(self.tip) <= len(g) or self.tip[: len(g)] != g:
-            self._reset_tip()
-        if len(g) < self.s.n_ctx:
+        if len(g) >= self.s.n_ctx:
+            return
+        # The next micro-batch continues the tip; the tip's sequence must hold every non-canonical
+        # position up to the last accepted token (new runs copy [canon_end, root] from it).
+        tip_ok = self.tip_seq >= 0 and len(self.tip) >= len(g) and self.tip[: len(g)] == g
+        cover = self._cover()
+        if cover is None:
+            if not tip_ok or len(self.tip) == len(g):
+                self._reset_tip()
             self._launch_ns()
+            return
+        self.ns_skipped += 1
+        if not tip_ok:
+            r, node = cover
+            self.tip = list(g)
+            self.tip_seq, self.tip_buf = r.tree.node_seqs[node][0], r.buf
 
     # -- the loop
     def tokens(self) -> Iterator[int]:
@@ -387,9 +434,12 @@ class PipeInferDecoder:
                     s.stats.draft_n_accepted += len(t.matched)
                     last = t.matched[-1] if t.matched else node
                     self.policy.observe(len(t.matched), rejected=bool(t.children.get(last)))
-                    if t.matched:
-                        deepest = t.matched[-1]
-                        self.native.spec_commit(t.node_seqs[deepest][0], n_before, n_before + len(t.matched))
+                    # the path's cells from the canonical frontier to the deepest confirmed node
+                    # (positions [canon_end, n_before + matched)) become canonical
+                    end = n_before + len(t.matched)
+                    if end > self.canon_end:
+                        self.native.spec_commit(t.node_seqs[last][0], self.canon_end, end)
+                        self.canon_end = end
                 finally:
                     # also when the consumer stops mid-verification (then nothing is committed)
                     self._release(r)
