@@ -6,6 +6,7 @@ Per generated token only the token id crosses into C++ and one logits row comes 
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,6 +224,17 @@ class Pipeline:
                 f"{self.model_path}: the tokenizer has {self.tokenizer.n_vocab} tokens but the model's "
                 f"embedding has {self._native.n_vocab} rows"
             )
+
+    def _drafting_cost(self) -> float:
+        """Cost of one draft token in target tokens: a draft model on the head reads its weights once
+        per token, so about its file size over the target's (decoding is memory-bound); 0 otherwise."""
+        path = getattr(self.drafter, "path", None)
+        if path is None:
+            return 0.0
+        try:
+            return os.path.getsize(path) / os.path.getsize(self.model_path)
+        except OSError:
+            return 0.0
 
     def _stage_layers(self) -> List[int]:
         if not self.config.layer_split:
@@ -454,7 +466,7 @@ class Pipeline:
             tokens = decoding.iterative(step)
         else:
             self.drafter.begin(ids)
-            self.policy.reset()
+            self.policy.reset(drafting_cost=self._drafting_cost())
             if self.mode == "speculative":
                 tokens = decoding.speculative(step, self.drafter, self.policy)
             else:

@@ -80,11 +80,17 @@ class SpeculationPolicy:
         self.reset()
 
     # ---- adaptation: a running estimate of the per-token acceptance probability
-    def reset(self) -> None:
-        """Forgets what was observed (a new generation starts optimistic)."""
+    def reset(self, drafting_cost: float = 0.0) -> None:
+        """Forgets what was observed (a new generation starts optimistic).
+
+        drafting_cost: what producing one draft token costs, in target tokens (a draft model on the
+        head: about its weight bytes over the target's; 0 for draft-free drafters). It is added to
+        draft_cost when choosing the draft length.
+        """
         self._accepted = 2.0  # pseudo-counts: prior acceptance 2/3
         self._rejected = 1.0
         self._skipped = 0
+        self._drafting_cost = max(0.0, float(drafting_cost))
 
     def observe(self, accepted: int, rejected: bool) -> None:
         """Records a verified micro-batch: how many drafts the target confirmed, and whether it
@@ -107,11 +113,12 @@ class SpeculationPolicy:
         if not self.adaptive:
             return self.n_draft
         a = self.acceptance
+        cost = self.draft_cost + self._drafting_cost
         best_k, best = 0, 0.0
         gain = 0.0
         for k in range(1, self.n_draft + 1):
             gain += a ** k
-            value = gain - self.draft_cost * k
+            value = gain - cost * k
             if value > best + 1e-12:
                 best_k, best = k, value
         return best_k
