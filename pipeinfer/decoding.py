@@ -66,15 +66,20 @@ class _Step:
         self.stats = stats
 
     def decide(self, logits: np.ndarray, candidates: Sequence[int]) -> "tuple[int, int]":
-        """The token at position len(gen), with the drafted candidates for it."""
+        """The token at position len(gen), with the drafted candidates for it. `logits` is a logits row,
+        or (greedy runs submitted with argmax_only) the id the last stage already chose."""
+        if np.ndim(logits) == 0:
+            tok = int(logits)
+            return tok, next((i for i, c in enumerate(candidates) if c == tok), -1)
         probs = None if self.sampler.is_greedy else self.sampler.probs(logits, self.gen)
         return verify_position(probs, logits, candidates, self.sampler.rng)
 
     def submit(self, tokens: Sequence[int], pos: Sequence[int], seqs: Any) -> int:
         n = len(tokens)
         self.stats.runs_launched += 1
+        # greedy decoding needs only each row's argmax: the last stage sends ids instead of logits
         return self.native.submit(np.asarray(tokens, np.int32), np.asarray(pos, np.int32), seqs, np.ones(n, np.uint8),
-                                  exact_rows=True)
+                                  exact_rows=True, argmax_only=self.sampler.is_greedy)
 
 
 def iterative(step: _Step) -> Iterator[int]:
@@ -454,8 +459,11 @@ class PipeInferDecoder:
         ids = [r.run_id for r in self.inflight if r.spec and not r.cancelled]
         if ids:
             self.native.cancel(ids)
-        while self.inflight:
+        # The native pipeline's count is authoritative: an interrupt (Ctrl-C) can land between its
+        # wait() and our popleft().
+        while self.native.n_in_flight:
             self.native.wait()
+        while self.inflight:
             self._release(self.inflight.popleft())
 
 

@@ -69,7 +69,8 @@ py::dict report_dict(const stage_report& r) {
 }
 
 batch to_batch(const i32_array& tokens, const i32_array& pos, const py::object& seq_ids,
-               const py::array_t<uint8_t, py::array::c_style | py::array::forcecast>& logits, bool exact_rows) {
+               const py::array_t<uint8_t, py::array::c_style | py::array::forcecast>& logits, bool exact_rows,
+               bool argmax_only = false) {
     if (tokens.ndim() != 1 || pos.ndim() != 1 || logits.ndim() != 1) {
         throw std::invalid_argument("tokens, pos and logits must be 1-D arrays");
     }
@@ -79,6 +80,7 @@ batch to_batch(const i32_array& tokens, const i32_array& pos, const py::object& 
     b.want_logits.assign(logits.data(), logits.data() + logits.size());
     b.seqs = to_seq_lists(seq_ids, b.pos.size());
     b.exact_rows = exact_rows;
+    b.argmax_only = argmax_only;
     return b;
 }
 
@@ -166,13 +168,14 @@ void register_model(py::module_& m) {
         .def(
             "submit",
             [](pipeline& self, const i32_array& tokens, const i32_array& pos, const py::object& seq_ids,
-               const u8_array& logits, bool exact_rows) {
-                batch b = to_batch(tokens, pos, seq_ids, logits, exact_rows);
+               const u8_array& logits, bool exact_rows, bool argmax_only) {
+                batch b = to_batch(tokens, pos, seq_ids, logits, exact_rows, argmax_only);
                 // As in decode: only the converted batch is used without the GIL.
                 py::gil_scoped_release release;
                 return self.submit(b);
             },
             py::arg("tokens"), py::arg("pos"), py::arg("seq_ids"), py::arg("logits"), py::arg("exact_rows") = false,
+            py::arg("argmax_only") = false,
             "Launches a run (computes stage 0 here); returns its run id.")
         .def("poll", &pipeline::poll, py::call_guard<py::gil_scoped_release>(),
              "True if the oldest run's result has arrived.")
@@ -187,9 +190,15 @@ void register_model(py::module_& m) {
                     py::gil_scoped_release release;
                     r = &self.wait();
                 }
-                return py::make_tuple(r->run_id, r->skipped, logits_view(self_obj, r->logits, self.n_vocab()));
+                if (r->argmax) {
+                    py::array_t<int32_t> ids(static_cast<ssize_t>(r->logits.size()));
+                    for (size_t i = 0; i < r->logits.size(); ++i) ids.mutable_at(i) = static_cast<int32_t>(r->logits[i]);
+                    return py::tuple(py::make_tuple(r->run_id, r->skipped, ids));
+                }
+                return py::tuple(py::make_tuple(r->run_id, r->skipped, logits_view(self_obj, r->logits, self.n_vocab())));
             },
-            "The oldest run's result: (run_id, skipped, logits view valid until the next wait).")
+            "The oldest run's result: (run_id, skipped, rows): rows is a float32 logits view (n_rows, n_vocab)\n"
+            "valid until the next wait, or int32 token ids (n_rows,) for a run submitted with argmax_only.")
         .def("cancel", &pipeline::cancel, py::arg("run_ids"), py::call_guard<py::gil_scoped_release>())
         .def_property_readonly("n_in_flight", &pipeline::n_in_flight)
         .def("kv_seq_rm", &pipeline::kv_seq_rm, py::arg("seq"), py::arg("p0"), py::arg("p1"))

@@ -190,8 +190,16 @@ size_t llama_stage::compact_output_rows(const batch& b) {
 void llama_stage::head_rows(size_t r, std::vector<float>& out) {
     const int64_t d = hp_.n_embd;
     for (size_t i = 0; i < r; ++i) rmsnorm_row(&x_[i * d], w_.output_norm.data(), d, hp_.rms_eps, &xn_[i * d]);
-    out.resize(r * static_cast<size_t>(n_vocab_));
-    if (r > 0) matmul(w_.output, xn_.data(), static_cast<int64_t>(r), out.data(), pool_, mm_, exact_);
+    std::vector<float>& logits = argmax_ ? logits_tmp_ : out;
+    logits.resize(r * static_cast<size_t>(n_vocab_));
+    if (r > 0) matmul(w_.output, xn_.data(), static_cast<int64_t>(r), logits.data(), pool_, mm_, exact_);
+    if (argmax_) {
+        out.resize(r);
+        for (size_t i = 0; i < r; ++i) {
+            const float* row = logits.data() + i * static_cast<size_t>(n_vocab_);
+            out[i] = static_cast<float>(std::max_element(row, row + n_vocab_) - row);  // first maximum
+        }
+    }
 }
 
 bool llama_stage::forward(const batch& b, const float* in, std::vector<float>& out,
@@ -213,6 +221,7 @@ bool llama_stage::forward(const batch& b, const float* in, std::vector<float>& o
     scores_.resize(static_cast<size_t>(pool_.n_threads()) * (kv_.n_ctx() + hp_.head_dim * 64));
 
     exact_ = b.exact_rows;
+    argmax_ = b.argmax_only;
     const std::vector<int32_t> cells = kv_.allocate(b.pos, b.seqs);
     kv_.visible_cells(b.pos, b.seqs, visible_);
     ++stats_.runs;

@@ -29,6 +29,10 @@ struct batch {
     // output, while speculative verification needs row results independent of the batch (true), so
     // that speculative greedy output equals non-speculative greedy output token for token.
     bool exact_rows = false;
+    // Return, per wanted row, only the index of the largest logit (lowest index on ties) instead of
+    // the n_vocab logits: greedy decoding and greedy verification need nothing else, and it keeps
+    // the logits on the last stage instead of sending n_vocab floats per row back to the head.
+    bool argmax_only = false;
 
     size_t n_tokens() const { return pos.size(); }
     size_t n_outputs() const;
@@ -52,7 +56,8 @@ public:
 
     // First stage: `in` is ignored and b.token is embedded. Other stages: `in` is (n_tokens, n_embd)
     // f32 activations from the previous stage. Result: on the last stage, `out` = (n_outputs, n_vocab)
-    // f32 logits of the rows flagged in want_logits (in batch order); otherwise (n_tokens, n_embd) f32.
+    // f32 logits of the rows flagged in want_logits (in batch order), or with argmax_only (n_outputs)
+    // token ids stored exactly as f32; otherwise (n_tokens, n_embd) f32.
     // `cancelled` (optional) is polled between layers; when it returns true the remaining layers are
     // skipped (counted in stats) and forward returns false with `out` unspecified.
     // Throws kv_full_error if the cache cannot hold the batch (cache unchanged).
@@ -80,6 +85,8 @@ private:
     size_t compact_output_rows(const batch& b);
     // Output norm + output head on the first r rows of x_: out = (r, n_vocab).
     void head_rows(size_t r, std::vector<float>& out);
+    bool argmax_ = false;                         // the current batch's argmax_only
+    std::vector<float> logits_tmp_;               // (n_outputs, n_vocab) f32 when argmax_only
 
     std::shared_ptr<const gguf_file> file_;
     llama_hparams hp_;

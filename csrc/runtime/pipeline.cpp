@@ -170,6 +170,7 @@ int64_t pipeline::submit(const batch& b) {
         run_result r;
         r.run_id = id;
         r.n_rows = static_cast<int64_t>(b.n_outputs());
+        r.argmax = b.argmax_only;
         r.logits = std::move(head_out_);
         head_out_ = {};
         arrived_.push_back(std::move(r));
@@ -182,6 +183,7 @@ int64_t pipeline::submit(const batch& b) {
     ev.b.seqs = b.seqs;
     ev.b.want_logits = b.want_logits;
     ev.b.exact_rows = b.exact_rows;
+    ev.b.argmax_only = b.argmax_only;
     ev.act = std::move(head_out_);
     tp_->send(1, msg_tag::EVENT, encode_run(ev, hparams().n_embd));
     head_out_ = std::move(ev.act);

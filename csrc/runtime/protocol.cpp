@@ -19,6 +19,7 @@ void put_batch(wire_writer& w, const batch& b) {
     w.put_array(b.seqs.ids.data(), b.seqs.ids.size());
     w.put_array(b.want_logits.data(), b.want_logits.size());
     w.put<uint8_t>(b.exact_rows ? 1 : 0);
+    w.put<uint8_t>(b.argmax_only ? 1 : 0);
 }
 
 batch get_batch(wire_reader& r, int n_seq_max) {
@@ -28,6 +29,7 @@ batch get_batch(wire_reader& r, int n_seq_max) {
     b.seqs.ids = r.get_array<int32_t>("seq_ids", MAX_SEQ_REFS);
     b.want_logits = r.get_array<uint8_t>("want_logits", MAX_TOKENS);
     b.exact_rows = r.get<uint8_t>("exact_rows") != 0;
+    b.argmax_only = r.get<uint8_t>("argmax_only") != 0;
     const size_t n = b.pos.size();
     if (n == 0) r.fail("pos", "empty batch");
     if (b.want_logits.size() != n) r.fail("want_logits", "length differs from pos");
@@ -195,6 +197,7 @@ std::vector<uint8_t> encode_result(const run_result& res) {
     wire_writer w;
     w.put(res.run_id);
     w.put<uint8_t>(res.skipped ? 1 : 0);
+    w.put<uint8_t>(res.argmax ? 1 : 0);
     w.put(res.n_rows);
     w.put_array(res.logits.data(), res.logits.size());
     return w.take();
@@ -205,10 +208,12 @@ run_result decode_result(const std::vector<uint8_t>& data, int64_t n_vocab, int 
     run_result res;
     res.run_id = r.get<int64_t>("run_id");
     res.skipped = r.get<uint8_t>("skipped") != 0;
+    res.argmax = r.get<uint8_t>("argmax") != 0;
     res.n_rows = r.get<int64_t>("n_rows");
     if (res.n_rows < 0 || static_cast<uint64_t>(res.n_rows) > MAX_TOKENS) r.fail("n_rows", "out of range");
     res.logits = r.get_array<float>("logits", MAX_FLOATS);
-    if (!res.skipped && res.logits.size() != static_cast<uint64_t>(res.n_rows) * static_cast<uint64_t>(n_vocab)) {
+    const uint64_t width = res.argmax ? 1 : static_cast<uint64_t>(n_vocab);
+    if (!res.skipped && res.logits.size() != static_cast<uint64_t>(res.n_rows) * width) {
         r.fail("logits", format("%zu values for %lld rows of %lld", res.logits.size(), (long long)res.n_rows,
                                 (long long)n_vocab));
     }

@@ -67,7 +67,8 @@ struct run_result {
     int64_t run_id = 0;
     bool skipped = false;
     int64_t n_rows = 0;
-    std::vector<float> logits;         // (n_rows, n_vocab) f32
+    bool argmax = false;               // logits holds one token id (as f32) per row
+    std::vector<float> logits;         // (n_rows, n_vocab) f32, or (n_rows) ids with argmax
 };
 
 struct hello {

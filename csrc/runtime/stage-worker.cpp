@@ -95,6 +95,7 @@ private:
             res.skipped = skipped;
             if (!skipped) {
                 res.n_rows = static_cast<int64_t>(r.b.n_outputs());
+                res.argmax = r.b.argmax_only;
                 res.logits = std::move(out);
             }
             tp_.send(0, msg_tag::RESULT, encode_result(res));
