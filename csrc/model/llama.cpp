@@ -243,7 +243,7 @@ bool llama_stage::forward(const batch& b, const float* in, std::vector<float>& o
             // As llama.cpp: after the last attention block only the rows whose logits are wanted go
             // on (the FFN then runs on fewer rows, which also picks the kernels for that row count).
             const size_t r = compact_output_rows(b);
-            ffn_layer(il, r);
+            if (r > 0) ffn_layer(il, r);  // no row wanted (e.g. a prefill for the cache only): done
             ++stats_.layers_run;
             head_rows(r, out);
             return true;

@@ -20,7 +20,6 @@ KV layout (draft model, `n_seq_max = 1 + max_branches`):
 """
 from __future__ import annotations
 
-import numbers
 import os
 from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -28,7 +27,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from pipeinfer import _core
-from pipeinfer.drafters.tree import (
+from pipeinfer.drafters.tree import (  # noqa: I001
+    _check_int,
     Candidates,
     Drafter,
     DraftLimits,
@@ -95,11 +95,6 @@ class _Previous:
     branch_seq: Dict[int, int]  # node index -> the branch sequence whose KV holds it (evaluated nodes only)
     cands: Dict[int, Candidates]  # node index -> candidates after it (evaluated nodes only)
 
-
-def _check_int(name: str, value: Any, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
-    return int(value)
 
 
 class ModelDrafter(Drafter):

@@ -26,7 +26,8 @@ from __future__ import annotations
 import numbers
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from pipeinfer.drafters.tree import (
+from pipeinfer.drafters.tree import (  # noqa: I001
+    _check_int,
     Candidates,
     Drafter,
     DraftLimits,
@@ -39,11 +40,6 @@ from pipeinfer.drafters.tree import (
 
 __all__ = ["NgramDrafter"]
 
-
-def _check_int(name: str, value: object, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
-    return int(value)
 
 
 class NgramDrafter(Drafter):

@@ -124,9 +124,11 @@ class DraftTree:
         return self.tokens(b[0]) if b else []
 
 
-def _check_int(name: str, value: object, lo: int) -> None:
+def _check_int(name: str, value: object, lo: int) -> int:
+    """The value as an int; ValueError naming the field unless it is an integer >= lo."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo:
         raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
+    return int(value)
 
 
 def _check_prob(name: str, value: object) -> None:

@@ -18,7 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 __all__ = ["RunSpec", "run", "run_local", "run_mpi", "find_mpiexec", "Progress", "EvaluationError"]
 

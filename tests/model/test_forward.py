@@ -148,3 +148,18 @@ def test_bad_stage_split_raises(tiny_model):
         _core.Pipeline(str(path), stage_layers=[1, 2])
     with pytest.raises(ValueError, match="at least one layer"):
         _core.Pipeline(str(path), stage_layers=[2, 0])
+
+
+def test_batch_without_wanted_logits_fills_the_cache(tiny_model):
+    """A batch that asks for no logits (cache-only prefill) returns no rows and leaves the cache as
+    a normal batch would: the next token's logits equal those of a full evaluation."""
+    path, model = tiny_model("qwen2", "q4_k")
+    p = _core.Pipeline(str(path), n_ctx=64)
+    n = len(PROMPT) - 1
+    out = p.decode(np.asarray(PROMPT[:n], np.int32), np.arange(n, dtype=np.int32), np.zeros(n, np.int32),
+                   np.zeros(n, np.uint8))
+    assert out.shape == (0, p.n_vocab)
+    last = _decode_all(p, PROMPT[n:], pos0=n)
+    p.kv_clear()
+    full = _decode_all(p, PROMPT)
+    np.testing.assert_allclose(last[0], full[-1], rtol=0, atol=1e-4 * float(np.abs(full).max()))
