@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from mpi_helpers import MPIJob, have_mpiexec, job_pids, run_mpi
+from mpi_helpers import MPIJob, have_mpiexec, run_mpi
 
 import pipeinfer
 
