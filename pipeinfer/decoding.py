@@ -272,7 +272,7 @@ class PipeInferDecoder:
         return sum(1 for r in self.inflight if r.spec and not r.cancelled)
 
     def _launch_spec(self, burst: int) -> bool:
-        limits = self.policy.limits(burst, self.n_rejected)
+        limits = self.policy.limits(burst, self.n_rejected, depth=self._n_spec())
         if limits is None:
             return False
         ctx = self.tip

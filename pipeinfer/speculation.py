@@ -123,17 +123,26 @@ class SpeculationPolicy:
                 best_k, best = k, value
         return best_k
 
-    def limits(self, burst_index: int = 0, n_rejected: int = 0) -> Optional[DraftLimits]:
-        """Draft limits for the next micro-batch, or None when the adjusted cutoff reaches 1.
+    def limits(self, burst_index: int = 0, n_rejected: int = 0, depth: int = 0) -> Optional[DraftLimits]:
+        """Draft limits for the next micro-batch, or None when the adjusted cutoff reaches 1 or (adaptive)
+        the micro-batch is expected to lose.
 
         burst_index: micro-batches already launched since the last result arrived;
-        n_rejected: speculation attempts without a draft since the last accepted token.
+        n_rejected: speculation attempts without a draft since the last accepted token;
+        depth: speculative micro-batches already in flight ahead of this one in the same chain (a
+            chained micro-batch only pays off if all of them are accepted first).
         """
         adjust = burst_index * self.p_recovery - n_rejected * self.p_decay
         p_accept = self.p_accept + adjust
         if p_accept >= 1.0:
             return None
         n_draft = self.draft_length()
+        if n_draft and depth and self.adaptive:
+            a = self.acceptance
+            reach = a ** (n_draft * depth)  # probability that the chain is still valid here
+            gain = sum(a ** i for i in range(1, n_draft + 1)) * reach
+            if gain <= (self.draft_cost + self._drafting_cost) * n_draft:
+                return None
         if n_draft == 0:
             # speculation is expected to lose: probe with one draft token now and then to notice
             # when the text becomes predictable again
