@@ -297,7 +297,7 @@ class Pipeline:
 
         Args:
             prompt: text, or a list of token ids.
-            max_tokens: tokens to generate at most; None or <= 0 runs to the end of the context.
+            max_tokens: tokens to generate at most; None, 0 or -1 run to the end of the context.
             add_special: add BOS/EOS as the model's tokenizer asks (text prompts only).
             parse_special: recognise special-token text such as ``<|im_start|>`` in the prompt.
             **sampling: fields of :class:`pipeinfer.sampling.SamplingParams` (temperature, top_k,
@@ -317,9 +317,15 @@ class Pipeline:
         if sampling.get("seed") is None and self.default_seed is not None:
             sampling["seed"] = self.default_seed
         params = SamplingParams(**sampling)
-        if max_tokens is not None and not isinstance(max_tokens, int):
-            raise ValueError(f"max_tokens must be an integer or None, got {max_tokens!r}")
+        if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
+                                       or max_tokens < -1):
+            raise ValueError(f"max_tokens must be an integer >= -1 or None (None, 0 and -1: to the end of the "
+                             f"context), got {max_tokens!r}")
         if isinstance(prompt, str):
+            try:
+                prompt.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise ValueError(f"the prompt is not valid Unicode text: {e.reason} at character {e.start}") from None
             ids = self.tokenize(prompt, add_special=add_special, parse_special=parse_special)
         else:
             ids = list(prompt)

@@ -152,6 +152,10 @@ def test_bad_prompts(pipe):
         pipe.stream(list(range(3, 3 + pipe.n_ctx)), max_tokens=2)
     with pytest.raises(TypeError, match="unknown sampling argument"):
         pipe.stream("hi", max_tokens=2, temprature=0.5)
+    with pytest.raises(ValueError, match="max_tokens"):
+        pipe.stream("hi", max_tokens=-2)
+    with pytest.raises(ValueError, match="not valid Unicode"):
+        pipe.stream("abc\ud800", max_tokens=2)
 
 
 @pytest.mark.parametrize(
