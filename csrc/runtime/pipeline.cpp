@@ -400,8 +400,8 @@ void serve_mpi_worker(const std::string& model_path, double heartbeat_s, double 
     }
     try {
         run_worker(*tp, file, nullptr);
-    } catch (const transport_error&) {
-        defer_to_head();
+    } catch (const transport_error& e) {
+        if (e.rank != 0) defer_to_head();  // the head itself is gone: nobody to defer to
         throw;
     }
 }

@@ -89,3 +89,12 @@ def test_mpi_speculation_matches_single_process(tiny_model, n_ranks, mode):
     out = _last_json(r.stdout)
     assert out["tokens"] == want
     assert out["stats"]["runs_launched"] >= 1
+
+
+def test_more_ranks_than_layers_fails_cleanly_on_every_rank(tiny_model):
+    path, _ = tiny_model("llama", "q8_0", n_layer=4)
+    r = run_mpi(SCRIPT, 5, [str(path), "4"], timeout_s=120)
+    assert r.returncode != 0
+    assert "cannot split 4 layers into 5 stages" in r.stderr
+    assert "Traceback (most recent call last)" not in r.stdout
+    assert not r.leftover_pids
