@@ -114,7 +114,7 @@ void pipeline::handshake(const pipeline_config& cfg) {
     control c;
     c.type = control_type::HELLO;
     c.rank = 0;
-    c.h.fingerprint = model_fingerprint(file_->bytes(), file_->file_size(), file_->data_offset());
+    c.h.fingerprint = model_fingerprint(*file_);
     c.h.n_ctx = n_ctx_;
     c.h.n_seq_max = n_seq_max_;
     c.h.n_threads = cfg.n_threads;

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "common/fp16.h"
+#include "gguf/gguf-reader.h"
 #include "runtime/wire.h"
 
 namespace pipeinfer {
@@ -298,15 +299,24 @@ control decode_control(const std::vector<uint8_t>& data, int src) {
     return c;
 }
 
-uint64_t model_fingerprint(const uint8_t* data, size_t size, size_t header_bytes) {
+uint64_t model_fingerprint(const gguf_file& f) {
     uint64_t h = 1469598103934665603ull;  // FNV-1a 64 offset basis
-    auto mix = [&h](uint8_t b) {
-        h ^= b;
-        h *= 1099511628211ull;  // FNV-1a 64 prime
+    auto mix = [&h](const uint8_t* p, size_t n) {
+        for (size_t i = 0; i < n; ++i) {
+            h ^= p[i];
+            h *= 1099511628211ull;  // FNV-1a 64 prime
+        }
     };
-    for (int i = 0; i < 8; ++i) mix(static_cast<uint8_t>(static_cast<uint64_t>(size) >> (8 * i)));
-    const size_t n = std::min(header_bytes, std::min(size, size_t{64} << 20));
-    for (size_t i = 0; i < n; ++i) mix(data[i]);
+    const uint64_t size = f.file_size();
+    mix(reinterpret_cast<const uint8_t*>(&size), sizeof(size));
+    mix(f.bytes(), std::min(f.data_offset(), std::min<size_t>(f.file_size(), size_t{64} << 20)));
+    for (const auto& t : f.tensors()) {
+        if (t.nbytes == 0) continue;
+        const size_t k = std::min<size_t>(64, t.nbytes);
+        mix(t.data, k);
+        mix(t.data + (t.nbytes - k) / 2, k);
+        mix(t.data + t.nbytes - k, k);
+    }
     return h;
 }
 

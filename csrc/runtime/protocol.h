@@ -107,8 +107,11 @@ std::vector<int64_t> decode_cancel(const std::vector<uint8_t>& data, int src);
 std::vector<uint8_t> encode_control(const control& c);
 control decode_control(const std::vector<uint8_t>& data, int src);
 
-// Identity of a model file for the handshake: size and a 64-bit FNV-1a hash of its first bytes
-// (header, metadata and tensor table: everything before the data section, capped at 64 MiB).
-uint64_t model_fingerprint(const uint8_t* data, size_t size, size_t header_bytes);
+// Identity of a model file for the handshake: a 64-bit FNV-1a hash of its size, its header, metadata
+// and tensor table (everything before the data section, capped at 64 MiB) and a sample of every
+// tensor's bytes (64 bytes at its start, middle and end), so re-quantized or retrained weights of the
+// same shapes are told apart while a rank touches only a few pages of the layers it does not run.
+class gguf_file;
+uint64_t model_fingerprint(const gguf_file& f);
 
 } // namespace pipeinfer

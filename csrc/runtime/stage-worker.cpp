@@ -197,7 +197,7 @@ void run_worker(transport& tp, std::shared_ptr<const gguf_file> file, const std:
             throw transport_error(format("protocol version mismatch: head speaks %u, rank %d speaks %u", h.version,
                                          tp.rank(), PROTOCOL_VERSION), 0);
         }
-        const uint64_t fp = model_fingerprint(file->bytes(), file->file_size(), file->data_offset());
+        const uint64_t fp = model_fingerprint(*file);
         if (fp != h.fingerprint) {
             throw model_error(format("rank %d loaded a different model file (%s) than the head: fingerprints differ",
                                      tp.rank(), file->source().c_str()));

@@ -20,6 +20,7 @@ ap.add_argument("--dead-after", type=float, default=10.0)
 ap.add_argument("--mode", default=None)
 ap.add_argument("--draft", default=None)
 ap.add_argument("--slow", type=float, default=0.0, help="seconds to sleep between tokens on the head")
+ap.add_argument("--model-rank1", default=None, help="a different model file for rank 1 (fault test)")
 a = ap.parse_args()
 
 rank = int(os.environ.get("PMI_RANK", "0"))
@@ -27,7 +28,8 @@ if a.pidfile_dir:
     with open(os.path.join(a.pidfile_dir, f"rank{rank}.pid"), "w") as f:
         f.write(str(os.getpid()))
 try:
-    pipe = pipeinfer.Pipeline(a.model, n_ctx=256, n_threads=1, dead_after_s=a.dead_after, mode=a.mode,
+    model = a.model_rank1 if (a.model_rank1 and rank == 1) else a.model
+    pipe = pipeinfer.Pipeline(model, n_ctx=256, n_threads=1, dead_after_s=a.dead_after, mode=a.mode,
                               draft=a.draft)
     if pipe.is_head:
         prompt = [int(x) for x in a.prompt.split(",")]
@@ -45,3 +47,6 @@ try:
 except pipeinfer.TransportError as e:
     print(f"TransportError(rank={e.rank}): {e}", file=sys.stderr, flush=True)
     sys.exit(3)
+except pipeinfer.ModelError as e:
+    print(f"ModelError: {e}", file=sys.stderr, flush=True)
+    sys.exit(4)

@@ -98,3 +98,12 @@ def test_more_ranks_than_layers_fails_cleanly_on_every_rank(tiny_model):
     assert "cannot split 4 layers into 5 stages" in r.stderr
     assert "Traceback (most recent call last)" not in r.stdout
     assert not r.leftover_pids
+
+
+def test_ranks_with_different_model_files_fail_at_the_handshake(tiny_model):
+    a, _ = tiny_model("llama", "q8_0", n_layer=4)
+    b, _ = tiny_model("llama", "q8_0", n_layer=4, seed=9)  # same shapes, other weights
+    r = run_mpi(SCRIPT, 2, [str(a), "4", "--model-rank1", str(b)], timeout_s=120)
+    assert r.returncode != 0
+    assert "rank 1 loaded a different model file" in r.stderr
+    assert not r.leftover_pids
