@@ -1,6 +1,5 @@
 """Type stubs of the private extension (generated with pybind11-stubgen from the built module).
 
-
 pipeinfer native core (private; use the pipeinfer package)
 """
 from __future__ import annotations
@@ -157,13 +156,14 @@ class Pipeline:
         """
         Counters of every stage (a list of dicts, stage order).
         """
-    def submit(self, tokens: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], pos: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], seq_ids: typing.Any, logits: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8], exact_rows: bool = False) -> int:
+    def submit(self, tokens: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], pos: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], seq_ids: typing.Any, logits: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8], exact_rows: bool = False, argmax_only: bool = False) -> int:
         """
         Launches a run (computes stage 0 here); returns its run id.
         """
-    def wait(self) -> tuple[int, bool, numpy.ndarray]:
+    def wait(self) -> tuple:
         """
-        The oldest run's result: (run_id, skipped, logits view valid until the next wait).
+        The oldest run's result: (run_id, skipped, rows): rows is a float32 logits view (n_rows, n_vocab)
+        valid until the next wait, or int32 token ids (n_rows,) for a run submitted with argmax_only.
         """
     @property
     def arch(self) -> str:
@@ -233,11 +233,13 @@ def local_kill(endpoint: Transport, rank: typing.SupportsInt | typing.SupportsIn
     """
     Marks rank `rank` of the endpoint's local group dead (fault injection).
     """
-def matmul(type: str, w: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8], n_in: typing.SupportsInt | typing.SupportsIndex, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], n_threads: typing.SupportsInt | typing.SupportsIndex = 1, ref: bool = False) -> numpy.typing.NDArray[numpy.float32]:
+def matmul(type: str, w: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8], n_in: typing.SupportsInt | typing.SupportsIndex, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], n_threads: typing.SupportsInt | typing.SupportsIndex = 1, ref: bool = False, exact_rows: bool = False) -> numpy.typing.NDArray[numpy.float32]:
     """
     y = x @ W.T for a weight W of a ggml type given as raw rows (n_out, row_bytes) uint8 and
     x (n_rows, n_in) float32; returns (n_rows, n_out) float32. ref=True uses the double-precision
     reference (dequantized weights, unquantized activations) instead of the kernels in force.
+    exact_rows=True makes every output row bit-identical to a one-row call (speculative
+    verification); False lets prompt-sized batches take llama.cpp's batched summation orders.
     """
 def mpi_abort_world(code: typing.SupportsInt | typing.SupportsIndex) -> None:
     """

@@ -67,7 +67,7 @@ cached_pool& get_pool(int n_threads) {
 }
 
 py::array_t<float> py_matmul(const std::string& type_name, const u8_array& w, int64_t n_in, const f32_array& x,
-                             int n_threads, bool ref) {
+                             int n_threads, bool ref, bool exact_rows) {
     const ggml_type type = type_from_name(type_name);
     if (w.ndim() != 2) {
         throw shape_error(format("matmul: w must be 2-D (n_out, row_bytes) uint8, got %d dims", (int)w.ndim()));
@@ -95,7 +95,7 @@ py::array_t<float> py_matmul(const std::string& type_name, const u8_array& w, in
             matmul_ref(wv, xp, n_rows, yp);
         } else {
             std::lock_guard<std::mutex> lock(cp->mu);
-            matmul(wv, xp, n_rows, yp, cp->pool, cp->scratch);
+            matmul(wv, xp, n_rows, yp, cp->pool, cp->scratch, exact_rows);
         }
     }
     return y;
@@ -165,10 +165,12 @@ py::array_t<int64_t> py_pool_smoke(thread_pool& pool, int n_calls, int throw_ith
 
 void register_kernels(py::module_& m) {
     m.def("matmul", &py_matmul, py::arg("type"), py::arg("w"), py::arg("n_in"), py::arg("x"),
-          py::arg("n_threads") = 1, py::arg("ref") = false,
+          py::arg("n_threads") = 1, py::arg("ref") = false, py::arg("exact_rows") = false,
           "y = x @ W.T for a weight W of a ggml type given as raw rows (n_out, row_bytes) uint8 and\n"
           "x (n_rows, n_in) float32; returns (n_rows, n_out) float32. ref=True uses the double-precision\n"
-          "reference (dequantized weights, unquantized activations) instead of the kernels in force.");
+          "reference (dequantized weights, unquantized activations) instead of the kernels in force.\n"
+          "exact_rows=True makes every output row bit-identical to a one-row call (speculative\n"
+          "verification); False lets prompt-sized batches take llama.cpp's batched summation orders.");
     m.def("stream_read_gbps", &py_stream_read_gbps, py::arg("buf"), py::arg("n_threads") = 1,
           py::arg("repeats") = 3,
           "Best-of-`repeats` GB/s (1e9 bytes/s) of a plain streaming read of buf on n_threads threads:\n"

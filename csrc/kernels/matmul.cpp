@@ -16,6 +16,9 @@ namespace {
 // of hundreds of rows are processed as a sequence of such tiles.
 constexpr int ACT_TILE = 16;
 
+// Upper bound of the weight bytes of one chunk of output rows (see matmul).
+constexpr size_t CHUNK_MAX_BYTES = size_t(1) << 20;
+
 // Quantizing fewer rows than this is left to the caller thread (a dispatch costs more than the work).
 constexpr int64_t PARALLEL_QUANTIZE_MIN_ROWS = 4;
 
@@ -106,18 +109,26 @@ void matmul(const weight_view& w, const float* x, int64_t n_rows, float* y, thre
         act = q;
     }
 
-    // Output rows are handed out in chunks: chunk ith first, then from a shared counter, so a thread
-    // slowed by other load on the machine takes fewer chunks. Within a chunk, activation tiles are the
-    // outer loop so the chunk's weight rows stay in L2 across tiles when n_rows is large.
+    // Output rows are handed out in chunks from a shared counter, so a thread slowed (or not yet
+    // scheduled) by other load on the machine takes fewer chunks. Within a chunk, activation tiles are
+    // the outer loop so the chunk's weight rows stay in L2 across tiles when n_rows is large. Chunks are
+    // multiples of 4 rows: the one-row-order rows go through vec_dot_4w in groups of 4 where the ISA
+    // has it (same results as vec_dot, bit for bit).
     const int nth_total = pool.n_threads();
-    const int64_t chunk = std::clamp<int64_t>((n_out + nth_total * 16 - 1) / (nth_total * 16), 8, 64);
+    // About 4 chunks per thread, but at most CHUNK_MAX_BYTES of weights (they stay in L2 while a prompt's
+    // activation tiles pass over them). Small chunks (tens of KiB) cost bandwidth with 2 threads: the
+    // threads' interleaved short streams reached only 24 of 35 GB/s on a q4_0 matvec, 1 MiB chunks all.
+    int64_t chunk = std::max<int64_t>(8, (n_out + nth_total * 4 - 1) / (nth_total * 4));
+    chunk = std::min<int64_t>(chunk, std::max<int64_t>(64, static_cast<int64_t>(CHUNK_MAX_BYTES / w.row_bytes)));
+    chunk = (chunk + 3) / 4 * 4;
     const int64_t n_chunks = (n_out + chunk - 1) / chunk;
-    std::atomic<int64_t> next_chunk{nth_total};
+    std::atomic<int64_t> next_chunk{0};
     const row_plan plan = plan_rows(tt, n_out, n_rows, exact_rows);
 
-    pool.parallel_for([&](int ith, int nth) {
+    pool.parallel_for([&](int, int) {
         float s[ACT_TILE];  // (ACT_TILE,) f32 dot results of one weight row
-        for (int64_t c = ith; c < n_chunks; c = next_chunk.fetch_add(1, std::memory_order_relaxed)) {
+        for (int64_t c = next_chunk.fetch_add(1, std::memory_order_relaxed); c < n_chunks;
+             c = next_chunk.fetch_add(1, std::memory_order_relaxed)) {
             const int64_t r0 = c * chunk;
             const int64_t r1 = std::min(n_out, r0 + chunk);
             for (int64_t t0 = 0; t0 < n_rows; t0 += ACT_TILE) {
@@ -125,7 +136,19 @@ void matmul(const weight_view& w, const float* x, int64_t n_rows, float* y, thre
                 // the tile's first nb rows take the batch kernel (plan_rows), the rest the one-row kernel
                 const int nb = static_cast<int>(std::clamp<int64_t>(plan.n_batch - t0, 0, nt));
                 const uint8_t* a = act + static_cast<size_t>(t0) * act_stride;
-                for (int64_t r = r0; r < r1; ++r) {
+                int64_t r = r0;
+                const int64_t n4 = tt.vec_dot_4w != nullptr && nb < nt ? (r1 - r0) / 4 * 4 : 0;
+                if (n4 > 0) {
+                    for (int64_t k = 0; nb > 0 && k < n4; ++k) {
+                        plan.batch_dot(n_in, w.data + static_cast<size_t>(r0 + k) * w.row_bytes, a, act_stride, nb, s);
+                        for (int j = 0; j < nb; ++j) y[(t0 + j) * n_out + r0 + k] = s[j];
+                    }
+                    tt.vec_dot_4w(n_in, w.data + static_cast<size_t>(r0) * w.row_bytes, w.row_bytes, static_cast<int>(n4),
+                                  a + static_cast<size_t>(nb) * act_stride, act_stride, nt - nb,
+                                  y + (t0 + nb) * n_out + r0, static_cast<size_t>(n_out));
+                    r = r0 + n4;
+                }
+                for (; r < r1; ++r) {
                     const uint8_t* wr = w.data + static_cast<size_t>(r) * w.row_bytes;
                     if (nb > 0) plan.batch_dot(n_in, wr, a, act_stride, nb, s);
                     if (nb < nt) tt.vec_dot(n_in, wr, a + static_cast<size_t>(nb) * act_stride, act_stride, nt - nb, s + nb);

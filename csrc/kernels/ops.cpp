@@ -13,12 +13,13 @@
 
 #include "common/fp16.h"
 
-// The hot loops below are built twice on x86-64 with GCC: for x86-64-v3 (AVX2 + FMA, where std::fmaf is
-// one vfmadd instruction and the lane loops vectorize) and for the baseline (where std::fmaf is a libm
-// call), the loader picking one by cpuid (an ifunc). An FMA is exactly rounded either way and the lane
-// loops only run independent lanes side by side, so both builds give identical results.
+// The hot loops below are built three times on x86-64 with GCC: for x86-64-v4 (AVX-512: a 16-lane loop
+// is one instruction), x86-64-v3 (AVX2 + FMA, where std::fmaf is one vfmadd instruction and the lane
+// loops vectorize) and the baseline (where std::fmaf is a libm call), the loader picking one by cpuid
+// (an ifunc). An FMA is exactly rounded either way and the lane
+// loops only run independent lanes side by side, so every build gives identical results.
 #if defined(PIPEINFER_X86) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
-#define PI_FMA_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define PI_FMA_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define PI_FMA_CLONES
 #endif
@@ -109,13 +110,6 @@ void swiglu_inplace(float* gate, const float* up, int64_t n) {
 
 PI_FMA_CLONES
 float expf_ggml(float x) { return expf_ggml_inline(x); }
-
-float reduce16_ggml(const float* v) {
-    float t8[8], t4[4];
-    for (int k = 0; k < 8; ++k) t8[k] = v[k + 8] + v[k];
-    for (int k = 0; k < 4; ++k) t4[k] = t8[k + 4] + t8[k];
-    return (t4[0] + t4[2]) + (t4[1] + t4[3]);
-}
 
 PI_FMA_CLONES
 float dot_f16_ggml_gemm(const float* a, const float* b, int64_t n) {

@@ -38,8 +38,13 @@ void swiglu_inplace(float* gate, const float* up, int64_t n);
 float expf_ggml(float x);
 
 // Sum of 16 values in _mm512_reduce_add_ps order: halves added pairwise (v[i] + v[i + 8], then + 4,
-// + 2, + 1).
-float reduce16_ggml(const float* v);
+// + 2, + 1). Inline: attention calls it once per output value (head_dim times per head and token).
+inline float reduce16_ggml(const float* v) {
+    float t8[8], t4[4];
+    for (int k = 0; k < 8; ++k) t8[k] = v[k + 8] + v[k];
+    for (int k = 0; k < 4; ++k) t4[k] = t8[k + 4] + t8[k];
+    return (t4[0] + t4[2]) + (t4[1] + t4[3]);
+}
 
 // Dot product of two f16-valued f32 vectors of n values in llamafile tinyBLAS order (llama.cpp's f16
 // matmuls with more than one activation row): lane l (l < 16) accumulates the products of elements

@@ -76,10 +76,23 @@ void thread_pool::run_one(int ith) {
     }
 }
 
-void thread_pool::worker_main(int ith) {
+void thread_pool::run_slots() {
+    for (;;) {
+        // acq_rel: a slot taken from the caller's reset (release) sees job_ of that call
+        const int ith = next_slot_.fetch_add(1, std::memory_order_acq_rel);
+        if (ith >= n_threads_) return;
+        run_one(ith);
+        if (slots_done_.fetch_add(1) + 1 == n_threads_ && caller_sleeping_.load()) {
+            std::lock_guard<std::mutex> lock(done_mu_);
+            done_cv_.notify_one();
+        }
+    }
+}
+
+void thread_pool::worker_main(int) {
     uint64_t seen = 0;
     for (;;) {
-        // Wait for a generation newer than the last one run (or for stop_).
+        // Wait for a generation newer than the last one seen (or for stop_).
         auto fresh = [&] { return generation_.load() != seen; };  // seq_cst: see the wait below
         if (!spin_until(fresh)) {
             std::unique_lock<std::mutex> lock(mu_);
@@ -91,11 +104,7 @@ void thread_pool::worker_main(int ith) {
         }
         seen = generation_.load(std::memory_order_acquire);
         if (stop_.load()) return;
-        run_one(ith);
-        if (pending_.fetch_sub(1) == 1 && caller_sleeping_.load()) {
-            std::lock_guard<std::mutex> lock(done_mu_);
-            done_cv_.notify_one();
-        }
+        run_slots();
     }
 }
 
@@ -113,16 +122,17 @@ void thread_pool::parallel_for(const std::function<void(int, int)>& fn) {
 
     job_ = &fn;
     error_ = nullptr;
-    pending_.store(n_threads_ - 1);
-    generation_.fetch_add(1);  // publishes job_ (seq_cst, so also a release)
+    slots_done_.store(0);
+    next_slot_.store(0, std::memory_order_release);  // opens the slots (publishes job_)
+    generation_.fetch_add(1);                          // wakes the workers (seq_cst)
     if (n_sleeping_.load() > 0) {
         { std::lock_guard<std::mutex> lock(mu_); }
         cv_.notify_all();
     }
 
-    run_one(0);
+    run_slots();  // the caller takes slots too, including those of workers not yet running
 
-    auto all_done = [&] { return pending_.load() == 0; };  // seq_cst, pairs with caller_sleeping_
+    auto all_done = [&] { return slots_done_.load() == n_threads_; };  // seq_cst, pairs with caller_sleeping_
     if (!spin_until(all_done)) {
         std::unique_lock<std::mutex> lock(done_mu_);
         caller_sleeping_.store(true);

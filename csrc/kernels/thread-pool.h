@@ -1,7 +1,11 @@
-// Persistent worker threads for one pipeline stage. parallel_for runs fn(ith, nth) on nth threads
-// (the caller is thread 0) and returns when all are done; no threads are created per call. Workers
-// spin briefly on a generation counter (low dispatch latency between the matmuls of one token), then
-// sleep on a condition variable, so an idle pool costs no CPU. Must not know about models or tensors.
+// Persistent worker threads for one pipeline stage. parallel_for runs fn(ith, nth) for every ith in
+// [0, nth) and returns when all are done; no threads are created per call. The ith values are slots
+// taken from a shared counter by the caller and the woken workers alike, so on a loaded machine a
+// worker that is not scheduled in time does not hold up the call: the caller runs its slot instead
+// (fn must therefore not assume which OS thread runs which ith; two slots never run at once on one
+// thread, and each runs exactly once). Workers spin briefly on a generation counter (low dispatch
+// latency between the matmuls of one token), then sleep on a condition variable, so an idle pool
+// costs no CPU. Must not know about models or tensors.
 //
 // One parallel_for at a time per pool: a pool belongs to one stage and is driven by one thread.
 #pragma once
@@ -33,6 +37,7 @@ public:
 private:
     void worker_main(int ith);
     void run_one(int ith);  // runs *job_ for ith, recording an exception instead of propagating it
+    void run_slots();       // takes and runs slots of the current call until none is left
 
     int n_threads_;
     std::vector<std::thread> workers_;  // (n_threads - 1,) threads for ith = 1 .. n_threads-1
@@ -45,8 +50,10 @@ private:
     std::mutex mu_;
     std::condition_variable cv_;
 
-    // Completion: workers count pending_ down; the caller spins, then sleeps on done_cv_.
-    std::atomic<int> pending_{0};
+    // Slots: next_slot_ hands out ith values (reset to 0 per call); slots_done_ counts finished ones.
+    // The caller spins until slots_done_ == n_threads, then sleeps on done_cv_.
+    std::atomic<int> next_slot_{1 << 30};
+    std::atomic<int> slots_done_{0};
     std::atomic<bool> caller_sleeping_{false};
     std::mutex done_mu_;
     std::condition_variable done_cv_;

@@ -29,6 +29,10 @@ using from_float_fn = void (*)(const float* src, void* dst, int64_t n);
 // each y row y_stride bytes apart; s[j] = dot(x, y_j). n is a multiple of block_size. Reading x once
 // for all activation rows is what makes speculative verification cheap (small-batch matmul).
 using vec_dot_fn = void (*)(int64_t n, const void* x, const void* y, size_t y_stride, int n_act, float* s);
+// The same dots for n_w weight rows (x + w * x_stride; n_w a multiple of 4, taken 4 at a time):
+// s[j * s_stride + w] = dot(x_w, y_j) for w < n_w, j < n_act, each bit-identical to vec_dot's result.
+using vec_dot_4w_fn = void (*)(int64_t n, const void* x, size_t x_stride, int n_w, const void* y, size_t y_stride,
+                               int n_act, float* s, size_t s_stride);
 
 struct type_traits {
     const char* name = nullptr;     // GGUF/ggml spelling, lower case: "q4_0", "f16", "bf16", "q4_k"
@@ -44,6 +48,10 @@ struct type_traits {
     // for batches that need not be row-exact, on the rows llama.cpp gives to those kernels (matmul.h).
     vec_dot_fn vec_dot_x4 = nullptr;    // repacked-weight gemm (ggml repack.cpp, e.g. ggml_gemm_q4_K_8x8_q8_K)
     vec_dot_fn vec_dot_tiled = nullptr; // tiled k-quant matmul (ggml-cpu tiled.cpp, VNNI microkernel)
+    // vec_dot for weight rows 4 at a time (independent FMA chains, wider registers, activation side data
+    // prepared once per call); null where the ISA has none. Same results as vec_dot, bit for bit: matmul
+    // uses it for the row-exact rows of each chunk.
+    vec_dot_4w_fn vec_dot_4w = nullptr;
 };
 
 // Fills the table (reference kernels, then the best ISA overrides for this CPU). Idempotent and

@@ -121,3 +121,19 @@ def test_bad_thread_count(rng):
     w = kw.random_weights(_core, "q8_0", 4, 64, rng)
     with pytest.raises(ValueError):
         _core.matmul("q8_0", w, 64, rng.standard_normal((1, 64)).astype(np.float32), n_threads=0)
+
+
+@pytest.mark.parametrize("t", ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k", "q6_k", "f16"])
+@pytest.mark.parametrize("n_rows", [4, 8, 11])
+def test_matmul_exact_rows_equal_one_row_calls(t, n_rows, rng):
+    # exact_rows=True (speculative verification): each row of a batch product is bit-identical to the
+    # product of that row alone, whatever the row count and thread count (4-row weight groups included:
+    # 37 output rows leave a remainder of 1 after groups of 4).
+    bs = kw.type_info(_core, t)["block_size"]
+    n_in = 512 if bs == 256 else 320
+    w = kw.random_weights(_core, t, 37, n_in, rng)
+    x = rng.standard_normal((n_rows, n_in)).astype(np.float32)
+    y = _core.matmul(t, w, n_in, x, n_threads=2, exact_rows=True)
+    for i in range(n_rows):
+        one = _core.matmul(t, w, n_in, x[i : i + 1], n_threads=1, exact_rows=True)
+        np.testing.assert_array_equal(y[i : i + 1], one, err_msg=f"{t} row {i} of {n_rows}")

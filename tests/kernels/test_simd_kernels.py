@@ -119,3 +119,19 @@ def test_set_kernel_isa_reports_level(restore_isa):
     assert _core.kernel_isa() == "scalar"
     best = _core.set_kernel_isa("avx512")
     assert best == LEVELS[-1]
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("t", BLOCK32)
+def test_matmul_weight_row_groups_every_act_count(level, t, rng, restore_isa):
+    # The matmul driver takes weight rows 4 at a time where the ISA has a 4-row kernel (vec_dot_4w):
+    # every activation count up to 9 (all register-blocking remainders), several groups plus a
+    # remainder row, bit-exact with the scalar reference; a longer row (n_in 2048) crosses the kernel's
+    # prefetch distance.
+    for n_in in (320, 2048):
+        w = kw.random_weights(_core, t, 13, n_in, rng)
+        for n_act in range(1, 10):
+            x = rng.standard_normal((n_act, n_in)).astype(np.float32)
+            ys = under("scalar", lambda: _core.matmul(t, w, n_in, x, n_threads=1, exact_rows=True))
+            yv = under(level, lambda: _core.matmul(t, w, n_in, x, n_threads=1, exact_rows=True))
+            np.testing.assert_array_equal(yv, ys, err_msg=f"{t} {level} n_in={n_in} n_act={n_act}")

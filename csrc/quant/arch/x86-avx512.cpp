@@ -1,7 +1,9 @@
 // AVX-512 (F, BW, VL, DQ, VNNI) overrides for the traits table (see quant/arch/arch.h): the kernels of
 // x86-kernels.h with VNNI multiply-adds (vpdpbusd: u8 * s8 summed by 4 into i32 in one instruction;
-// vpdpwssd: i16 * i16 pairs accumulated into i32) on 256-bit vectors (AVX512VL), and more activation rows
-// per pass thanks to the 32 vector registers. Chosen at run time when cpu_has_avx512().
+// vpdpwssd: i16 * i16 pairs accumulated into i32) on 256-bit vectors (AVX512VL), then the 512-bit
+// kernels that replace the quant dots: 4 weight rows at a time for the 32-value blocks
+// (x86-avx512-rows4.h, vec_dot_4w) and the k-quants (x86-avx512-kquants.h). Chosen at run time when
+// cpu_has_avx512().
 #include <immintrin.h>
 
 #include <cstdint>
@@ -23,13 +25,20 @@ struct isa_ops {
 } // namespace pipeinfer
 
 #include "quant/arch/x86-kernels.h"
+#include "quant/arch/x86-avx512-kquants.h"
+#include "quant/arch/x86-avx512-rows4.h"
 
 namespace pipeinfer {
 
 void register_kernels_avx512(type_traits* table) {
-    // 8 rows per pass for the 32-value blocks; the k-quant kernels keep an i32 and an f32 accumulator per
-    // row plus the unpacked chunk pair, and measured faster at 4 rows per pass (8 spills).
+    // The 256-bit kernels first (f16 / bf16 / f32 dots, activation quantizers, and the one-weight-row
+    // 32-value dots used for leftover rows), then the 512-bit ones below override the quant dots.
     register_x86_common<8, 4>(table);
+    // 4 weight rows x up to 8 activation rows: 16 zmm accumulators.
+    register_rows4_avx512<8>(table);
+    // k-quant dots on 512-bit integer registers, 8 activation rows per pass (one zmm i32 accumulator each;
+    // with the weight prefetch, 8 rows per pass measured faster than 4 at k = 8).
+    register_kquants_avx512<8>(table);
 }
 
 } // namespace pipeinfer

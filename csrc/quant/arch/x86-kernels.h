@@ -202,16 +202,17 @@ inline __m256i scale_one32(__m256i sc32, int c) { return _mm256_permutevar8x32_e
 // 6-bit scales and mins of q4_K / q5_K (12 packed bytes; layout in quant/blocks.h): returns the 8
 // scales as i32 (sc | sc << 16) and the correction vector (16 i16 lanes: min of group g / 2).
 inline void decode_scales_k4(const uint8_t* q, __m256i* sc32, __m256i* cvec) {
-    uint8_t sc[8], mn[8];
-    for (int j = 0; j < 4; ++j) {
-        sc[j] = q[j] & 63;
-        mn[j] = q[j + 4] & 63;
-        sc[j + 4] = static_cast<uint8_t>((q[j + 8] & 0x0F) | ((q[j] >> 6) << 4));
-        mn[j + 4] = static_cast<uint8_t>((q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4));
-    }
-    uint64_t s8, m8;
-    std::memcpy(&s8, sc, 8);
-    std::memcpy(&m8, mn, 8);
+    // Byte j of the words: sc[j] = q[j] & 63, mn[j] = q[j + 4] & 63 (j < 4); sc[j + 4] = low nibble of
+    // q[j + 8] | (q[j] >> 6) << 4, mn[j + 4] = high nibble of q[j + 8] | (q[j + 4] >> 6) << 4; four
+    // bytes at a time in 32-bit words (no carries cross bytes: every mask keeps bits inside their byte).
+    uint32_t u[3];
+    std::memcpy(u, q, 12);
+    const uint32_t m6 = 0x3F3F3F3Fu, m4 = 0x0F0F0F0Fu, m2 = 0x03030303u;
+    const uint32_t sc_lo = u[0] & m6, mn_lo = u[1] & m6;
+    const uint32_t sc_hi = (u[2] & m4) | (((u[0] >> 6) & m2) << 4);
+    const uint32_t mn_hi = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4);
+    const uint64_t s8 = sc_lo | (static_cast<uint64_t>(sc_hi) << 32);
+    const uint64_t m8 = mn_lo | (static_cast<uint64_t>(mn_hi) << 32);
     const __m256i s = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(s8)));
     *sc32 = _mm256_or_si256(s, _mm256_slli_epi32(s, 16));
     const __m256i m = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(m8)));

@@ -1,0 +1,182 @@
+// AVX-512 versions of the k-quant dots (q2_K .. q6_K with q8_K activations) in the LANES, TWO_CHAINS,
+// PAIR_CHAINS and TILED orders of x86-kernels.h: the integer part runs on 512-bit registers, two 32-value chunks
+// per instruction, so each activation row costs one load, one maddubs and one dpwssd per 64 values.
+// Included ONLY by quant/arch/x86-avx512.cpp, after x86-kernels.h (whose unpackers it reuses);
+// internal linkage like it.
+//
+// Exactness: the f32 operations are those of dotk_kernel (x86-kernels.h), unchanged. Only integers are
+// regrouped: a zmm holds chunk 2cp in its low half and chunk 2cp + 1 in its high half, so i32 lane k of
+// each half collects the same products as lane k of the 256-bit kernel, and adding the halves (exact)
+// gives exactly its (8,) i32 isum; every order then continues from that isum as before (PAIR_CHAINS
+// from the exact sum of each pair's 16 lanes).
+#pragma once
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC bug 105593, see x86-avx512-rows4.h
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
+namespace pipeinfer {
+namespace {  // one copy per including ISA file (see x86-kernels.h)
+
+inline __m512i join256(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_zextsi256_si512(lo), hi, 1); }
+
+// Scale vector of chunks 2cp (low half) and 2cp + 1 (high half): join256(p.scale(2cp), p.scale(2cp + 1))
+// in one permutation where the scales sit in one register (same lanes as the 256-bit scale(c)).
+template <class P>
+inline __m512i scale_z(const P& p, int cp) { return join256(p.scale(2 * cp), p.scale(2 * cp + 1)); }
+// q4_K / q5_K: 8 scales as i32 (sc | sc << 16); lanes 0-7 take scale 2cp, lanes 8-15 scale 2cp + 1.
+inline __m512i scale_z_sc32(__m256i sc32, int cp) {
+    const __m512i idx = _mm512_add_epi32(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+                                         _mm512_set1_epi32(2 * cp));
+    return _mm512_permutexvar_epi32(idx, _mm512_zextsi256_si512(sc32));
+}
+template <>
+inline __m512i scale_z(const w_q4_K::prep& p, int cp) { return scale_z_sc32(p.sc32, cp); }
+template <>
+inline __m512i scale_z(const w_q5_K::prep& p, int cp) { return scale_z_sc32(p.sc32, cp); }
+// q2_K / q3_K / q6_K: 16 i16 scales of 16-value sub-blocks; i16 lane l takes scale 4cp + l / 8.
+inline __m512i scale_z_sc16(__m256i sc16, int cp) {
+    const __m512i idx = _mm512_add_epi16(
+        _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
+        _mm512_set1_epi16(static_cast<short>(4 * cp)));
+    return _mm512_permutexvar_epi16(idx, _mm512_zextsi256_si512(sc16));
+}
+template <>
+inline __m512i scale_z(const w_q2_K::prep& p, int cp) { return scale_z_sc16(p.sc16, cp); }
+template <>
+inline __m512i scale_z(const w_q3_K::prep& p, int cp) { return scale_z_sc16(p.sc16, cp); }
+template <>
+inline __m512i scale_z(const w_q6_K::prep& p, int cp) { return scale_z_sc16(p.sc16, cp); }
+
+// Sums of the 8 i32 lanes of a and of b in one reduction (exact integers, any order).
+inline void hsum2_epi32(__m256i a, __m256i b, int* sa, int* sb) {
+    const __m256i h = _mm256_hadd_epi32(a, b);  // [a01 a23 b01 b23 | a45 a67 b45 b67]
+    __m128i x = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    x = _mm_hadd_epi32(x, x);  // [a, b, a, b]
+    *sa = _mm_cvtsi128_si32(x);
+    *sb = _mm_extract_epi32(x, 1);
+}
+
+// Software prefetch distance of the multi-row k-quant dots (bytes of weights ahead).
+constexpr size_t KQ_PREFETCH_BYTES = 4096;
+
+template <class K, k_order O>
+struct dotk_z_kernel {
+    template <int NR>
+    static void run(int64_t n, const void* vx, const uint8_t* y, size_t ys, float* s) {
+        const auto* x = static_cast<const typename K::block*>(vx);
+        __m256 acc[NR];              // (NR, 8) f32 lane accumulators (LANES)
+        float acc_s[NR], acc_m[NR];  // (NR,) f32 chains (TWO_CHAINS: scaled sums and mins; TILED: acc_s)
+        for (int r = 0; r < NR; ++r) {
+            acc[r] = _mm256_setzero_ps();
+            acc_s[r] = acc_m[r] = 0.0f;
+        }
+        const int64_t nb = n / QK_K;
+        for (int64_t i = 0; i < nb; ++i) {
+            // With several activation rows the computation per super-block outlasts the hardware
+            // prefetcher's lead (and the activations crowd L1): fetch the weights KQ_PREFETCH_BYTES ahead.
+            if constexpr (NR > 1) {
+                const char* pf = reinterpret_cast<const char*>(&x[i]) + KQ_PREFETCH_BYTES;
+                for (size_t off = 0; off < sizeof(typename K::block); off += 64) _mm_prefetch(pf + off, _MM_HINT_T0);
+            }
+            const typename K::prep p(x[i]);
+            __m512i isz[NR];  // (NR, 16) i32: halves = chunks 2cp and 2cp + 1
+            alignas(32) int32_t corr8[NR][8];  // (NR, 8) i32: min corrections per 32 values (PAIR_CHAINS)
+            float dd[NR], dm[NR];              // (NR,) f32: d * d_y and dmin * d_y (PAIR_CHAINS)
+            for (int r = 0; r < NR; ++r) {
+                isz[r] = _mm512_setzero_si512();
+                if constexpr (O == k_order::PAIR_CHAINS) {
+                    const block_q8_K& b = reinterpret_cast<const block_q8_K*>(y + ys * r)[i];
+                    _mm256_store_si256(reinterpret_cast<__m256i*>(corr8[r]), _mm256_madd_epi16(loadu256(b.bsums), p.cvec));
+                    dd[r] = p.d * b.d;
+                    dm[r] = p.dm * b.d;
+                }
+            }
+            for (int cp = 0; cp < 4; ++cp) {
+                __m256i u0, u1;
+                p.pair(x[i], cp, &u0, &u1);
+                const __m512i uz = join256(u0, u1);
+                const __m512i sz = scale_z(p, cp);
+                for (int r = 0; r < NR; ++r) {
+                    const block_q8_K& b = reinterpret_cast<const block_q8_K*>(y + ys * r)[i];
+                    const __m512i yq = _mm512_loadu_si512(b.qs + 64 * cp);
+                    if constexpr (O == k_order::PAIR_CHAINS) {
+                        // the pair's exact integer sum, then one FMA per chain (as dotk_kernel)
+                        const __m512i t = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_maddubs_epi16(uz, yq), sz);
+                        const int msum = corr8[r][2 * cp] + corr8[r][2 * cp + 1];
+                        acc_s[r] = std::fmaf(static_cast<float>(_mm512_reduce_add_epi32(t)), dd[r], acc_s[r]);
+                        acc_m[r] = std::fmaf(static_cast<float>(msum), dm[r], acc_m[r]);
+                    } else {
+                        isz[r] = _mm512_dpwssd_epi32(isz[r], _mm512_maddubs_epi16(uz, yq), sz);
+                    }
+                }
+            }
+            if constexpr (O == k_order::PAIR_CHAINS) continue;
+            for (int r = 0; r < NR; ++r) {
+                const block_q8_K& b = reinterpret_cast<const block_q8_K*>(y + ys * r)[i];
+                const __m256i isum = _mm256_add_epi32(_mm512_castsi512_si256(isz[r]), _mm512_extracti64x4_epi64(isz[r], 1));
+                const __m256i corr = _mm256_madd_epi16(loadu256(b.bsums), p.cvec);
+                if constexpr (O == k_order::TWO_CHAINS) {
+                    int si, sc;
+                    hsum2_epi32(isum, corr, &si, &sc);
+                    acc_s[r] = std::fmaf(static_cast<float>(si), p.d * b.d, acc_s[r]);
+                    acc_m[r] = std::fmaf(static_cast<float>(sc), p.dm * b.d, acc_m[r]);
+                } else if constexpr (O == k_order::TILED) {
+                    float t;
+                    if constexpr (K::corr_in_int) {
+                        t = static_cast<float>(hsum_epi32(_mm256_sub_epi32(isum, corr))) * p.d;
+                    } else {
+                        t = std::fmaf(-p.dm, static_cast<float>(hsum_epi32(corr)), static_cast<float>(hsum_epi32(isum)) * p.d);
+                    }
+                    acc_s[r] = std::fmaf(t, b.d, acc_s[r]);
+                } else if constexpr (K::corr_in_int) {
+                    const __m256 v = _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, corr));
+                    acc[r] = _mm256_fmadd_ps(v, _mm256_set1_ps(b.d * p.d), acc[r]);
+                } else {
+                    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(b.d * p.d), acc[r]);
+                    acc[r] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(corr), _mm256_set1_ps(b.d * p.dm), acc[r]);
+                }
+            }
+        }
+        for (int r = 0; r < NR; ++r) {
+            if constexpr (O == k_order::LANES) {
+                s[r] = hsum_ps(acc[r]);
+            } else if constexpr (O == k_order::TILED) {
+                s[r] = acc_s[r];
+            } else {
+                s[r] = acc_s[r] - acc_m[r];
+            }
+        }
+    }
+};
+
+template <int MAXR>
+void register_kquants_avx512(type_traits* table) {
+    using T = ggml_type;
+    using O = k_order;
+    auto row = [&](T t) -> type_traits& { return table[static_cast<size_t>(t)]; };
+    row(T::Q2_K).vec_dot = vec_dot_rows<dotk_z_kernel<w_q2_K, O::LANES>, MAXR>;
+    row(T::Q3_K).vec_dot = vec_dot_rows<dotk_z_kernel<w_q3_K, O::LANES>, MAXR>;
+    row(T::Q4_K).vec_dot = vec_dot_rows<dotk_z_kernel<w_q4_K, O::TWO_CHAINS>, MAXR>;
+    row(T::Q5_K).vec_dot = vec_dot_rows<dotk_z_kernel<w_q5_K, O::LANES>, MAXR>;
+    row(T::Q6_K).vec_dot = vec_dot_rows<dotk_z_kernel<w_q6_K, O::LANES>, MAXR>;
+    row(T::Q4_K).vec_dot_x4 = vec_dot_rows<dotk_z_kernel<w_q4_K, O::PAIR_CHAINS>, MAXR>;
+    row(T::Q2_K).vec_dot_tiled = vec_dot_rows<dotk_z_kernel<w_q2_K, O::TILED>, MAXR>;
+    row(T::Q3_K).vec_dot_tiled = vec_dot_rows<dotk_z_kernel<w_q3_K, O::TILED>, MAXR>;
+    row(T::Q4_K).vec_dot_tiled = vec_dot_rows<dotk_z_kernel<w_q4_K, O::TILED>, MAXR>;
+    row(T::Q5_K).vec_dot_tiled = vec_dot_rows<dotk_z_kernel<w_q5_K, O::TILED>, MAXR>;
+    row(T::Q6_K).vec_dot_tiled = vec_dot_rows<dotk_z_kernel<w_q6_K, O::TILED>, MAXR>;
+}
+
+} // namespace
+} // namespace pipeinfer
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
