@@ -286,10 +286,11 @@ def _paper_section(docs: Dict[str, Dict[str, Any]]) -> List[str]:
         "or a free n-gram lookup. With a 0.5B drafter on the same 2 cores as the 1.5B target, drafting takes time "
         "the target could use.",
         "- **Links.** The paper's claim of tolerance to slow links is about the small messages of speculative "
-        "micro-batches. Our results are dominated by the logits returned to the head: one row of 4 x n_vocab bytes "
-        "(0.2 MB for SmolLM2's 49k vocabulary, 0.6 MB for Qwen's 152k) per token, which is far larger than the "
-        "activations (2-6 KB per token) and which the reference implementation also sends. At 100 Mbit/s this costs "
-        "16-50 ms per verified token.",
+        "micro-batches. The link figures above were measured before greedy runs switched to returning only argmax "
+        "ids: then the logits returned to the head dominated (one row of 4 x n_vocab bytes, 0.2 MB for SmolLM2 and "
+        "0.6 MB for Qwen per token, as in the reference implementation; 16-50 ms per verified token at 100 Mbit/s). "
+        "Greedy runs now send 4 bytes per row back, so activations (2-6 KB per token per hop) dominate; the links "
+        "experiment has not been re-run since (it needs the root-only namespace setup).",
         "- **TTFT.** We report both the reference code's definition (end of prefill to the first token produced by a "
         "decode run, \"TTFT decode\") and request start to first token including prefill.",
         "- **What carries over.** The model, calibrated on this machine, is how we project to the paper's regime "
