@@ -13,7 +13,7 @@ from pipeinfer import ShapeError
 from pipeinfer import TransportError
 from pipeinfer import UnsupportedError
 import typing
-__all__: list[str] = ['GGUFError', 'GGUFFile', 'KVCacheFullError', 'MPITransport', 'ModelError', 'PipeinferError', 'Pipeline', 'ShapeError', 'ThreadPool', 'Transport', 'TransportError', 'UnsupportedError', 'dequantize', 'kernel_isa', 'local_group', 'local_kill', 'matmul', 'mpi_abort_world', 'mpi_launched', 'quant_types', 'quantize', 'serve_mpi_worker', 'set_kernel_isa', 'split_layers_by_bytes', 'stream_read_gbps', 'stream_read_sum', 'vec_dot']
+__all__: list[str] = ['GGUFError', 'GGUFFile', 'KVCacheFullError', 'MPITransport', 'ModelError', 'PipeinferError', 'Pipeline', 'ShapeError', 'ThreadPool', 'Transport', 'TransportError', 'UnsupportedError', 'attention', 'dequantize', 'kernel_isa', 'local_group', 'local_kill', 'matmul', 'mpi_abort_world', 'mpi_launched', 'quant_types', 'quantize', 'round_to_f16', 'serve_mpi_worker', 'set_kernel_isa', 'split_layers_by_bytes', 'stream_read_gbps', 'stream_read_sum', 'vec_dot']
 class PipeinferError(Exception):
     pass
 class GGUFFile:
@@ -217,6 +217,12 @@ def MPITransport(heartbeat_s: typing.SupportsFloat | typing.SupportsIndex = 0.5,
     """
     This process's MPI endpoint (initialises MPI if needed; collective over all ranks).
     """
+def attention(q: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], k: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], v: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], cell_pos: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], cells: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], scale: typing.SupportsFloat | typing.SupportsIndex, one_row: bool = False, ref: bool = False) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    Attention of one query (head_dim,) over cells (visible cells in position order) of k, v
+    (n_cells, head_dim) with positions cell_pos, in llama.cpp's f16 arithmetic; ref=True runs the
+    scalar reference instead of the tiled kernel (the two must agree bit for bit).
+    """
 def dequantize(type: str, data: typing.Any, n: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
     """
     Dequantizes n values of `type` from raw block bytes (bytes or uint8 array) -> float32[n].
@@ -256,6 +262,10 @@ def quant_types() -> list:
 def quantize(type: str, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> numpy.typing.NDArray[numpy.uint8]:
     """
     Quantizes a 1-D float32 array into raw blocks of `type` -> uint8[row bytes].
+    """
+def round_to_f16(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    Each value of x (float32, flattened) rounded to the nearest f16, as the KV cache stores it.
     """
 def serve_mpi_worker(path: str, heartbeat_s: typing.SupportsFloat | typing.SupportsIndex = 0.5, dead_after_s: typing.SupportsFloat | typing.SupportsIndex = 10.0) -> None:
     """

@@ -16,7 +16,9 @@
 
 #include "bindings/register.h"
 #include "common/error.h"
+#include "kernels/attention.h"
 #include "kernels/matmul.h"
+#include "kernels/ops.h"
 #include "kernels/thread-pool.h"
 
 namespace py = pybind11;
@@ -161,9 +163,62 @@ py::array_t<int64_t> py_pool_smoke(thread_pool& pool, int n_calls, int throw_ith
     return out;
 }
 
+using i32_array = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
+
+// One attention item over a small cache given row-major: k, v (n_cells, head_dim), cell_pos (n_cells,),
+// cells (n_vis,) the visible cells in position order.
+py::array_t<float> py_attention(const f32_array& q, const f32_array& k, const f32_array& v, const i32_array& cell_pos,
+                                const i32_array& cells, float scale, bool one_row, bool ref) {
+    if (q.ndim() != 1 || k.ndim() != 2 || v.ndim() != 2 || cell_pos.ndim() != 1 || cells.ndim() != 1) {
+        throw shape_error("attention: q, cell_pos and cells must be 1-d, k and v 2-d");
+    }
+    const int64_t hd = q.shape(0), n_cells = k.shape(0);
+    if (hd < 1 || k.shape(1) != hd || v.shape(0) != n_cells || v.shape(1) != hd || cell_pos.shape(0) != n_cells) {
+        throw shape_error("attention: k and v must be (n_cells, head_dim) and cell_pos (n_cells,)");
+    }
+    const int64_t n = cells.shape(0);
+    for (int64_t j = 0; j < n; ++j) {
+        if (cells.at(j) < 0 || cells.at(j) >= n_cells) throw shape_error(format("attention: cell %d out of range", cells.at(j)));
+        if (cell_pos.at(cells.at(j)) < 0) throw shape_error("attention: a visible cell has a negative position");
+    }
+    const int64_t stride = n_cells + 16;  // as the cache: padded rows
+    std::vector<float> kt(static_cast<size_t>(hd * stride), 0.0f);  // (hd, stride) transposed K
+    for (int64_t c = 0; c < n_cells; ++c) {
+        for (int64_t x = 0; x < hd; ++x) kt[x * stride + c] = k.at(c, x);
+    }
+    attn_kv kv;
+    kv.k_t = kt.data();
+    kv.k_stride = stride;
+    kv.v = v.data();
+    kv.v_stride = hd;
+    kv.cell_pos = cell_pos.data();
+    py::array_t<float> out(hd);
+    if (ref) {
+        attend_f16_ref(q.data(), hd, scale, kv, cells.data(), n, one_row, out.mutable_data());
+    } else {
+        std::vector<float> scratch(attend_scratch_floats(hd, n));
+        attend_f16(q.data(), hd, scale, kv, cells.data(), n, one_row, scratch.data(), out.mutable_data());
+    }
+    return out;
+}
+
+py::array_t<float> py_round_to_f16(const f32_array& x) {
+    py::array_t<float> out(x.size());
+    std::memcpy(out.mutable_data(), x.data(), static_cast<size_t>(x.size()) * sizeof(float));
+    round_to_f16(out.mutable_data(), x.size());
+    return out;
+}
+
 } // namespace
 
 void register_kernels(py::module_& m) {
+    m.def("attention", &py_attention, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("cell_pos"), py::arg("cells"),
+          py::arg("scale"), py::arg("one_row") = false, py::arg("ref") = false,
+          "Attention of one query (head_dim,) over cells (visible cells in position order) of k, v\n"
+          "(n_cells, head_dim) with positions cell_pos, in llama.cpp's f16 arithmetic; ref=True runs the\n"
+          "scalar reference instead of the tiled kernel (the two must agree bit for bit).");
+    m.def("round_to_f16", &py_round_to_f16, py::arg("x"),
+          "Each value of x (float32, flattened) rounded to the nearest f16, as the KV cache stores it.");
     m.def("matmul", &py_matmul, py::arg("type"), py::arg("w"), py::arg("n_in"), py::arg("x"),
           py::arg("n_threads") = 1, py::arg("ref") = false, py::arg("exact_rows") = false,
           "y = x @ W.T for a weight W of a ggml type given as raw rows (n_out, row_bytes) uint8 and\n"

@@ -12,56 +12,10 @@
 #include <cstring>
 
 #include "common/fp16.h"
-
-// The hot loops below are built three times on x86-64 with GCC: for x86-64-v4 (AVX-512: a 16-lane loop
-// is one instruction), x86-64-v3 (AVX2 + FMA, where std::fmaf is one vfmadd instruction and the lane
-// loops vectorize) and the baseline (where std::fmaf is a libm call), the loader picking one by cpuid
-// (an ifunc). An FMA is exactly rounded either way and the lane
-// loops only run independent lanes side by side, so every build gives identical results.
-#if defined(PIPEINFER_X86) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
-#define PI_FMA_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define PI_FMA_CLONES
-#endif
+#include "kernels/expf-ggml.h"
+#include "kernels/fma-clones.h"
 
 namespace pipeinfer {
-
-namespace {
-
-// 2^k for k in [-126, 127] (a normal f32, built exactly).
-inline float pow2_normal(int k) {
-    const uint32_t bits = static_cast<uint32_t>(k + 127) << 23;
-    float f;
-    std::memcpy(&f, &bits, sizeof(f));
-    return f;
-}
-
-// j * 2^n with one rounding (as vscalefps and ldexp) for a normal j and |n| <= 192: outside the normal
-// exponent range the first product is an exact exponent shift and only the second one rounds.
-inline float scale_pow2(float j, int n) {
-    if (n < -126) return (j * pow2_normal(n + 100)) * pow2_normal(-100);
-    if (n > 127) return (j * pow2_normal(n - 100)) * pow2_normal(100);
-    return j * pow2_normal(n);
-}
-
-// Constants and steps of ggml_v_expf (ggml-cpu/vec.h, AVX-512 variant, "adapted from arm limited
-// optimized routine"): n = round(x / ln 2) via the 1.5 * 2^23 shift, b = x - n ln 2 in two parts,
-// j = polynomial in b, result = j * 2^n; |n| > 192 gives 0 (n <= 0) or +inf. Inlined into each
-// caller's build (see PI_FMA_CLONES).
-__attribute__((always_inline)) inline float expf_ggml_inline(float x) {
-    const float shift = 0x1.8p23f;
-    const float z = std::fmaf(x, 0x1.715476p+0f, shift);
-    const float n = z - shift;
-    const float b = std::fmaf(-n, 0x1.7f7d1cp-20f, std::fmaf(-n, 0x1.62e4p-1f, x));
-    if (std::isnan(n)) return n;
-    if (std::fabs(n) > 192.0f) return n <= 0.0f ? 0.0f : INFINITY;
-    const float u = b * b;
-    const float p_hi = std::fmaf(std::fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, std::fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f));
-    const float j = std::fmaf(p_hi, u, std::fmaf(0x1.ffffecp-1f, b, 1.0f));
-    return scale_pow2(j, static_cast<int>(n));
-}
-
-} // namespace
 
 void rmsnorm_row(const float* x, const float* w, int64_t n, float eps, float* out) {
     double sum = 0.0;  // ggml: f32 squares summed in double (ggml_float)
@@ -100,7 +54,7 @@ void swiglu_inplace(float* gate, const float* up, int64_t n) {
     int64_t i = 0;
     for (; i < n_vec; ++i) {
         const float g = gate[i];
-        gate[i] = (g / (1.0f + expf_ggml_inline(0.0f - g))) * up[i];
+        gate[i] = (g / (1.0f + detail::expf_ggml_inline(0.0f - g))) * up[i];
     }
     for (; i < n; ++i) {
         const float g = gate[i];
@@ -109,7 +63,7 @@ void swiglu_inplace(float* gate, const float* up, int64_t n) {
 }
 
 PI_FMA_CLONES
-float expf_ggml(float x) { return expf_ggml_inline(x); }
+float expf_ggml(float x) { return detail::expf_ggml_inline(x); }
 
 PI_FMA_CLONES
 float dot_f16_ggml_gemm(const float* a, const float* b, int64_t n) {
@@ -145,8 +99,24 @@ void add_inplace(float* y, const float* b, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] += b[i];
 }
 
+// fp16_to_fp32(fp32_to_fp16(x)) without branches (every case computed, one selected), so the loop
+// vectorizes: normal f16 results round the f32 bits to 11 significant bits (to nearest even),
+// subnormal ones round x * 2^24 to an integer, too large ones become inf, NaN a quiet NaN.
+PI_FMA_CLONES
 void round_to_f16(float* x, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) x[i] = fp16_to_fp32(fp32_to_fp16(x[i]));
+    for (int64_t i = 0; i < n; ++i) {
+        const uint32_t b = fp32_to_bits(x[i]);
+        const uint32_t sign = b & 0x80000000u;
+        const uint32_t ax = b & 0x7fffffffu;
+        const uint32_t normal = (ax + 0xfffu + ((ax >> 13) & 1u)) & 0xffffe000u;
+        float v = fp32_from_bits(ax) * 16777216.0f;  // subnormal result: an integer multiple of 2^-24
+        v = (v + 12582912.0f) - 12582912.0f;
+        const uint32_t sub = fp32_to_bits(v * 5.9604644775390625e-08f);
+        uint32_t r = ax < 0x38800000u ? sub : normal;
+        r = ax >= 0x477ff000u ? 0x7f800000u : r;
+        r = ax > 0x7f800000u ? 0x7fc00000u : r;
+        x[i] = fp32_from_bits(sign | r);
+    }
 }
 
 } // namespace pipeinfer

@@ -18,9 +18,16 @@ kv_cache::kv_cache(int n_layer, int64_t n_ctx, int64_t n_embd_k, int64_t n_embd_
     k_.resize(static_cast<size_t>(n_layer));
     v_.resize(static_cast<size_t>(n_layer));
     for (int il = 0; il < n_layer; ++il) {
-        k_[il].assign(static_cast<size_t>(n_ctx * n_embd_k), 0.0f);
+        k_[il].assign(static_cast<size_t>(k_t_stride() * n_embd_k), 0.0f);
         v_[il].assign(static_cast<size_t>(n_ctx * n_embd_v), 0.0f);
     }
+}
+
+void kv_cache::store(int il, int64_t cell, const float* k, const float* v) {
+    float* kt = k_[il].data() + cell;
+    const int64_t stride = k_t_stride();
+    for (int64_t x = 0; x < n_embd_k_; ++x) kt[x * stride] = k[x];
+    std::copy_n(v, n_embd_v_, v_[il].data() + cell * n_embd_v_);
 }
 
 void kv_cache::check_seq(int32_t seq, const char* what) const {

@@ -72,12 +72,19 @@ public:
     void visible_cells(const std::vector<int32_t>& pos, const seq_lists& seqs,
                        std::vector<std::vector<int32_t>>& out) const;
 
-    // K and V rows of a layer (local layer index): (n_ctx, n_embd_k) and (n_ctx, n_embd_v) f32.
-    // Values are stored rounded to f16 precision (the precision of llama.cpp's default f16 cache).
-    float* k(int il) { return k_[il].data(); }
-    float* v(int il) { return v_[il].data(); }
-    const float* k(int il) const { return k_[il].data(); }
+    // Writes the K and V vectors (n_embd_k and n_embd_v values) of the token in `cell` for a layer
+    // (local layer index). Values are stored as given (the model rounds them to f16 precision, the
+    // precision of llama.cpp's default f16 cache).
+    void store(int il, int64_t cell, const float* k, const float* v);
+    // K of a layer, transposed: (n_embd_k, k_t_stride) f32, value x of cell c at [x * k_t_stride + c],
+    // so that attention reads the same K value of 16 neighbouring cells as one vector. The row stride
+    // is n_ctx plus 16 cells, so that the rows of a tile do not all fall into one L1 cache set (n_ctx is
+    // often a power of two). V: (n_ctx, n_embd_v).
+    const float* k_t(int il) const { return k_[il].data(); }
+    int64_t k_t_stride() const { return n_ctx_ + 16; }
     const float* v(int il) const { return v_[il].data(); }
+    // Position of every cell ((n_ctx), -1 where free).
+    const int32_t* positions() const { return pos_.data(); }
     int64_t n_embd_k() const { return n_embd_k_; }
     int64_t n_embd_v() const { return n_embd_v_; }
 
@@ -93,7 +100,7 @@ private:
     int64_t words_;                  // 64-bit words per cell in the sequence bitset
     std::vector<int32_t> pos_;       // (n_ctx) position of each cell, -1 if free
     std::vector<uint64_t> seqs_;     // (n_ctx, words_) sequence bitset of each cell
-    std::vector<std::vector<float>> k_;  // n_layer × (n_ctx, n_embd_k) f32
+    std::vector<std::vector<float>> k_;  // n_layer × (n_embd_k, k_t_stride) f32 (transposed)
     std::vector<std::vector<float>> v_;  // n_layer × (n_ctx, n_embd_v) f32
     int64_t n_used_ = 0;
     int64_t used_end_ = 0;

@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "common/fp16.h"
 #include "gguf/gguf-reader.h"
+#include "kernels/attention.h"
 #include "kernels/ops.h"
 
 namespace pipeinfer {
@@ -88,73 +89,29 @@ void llama_stage::attention_layer(int il, const batch& b, const std::vector<int3
         round_to_f16(&k_[i * dkv], dkv);
         round_to_f16(&v_[i * dkv], dkv);
         round_to_f16(&q_[i * dq], dq);
-        std::copy_n(&k_[i * dkv], dkv, kv_.k(il) + static_cast<size_t>(cells[i]) * dkv);
-        std::copy_n(&v_[i * dkv], dkv, kv_.v(il) + static_cast<size_t>(cells[i]) * dkv);
+        kv_.store(il, cells[i], &k_[i * dkv], &v_[i * dkv]);
     }
-    // Scores, softmax and P·V in llama.cpp's exact arithmetic (non-flash attention on x86 AVX-512):
-    // K·Q and V·P are f16 matmuls, done by ggml_vec_dot_f16 for a single-token batch and by llamafile's
-    // tinyBLAS otherwise (kernels/ops.h); the softmax (ggml_vec_soft_max_f32) takes exp with
-    // ggml_v_expf, sums each 16-cell group of the cache pairwise and the groups in f64, and P is
-    // rounded to f16 for V·P. ggml assigns lanes and groups by cell index; we assign them by the
-    // cell's position (visible_cells lists cells in position order), which is the same thing for a
-    // single sequence filled from cell 0, as llama.cpp's, and makes the result independent of where
-    // the cells of a sequence happen to sit (speculative buffers, committed drafts). The cache's
-    // masked cells contribute exact zeros there.
+    // Scores, softmax and P·V in llama.cpp's exact arithmetic: kernels/attention.h.
     const int64_t group = hp_.n_head / hp_.n_head_kv;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
     const int64_t n_items = static_cast<int64_t>(n) * hp_.n_head;
-    const float* kc = kv_.k(il);
-    const float* vc = kv_.v(il);
     const bool one_row = n == 1 || b.exact_rows;
-    const int lane_w = one_row ? 64 : 16;  // P·V lanes: 4 accumulators x 16 (vec_dot_f16) or 16 (tinyBLAS)
+    const size_t per_thread = attend_scratch_floats(hd, kv_.n_ctx());
     pool_.parallel_for([&](int ith, int nth) {
-        float* sc = scores_.data() + static_cast<size_t>(ith) * (kv_.n_ctx() + hd * 64);  // (n_visible,) f32
-        float* lanes = sc + kv_.n_ctx();                                                  // (hd, lane_w) f32
+        float* scratch = scores_.data() + static_cast<size_t>(ith) * per_thread;
         for (int64_t item = ith; item < n_items; item += nth) {
             const size_t i = static_cast<size_t>(item / hp_.n_head);
             const int64_t h = item % hp_.n_head;
             const int64_t g = h / group;
-            const float* q = &q_[i * dq + h * hd];
+            attn_kv kv;
+            kv.k_t = kv_.k_t(il) + g * hd * kv_.k_t_stride();
+            kv.k_stride = kv_.k_t_stride();
+            kv.v = kv_.v(il) + g * hd;
+            kv.v_stride = dkv;
+            kv.cell_pos = kv_.positions();
             const std::vector<int32_t>& vis = visible_[i];
-            float* o = &att_[i * dq + h * hd];
-            std::fill(o, o + hd, 0.0f);
-            if (vis.empty()) continue;
-            float mx = -INFINITY;
-            for (size_t j = 0; j < vis.size(); ++j) {
-                const float* kr = kc + static_cast<size_t>(vis[j]) * dkv + g * hd;
-                const float s = (one_row || hd % 16 != 0) ? dot_f16_ggml_vec(q, kr, hd) : dot_f16_ggml_gemm(q, kr, hd);
-                sc[j] = s * scale;
-                mx = std::max(mx, sc[j]);
-            }
-            double sum = 0.0;
-            float grp[16] = {};  // (16,) exp values of the current 16-cell group
-            for (size_t j = 0; j < vis.size(); ++j) {
-                sc[j] = expf_ggml(sc[j] - mx);
-                const int32_t pj = kv_.cell_pos(vis[j]);
-                grp[pj % 16] = sc[j];
-                if (j + 1 == vis.size() || kv_.cell_pos(vis[j + 1]) / 16 != pj / 16) {
-                    sum += static_cast<double>(reduce16_ggml(grp));
-                    std::fill(grp, grp + 16, 0.0f);
-                }
-            }
-            const float inv = static_cast<float>(1.0 / sum);
-            std::fill(lanes, lanes + hd * lane_w, 0.0f);
-            for (size_t j = 0; j < vis.size(); ++j) {
-                const float p = fp16_to_fp32(fp32_to_fp16(sc[j] * inv));
-                const float* vr = vc + static_cast<size_t>(vis[j]) * dkv + g * hd;
-                const int lane = kv_.cell_pos(vis[j]) % lane_w;
-                fma_strided(p, vr, hd, lanes + lane, lane_w);
-            }
-            for (int64_t t = 0; t < hd; ++t) {
-                const float* lt = lanes + t * lane_w;
-                if (one_row) {
-                    float r[16];  // (acc0 + acc2) + (acc1 + acc3), as ggml_vec_dot_f16 combines them
-                    for (int l = 0; l < 16; ++l) r[l] = (lt[l] + lt[32 + l]) + (lt[16 + l] + lt[48 + l]);
-                    o[t] = reduce16_ggml(r);
-                } else {
-                    o[t] = reduce16_ggml(lt);
-                }
-            }
+            attend_f16(&q_[i * dq + h * hd], hd, scale, kv, vis.data(), static_cast<int64_t>(vis.size()), one_row,
+                       scratch, &att_[i * dq + h * hd]);
         }
     });
     matmul(lw.wo, att_.data(), n, tmp_.data(), pool_, mm_, exact_);
@@ -217,8 +174,7 @@ bool llama_stage::forward(const batch& b, const float* in, std::vector<float>& o
     tmp_.resize(n * d);
     gate_.resize(n * hp_.n_ff);
     up_.resize(n * hp_.n_ff);
-    // per thread: a softmax row (n_ctx) and the P·V lane accumulators (head_dim, 64)
-    scores_.resize(static_cast<size_t>(pool_.n_threads()) * (kv_.n_ctx() + hp_.head_dim * 64));
+    scores_.resize(static_cast<size_t>(pool_.n_threads()) * attend_scratch_floats(hp_.head_dim, kv_.n_ctx()));
 
     exact_ = b.exact_rows;
     argmax_ = b.argmax_only;

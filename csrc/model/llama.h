@@ -109,7 +109,7 @@ private:
     std::vector<float> tmp_;    // (n, n_embd) projection output
     std::vector<float> gate_;   // (n, n_ff)
     std::vector<float> up_;     // (n, n_ff)
-    std::vector<float> scores_; // (n_threads, n_ctx + head_dim * 64) per-thread softmax rows and P·V lanes
+    std::vector<float> scores_; // (n_threads, attend_scratch_floats) per-thread attention scratch
 };
 
 } // namespace pipeinfer
