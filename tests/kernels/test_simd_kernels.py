@@ -135,3 +135,30 @@ def test_matmul_weight_row_groups_every_act_count(level, t, rng, restore_isa):
             ys = under("scalar", lambda: _core.matmul(t, w, n_in, x, n_threads=1, exact_rows=True))
             yv = under(level, lambda: _core.matmul(t, w, n_in, x, n_threads=1, exact_rows=True))
             np.testing.assert_array_equal(yv, ys, err_msg=f"{t} {level} n_in={n_in} n_act={n_act}")
+
+
+# (scale bytes, quant bytes, value of every quant byte) per block: all-0x00 quants are the most negative
+# weights of q4_0 / q5_0 (-8, -16), all-0xFF the largest of q4_1 (15): the widest integer lane sums.
+EXTREME_BLOCKS = {"q4_0": (2, 16, 0x00), "q5_0": (2, 20, 0x00), "q4_1": (4, 16, 0xFF)}
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("t", sorted(EXTREME_BLOCKS))
+@pytest.mark.parametrize("d", [1.0, 65504.0, 2.0**-14, 2.0**-24, 0.333])
+def test_widest_lane_sums_and_extreme_scales_bit_exact(level, t, d, rng, restore_isa):
+    # The AVX-512 4-row kernels of these types fold the int-to-float conversion and the scale product
+    # into one fma, exact only while |lane sum| * f16 scale fits in 24 bits: the largest lane sums
+    # (every weight at its extreme, every activation quant at +-127) with f16 scales from subnormal to
+    # the largest must still equal the scalar reference.
+    n_in = 256
+    scale_bytes, quant_bytes, fill = EXTREME_BLOCKS[t]
+    w = kw.random_weights(_core, t, 8, n_in, rng).copy()
+    block = scale_bytes + quant_bytes
+    blocks = w.reshape(8, n_in // 32, block)
+    blocks[:, :, scale_bytes:] = fill
+    blocks[:, :, 0:2] = np.frombuffer(np.float16(d).tobytes(), np.uint8)
+    signs = np.where(rng.random((5, n_in)) < 0.5, -1.0, 1.0).astype(np.float32)
+    for x in (signs, np.ones((5, n_in), np.float32), -np.ones((5, n_in), np.float32)):
+        ys = under("scalar", lambda: _core.matmul(t, w, n_in, x, n_threads=1, exact_rows=True))
+        yv = under(level, lambda: _core.matmul(t, w, n_in, x, n_threads=1, exact_rows=True))
+        np.testing.assert_array_equal(yv, ys, err_msg=f"{t} {level} d={d}")

@@ -63,6 +63,18 @@ inline void hsum2_epi32(__m256i a, __m256i b, int* sa, int* sb) {
     *sb = _mm_extract_epi32(x, 1);
 }
 
+// Lane r = the sum of the 8 i32 lanes of v[r], r < 8 (exact integers, any order): one transposing
+// reduction for 8 rows instead of 8 horizontal sums.
+inline __m256i hsum8x8_epi32(const __m256i* v) {
+    const __m256i h01 = _mm256_hadd_epi32(v[0], v[1]);  // [v0 01 23, v1 01 23 | v0 45 67, v1 45 67]
+    const __m256i h23 = _mm256_hadd_epi32(v[2], v[3]);
+    const __m256i h45 = _mm256_hadd_epi32(v[4], v[5]);
+    const __m256i h67 = _mm256_hadd_epi32(v[6], v[7]);
+    const __m256i a = _mm256_hadd_epi32(h01, h23);  // [v0..v3 lanes 0-3 | v0..v3 lanes 4-7]
+    const __m256i b = _mm256_hadd_epi32(h45, h67);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31));
+}
+
 // Software prefetch distance of the multi-row k-quant dots (bytes of weights ahead).
 constexpr size_t KQ_PREFETCH_BYTES = 4096;
 
@@ -73,6 +85,8 @@ struct dotk_z_kernel {
         const auto* x = static_cast<const typename K::block*>(vx);
         __m256 acc[NR];              // (NR, 8) f32 lane accumulators (LANES)
         float acc_s[NR], acc_m[NR];  // (NR,) f32 chains (TWO_CHAINS: scaled sums and mins; TILED: acc_s)
+        __m256 acc_sv = _mm256_setzero_ps(), acc_mv = _mm256_setzero_ps();  // (8,) TWO_CHAINS, NR >= 2
+        static_assert(NR <= 8, "the TWO_CHAINS row lanes hold 8 rows");
         for (int r = 0; r < NR; ++r) {
             acc[r] = _mm256_setzero_ps();
             acc_s[r] = acc_m[r] = 0.0f;
@@ -118,6 +132,23 @@ struct dotk_z_kernel {
                 }
             }
             if constexpr (O == k_order::PAIR_CHAINS) continue;
+            if constexpr (O == k_order::TWO_CHAINS && NR >= 2) {
+                // The rows' chains side by side (lane r = row r): the same f32 operations per row as
+                // below, with the 2 x NR horizontal integer sums done as two transposing reductions.
+                __m256i isum8[8], corr8v[8];
+                alignas(32) float bd[8] = {};
+                for (int r = 0; r < 8; ++r) isum8[r] = corr8v[r] = _mm256_setzero_si256();
+                for (int r = 0; r < NR; ++r) {
+                    const block_q8_K& b = reinterpret_cast<const block_q8_K*>(y + ys * r)[i];
+                    isum8[r] = _mm256_add_epi32(_mm512_castsi512_si256(isz[r]), _mm512_extracti64x4_epi64(isz[r], 1));
+                    corr8v[r] = _mm256_madd_epi16(loadu256(b.bsums), p.cvec);
+                    bd[r] = b.d;
+                }
+                const __m256 bdv = _mm256_load_ps(bd);
+                acc_sv = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hsum8x8_epi32(isum8)), _mm256_mul_ps(_mm256_set1_ps(p.d), bdv), acc_sv);
+                acc_mv = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hsum8x8_epi32(corr8v)), _mm256_mul_ps(_mm256_set1_ps(p.dm), bdv), acc_mv);
+                continue;
+            }
             for (int r = 0; r < NR; ++r) {
                 const block_q8_K& b = reinterpret_cast<const block_q8_K*>(y + ys * r)[i];
                 const __m256i isum = _mm256_add_epi32(_mm512_castsi512_si256(isz[r]), _mm512_extracti64x4_epi64(isz[r], 1));
@@ -143,6 +174,12 @@ struct dotk_z_kernel {
                     acc[r] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(corr), _mm256_set1_ps(b.d * p.dm), acc[r]);
                 }
             }
+        }
+        if constexpr (O == k_order::TWO_CHAINS && NR >= 2) {
+            alignas(32) float d[8];
+            _mm256_store_ps(d, _mm256_sub_ps(acc_sv, acc_mv));
+            for (int r = 0; r < NR; ++r) s[r] = d[r];
+            return;
         }
         for (int r = 0; r < NR; ++r) {
             if constexpr (O == k_order::LANES) {

@@ -53,6 +53,7 @@ struct w4_q4_0 {
     using act = block_q8_0;
     static constexpr int OFF = 8;
     static constexpr bool has_min = false;
+    static constexpr bool exact_lanes_x_dy = true;  // |lane| <= 4 * 8 * 127 < 2^13
     static __m512i unpack(const block& a, const block& b) { return unpack_nibbles_2rows(a.qs, b.qs); }
 };
 struct w4_q4_1 {
@@ -60,6 +61,7 @@ struct w4_q4_1 {
     using act = block_q8_1;
     static constexpr int OFF = 0;
     static constexpr bool has_min = true;
+    static constexpr bool exact_lanes_x_dy = true;  // |lane| <= 4 * 15 * 127 < 2^13
     static __m512i unpack(const block& a, const block& b) { return unpack_nibbles_2rows(a.qs, b.qs); }
 };
 struct w4_q5_0 {
@@ -67,6 +69,7 @@ struct w4_q5_0 {
     using act = block_q8_0;
     static constexpr int OFF = 16;
     static constexpr bool has_min = false;
+    static constexpr bool exact_lanes_x_dy = true;  // |lane| <= 4 * 16 * 127 < 2^13
     static __m512i unpack(const block& a, const block& b) {
         const __m512i lo = unpack_nibbles_2rows(a.qs, b.qs);
         return _mm512_mask_add_epi8(lo, _cvtu64_mask64(qh_2rows(a.qh, b.qh)), lo, _mm512_set1_epi8(0x10));
@@ -77,6 +80,7 @@ struct w4_q5_1 {
     using act = block_q8_1;
     static constexpr int OFF = 0;
     static constexpr bool has_min = true;
+    static constexpr bool exact_lanes_x_dy = false;  // lanes up to 4 * 31 * 127 need 14 bits
     static __m512i unpack(const block& a, const block& b) {
         const __m512i lo = unpack_nibbles_2rows(a.qs, b.qs);
         return _mm512_mask_add_epi8(lo, _cvtu64_mask64(qh_2rows(a.qh, b.qh)), lo, _mm512_set1_epi8(0x10));
@@ -87,6 +91,7 @@ struct w4_q8_0 {
     using act = block_q8_0;
     static constexpr int OFF = 128;  // q + 128 as u8 is q xor 0x80
     static constexpr bool has_min = false;
+    static constexpr bool exact_lanes_x_dy = false;  // lanes up to 4 * 128 * 127 need 16 bits
     static __m512i unpack(const block& a, const block& b) {
         const __m512i z = _mm512_inserti64x4(_mm512_zextsi256_si512(loadu256(a.qs)), loadu256(b.qs), 1);
         return _mm512_xor_si512(z, _mm512_set1_epi8(static_cast<char>(0x80)));
@@ -112,10 +117,20 @@ constexpr size_t PREFETCH_BYTES = 8192;
 // What the 4-row kernels need of one activation block besides its quants, computed once per call (for
 // all weight rows of the call) instead of once per group of 4 rows.
 struct act_side {
-    alignas(32) int32_t neg_corr[8];  // (8,) i32: -OFF * (sum of the 4 quants of lane k)
+    alignas(32) int32_t neg_corr[8];  // (8,) i32: -OFF * (sum of the 4 quants of lane k) (+ MAGIC_BITS)
     float d;                          // f32 of the block's f16 scale (exact)
     float s;                          // f32 of the block's f16 d * sum (q8_1 only)
+    float neg_magic_d;                // -MAGIC * d (exact: MAGIC has 2 significant bits, d 11)
 };
+
+// The integer-to-float trick of the exact_lanes_x_dy types: an i32 lane accumulated onto the bits of
+// MAGIC = 1.5 * 2^23 reads, as an f32, MAGIC + lane exactly (|lane| < 2^22). Then
+// fma(MAGIC + lane, d_y, -MAGIC * d_y) = lane * d_y, rounded once; that product is exact (a lane of
+// at most 13 bits times an f16 scale of 11 fits in 24), and fma(d_x, lane * d_y, acc) equals ggml's
+// fma(d_x * d_y, (float)lane, acc) bit for bit (d_x * d_y is exact too: both round only the same real
+// acc + d_x * d_y * lane). One fma replaces the conversion and the scale product.
+constexpr float MAGIC = 12582912.0f;
+constexpr int32_t MAGIC_BITS = 0x4B400000;
 
 template <class W>
 void fill_act_side(const uint8_t* y, size_t ys, int nr, int64_t nb, act_side* side) {
@@ -126,8 +141,10 @@ void fill_act_side(const uint8_t* y, size_t ys, int nr, int64_t nb, act_side* si
         for (int64_t i = 0; i < nb; ++i) {
             act_side& a = side[i * nr + r];  // (nb, nr) block-major: one block's rows side by side
             const __m256i corr = _mm256_dpbusd_epi32(_mm256_setzero_si256(), off, loadu256(b[i].qs));
-            _mm256_store_si256(reinterpret_cast<__m256i*>(a.neg_corr), _mm256_sub_epi32(_mm256_setzero_si256(), corr));
+            const __m256i base = _mm256_set1_epi32(W::exact_lanes_x_dy ? MAGIC_BITS : 0);
+            _mm256_store_si256(reinterpret_cast<__m256i*>(a.neg_corr), _mm256_sub_epi32(base, corr));
             a.d = f16_to_f32(b[i].d);
+            a.neg_magic_d = -MAGIC * a.d;
             if constexpr (W::has_min) a.s = f16_to_f32(b[i].s);
         }
     }
@@ -173,12 +190,22 @@ struct dot32_rows4_kernel {
                 const A& b = reinterpret_cast<const A*>(y + ys * r)[i];
                 const __m512i yz = _mm512_broadcast_i64x4(loadu256(b.qs));
                 __m512i base = _mm512_setzero_si512();
-                if constexpr (W::OFF != 0) base = _mm512_broadcast_i64x4(_mm256_load_si256(reinterpret_cast<const __m256i*>(as[r].neg_corr)));
-                const __m512 l0 = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(base, u0, yz));
-                const __m512 l1 = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(base, u1, yz));
+                if constexpr (W::OFF != 0 || W::exact_lanes_x_dy) {
+                    base = _mm512_broadcast_i64x4(_mm256_load_si256(reinterpret_cast<const __m256i*>(as[r].neg_corr)));
+                }
                 const __m512 dy = _mm512_set1_ps(as[r].d);
-                acc[0][r] = _mm512_fmadd_ps(_mm512_mul_ps(d0, dy), l0, acc[0][r]);
-                acc[1][r] = _mm512_fmadd_ps(_mm512_mul_ps(d1, dy), l1, acc[1][r]);
+                if constexpr (W::exact_lanes_x_dy) {  // see MAGIC
+                    const __m512 nm = _mm512_set1_ps(as[r].neg_magic_d);
+                    const __m512 f0 = _mm512_castsi512_ps(_mm512_dpbusd_epi32(base, u0, yz));
+                    const __m512 f1 = _mm512_castsi512_ps(_mm512_dpbusd_epi32(base, u1, yz));
+                    acc[0][r] = _mm512_fmadd_ps(d0, _mm512_fmadd_ps(f0, dy, nm), acc[0][r]);
+                    acc[1][r] = _mm512_fmadd_ps(d1, _mm512_fmadd_ps(f1, dy, nm), acc[1][r]);
+                } else {
+                    const __m512 l0 = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(base, u0, yz));
+                    const __m512 l1 = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(base, u1, yz));
+                    acc[0][r] = _mm512_fmadd_ps(_mm512_mul_ps(d0, dy), l0, acc[0][r]);
+                    acc[1][r] = _mm512_fmadd_ps(_mm512_mul_ps(d1, dy), l1, acc[1][r]);
+                }
                 if constexpr (W::has_min) summs[r] = _mm256_fmadd_ps(dm, _mm256_set1_ps(as[r].s), summs[r]);
             }
         }
