@@ -1,11 +1,7 @@
 // The scalar reference of attend_f16 (kernels/attention.h): one cell at a time, in the plain form of
 // ggml's loops (dot_f16_ggml_*, expf_ggml, per-cell f16 rounding, lane accumulators indexed
 // [value][lane]). attend_f16 must equal it bit for bit (tests/kernels/test_attention.py).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("fp-contract=off")
-#elif defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#endif
+#include "common/fp-strict.h"  // first: no a*b + c contraction in this file
 
 #include <algorithm>
 #include <cmath>

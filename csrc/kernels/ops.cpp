@@ -1,9 +1,4 @@
-// fp-contract is off: the ggml operations being reproduced fuse exactly where std::fmaf is written.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("fp-contract=off")
-#elif defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#endif
+#include "common/fp-strict.h"  // first: no a*b + c contraction in this file
 
 #include "kernels/ops.h"
 

@@ -9,11 +9,7 @@
 // Each weight super-block is first unpacked into signed 8-bit quants in value order plus integer
 // sub-block scales (the unpack_* functions below, which also define the bit layouts precisely);
 // dequantize and vec_dot both work from that unpacked form, so the layout logic exists once.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("fp-contract=off")
-#elif defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#endif
+#include "common/fp-strict.h"  // first: no a*b + c contraction in this file
 
 #include <cmath>
 #include <cstring>

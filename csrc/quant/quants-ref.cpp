@@ -17,13 +17,7 @@
 //   8 lanes (hsum_float_8), plus, for the types with a min, a separate fma chain of m_x * s_y.
 //   The float types keep products in f32 and sums in f64. Each weight block is read once for all
 //   activation rows (blocks outer, rows inner).
-// Floating-point contraction (a*b + c fused into an FMA) would break the bit-exactness, so it is
-// switched off for this file whatever the build flags.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("fp-contract=off")
-#elif defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#endif
+#include "common/fp-strict.h"  // first: no a*b + c contraction in this file
 
 #include <cmath>
 #include <cstring>

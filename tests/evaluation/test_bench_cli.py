@@ -60,7 +60,7 @@ def test_bench_acceptance_sweeps_noise(tiny_path, tmp_path):
 
 
 def test_bench_report_and_plots(tiny_path, tmp_path):
-    pytest.importorskip("matplotlib")
+    import matplotlib  # noqa: F401  (a dependency: missing must fail, not skip)
     out = tmp_path / "res"
     r = run_cli(["bench", "modes", "--quick", "--model", tiny_path, "--ranks", "0", "--out", str(out), "-n", "6"],
                 tmp_path)

@@ -418,7 +418,7 @@ def test_bpe_vocab_metadata_and_merges(tiny_model):
 
 def test_bpe_vocab_is_a_working_byte_level_bpe():
     # independent check with the HF tokenizers library: the vocab + merges form a consistent GPT-2 BPE
-    tokenizers = pytest.importorskip("tokenizers")
+    import tokenizers  # a dependency: missing must fail, not skip
     voc = S.make_bpe_vocab()
     bpe = tokenizers.models.BPE(
         vocab={t: i for i, t in enumerate(voc.tokens)}, merges=[tuple(m.split(" ")) for m in voc.merges]
@@ -457,7 +457,7 @@ def test_spm_vocab_metadata(tmp_path):
 
 
 def test_chat_template_renders_chatml(tiny_model):
-    jinja2 = pytest.importorskip("jinja2")
+    import jinja2  # a dependency: missing must fail, not skip
     path, model = tiny_model("llama")
     template = _field(gguf.GGUFReader(path), "tokenizer.chat_template")
     assert template == model.vocab.chat_template
@@ -479,7 +479,7 @@ def test_tiny_model_fixture_caches_per_arguments(tiny_model):
 
 
 def _hf_bpe_tokenizer(path):
-    tokenizers = pytest.importorskip("tokenizers")
+    import tokenizers  # a dependency: missing must fail, not skip
     r = gguf.GGUFReader(path)
     toks, merges = _field(r, "tokenizer.ggml.tokens"), _field(r, "tokenizer.ggml.merges")
     bpe = tokenizers.models.BPE(vocab={t: i for i, t in enumerate(toks)}, merges=[tuple(m.split(" ")) for m in merges])

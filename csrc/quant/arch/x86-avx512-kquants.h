@@ -103,15 +103,8 @@ struct dotk_z_kernel {
             __m512i isz[NR];  // (NR, 16) i32: halves = chunks 2cp and 2cp + 1
             alignas(32) int32_t corr8[NR][8];  // (NR, 8) i32: min corrections per 32 values (PAIR_CHAINS)
             float dd[NR], dm[NR];              // (NR,) f32: d * d_y and dmin * d_y (PAIR_CHAINS)
-            for (int r = 0; r < NR; ++r) {
-                isz[r] = _mm512_setzero_si512();
-                if constexpr (O == k_order::PAIR_CHAINS) {
-                    const block_q8_K& b = reinterpret_cast<const block_q8_K*>(y + ys * r)[i];
-                    _mm256_store_si256(reinterpret_cast<__m256i*>(corr8[r]), _mm256_madd_epi16(loadu256(b.bsums), p.cvec));
-                    dd[r] = p.d * b.d;
-                    dm[r] = p.dm * b.d;
-                }
-            }
+            for (int r = 0; r < NR; ++r) isz[r] = _mm512_setzero_si512();
+            if constexpr (O == k_order::PAIR_CHAINS) pair_chains_side<NR>(p, y, ys, i, corr8, dd, dm);
             for (int cp = 0; cp < 4; ++cp) {
                 __m256i u0, u1;
                 p.pair(x[i], cp, &u0, &u1);

@@ -48,6 +48,13 @@ inline uint64_t qh_2rows(const uint8_t* qa, const uint8_t* qb) {
     return static_cast<uint64_t>(a) | (static_cast<uint64_t>(b) << 32);
 }
 
+// 5-bit weights of two rows: the low nibbles plus 16 where the row's qh bit is set.
+template <class Block>
+inline __m512i unpack_5bit_2rows(const Block& a, const Block& b) {
+    const __m512i lo = unpack_nibbles_2rows(a.qs, b.qs);
+    return _mm512_mask_add_epi8(lo, _cvtu64_mask64(qh_2rows(a.qh, b.qh)), lo, _mm512_set1_epi8(0x10));
+}
+
 struct w4_q4_0 {
     using block = block_q4_0;
     using act = block_q8_0;
@@ -70,10 +77,7 @@ struct w4_q5_0 {
     static constexpr int OFF = 16;
     static constexpr bool has_min = false;
     static constexpr bool exact_lanes_x_dy = true;  // |lane| <= 4 * 16 * 127 < 2^13
-    static __m512i unpack(const block& a, const block& b) {
-        const __m512i lo = unpack_nibbles_2rows(a.qs, b.qs);
-        return _mm512_mask_add_epi8(lo, _cvtu64_mask64(qh_2rows(a.qh, b.qh)), lo, _mm512_set1_epi8(0x10));
-    }
+    static __m512i unpack(const block& a, const block& b) { return unpack_5bit_2rows(a, b); }
 };
 struct w4_q5_1 {
     using block = block_q5_1;
@@ -81,10 +85,7 @@ struct w4_q5_1 {
     static constexpr int OFF = 0;
     static constexpr bool has_min = true;
     static constexpr bool exact_lanes_x_dy = false;  // lanes up to 4 * 31 * 127 need 14 bits
-    static __m512i unpack(const block& a, const block& b) {
-        const __m512i lo = unpack_nibbles_2rows(a.qs, b.qs);
-        return _mm512_mask_add_epi8(lo, _cvtu64_mask64(qh_2rows(a.qh, b.qh)), lo, _mm512_set1_epi8(0x10));
-    }
+    static __m512i unpack(const block& a, const block& b) { return unpack_5bit_2rows(a, b); }
 };
 struct w4_q8_0 {
     using block = block_q8_0;

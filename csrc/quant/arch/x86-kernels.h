@@ -374,6 +374,19 @@ struct w_q6_K {
 //   TILED        tiled k-quant matmul: r = isum * d (- dmin * corr fused), s = sum fma(r, d_y)
 enum class k_order { LANES, TWO_CHAINS, PAIR_CHAINS, TILED };
 
+// PAIR_CHAINS side data of super-block i for NR activation rows: the min corrections of each 32
+// values (i32 bsums * scaled mins) and the two chains' f32 scale products d * d_y, dmin * d_y.
+template <int NR, class Prep>
+inline void pair_chains_side(const Prep& p, const uint8_t* y, size_t ys, int64_t i, int32_t (*corr8)[8], float* dd,
+                             float* dm) {
+    for (int r = 0; r < NR; ++r) {
+        const block_q8_K& b = reinterpret_cast<const block_q8_K*>(y + ys * r)[i];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(corr8[r]), _mm256_madd_epi16(loadu256(b.bsums), p.cvec));
+        dd[r] = p.d * b.d;
+        dm[r] = p.dm * b.d;
+    }
+}
+
 template <class K, k_order O>
 struct dotk_kernel {
     template <int NR>
@@ -391,15 +404,8 @@ struct dotk_kernel {
             __m256i isum[NR];
             alignas(32) int32_t corr8[NR][8];  // (NR, 8) i32: min corrections per 32 values (PAIR_CHAINS)
             float dd[NR], dm[NR];              // (NR,) f32: d * d_y and dmin * d_y (PAIR_CHAINS)
-            for (int r = 0; r < NR; ++r) {
-                isum[r] = _mm256_setzero_si256();
-                if constexpr (O == k_order::PAIR_CHAINS) {
-                    const block_q8_K& b = reinterpret_cast<const block_q8_K*>(y + ys * r)[i];
-                    _mm256_store_si256(reinterpret_cast<__m256i*>(corr8[r]), _mm256_madd_epi16(loadu256(b.bsums), p.cvec));
-                    dd[r] = p.d * b.d;
-                    dm[r] = p.dm * b.d;
-                }
-            }
+            for (int r = 0; r < NR; ++r) isum[r] = _mm256_setzero_si256();
+            if constexpr (O == k_order::PAIR_CHAINS) pair_chains_side<NR>(p, y, ys, i, corr8, dd, dm);
             for (int cp = 0; cp < 4; ++cp) {
                 __m256i u0, u1;
                 p.pair(x[i], cp, &u0, &u1);
