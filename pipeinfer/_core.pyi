@@ -118,7 +118,7 @@ class Transport:
     def size(self) -> int:
         ...
 class Pipeline:
-    def __init__(self, path: str, n_ctx: typing.SupportsInt | typing.SupportsIndex = 0, n_threads: typing.SupportsInt | typing.SupportsIndex = 1, n_seq_max: typing.SupportsInt | typing.SupportsIndex = 1, n_stages: typing.SupportsInt | typing.SupportsIndex = 1, stage_layers: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] = [], transport: str = 'local', act_f16: bool = False, heartbeat_s: typing.SupportsFloat | typing.SupportsIndex = 0.5, dead_after_s: typing.SupportsFloat | typing.SupportsIndex = 10.0, max_delay_us: typing.SupportsInt | typing.SupportsIndex = 0, delay_seed: typing.SupportsInt | typing.SupportsIndex = 0, n_spec_buffers: typing.SupportsInt | typing.SupportsIndex = 0, n_spec_branches: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
+    def __init__(self, path: str, n_ctx: typing.SupportsInt | typing.SupportsIndex = 0, n_threads: typing.SupportsInt | typing.SupportsIndex = 1, n_seq_max: typing.SupportsInt | typing.SupportsIndex = 1, n_stages: typing.SupportsInt | typing.SupportsIndex = 1, stage_layers: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] = [], transport: str = 'local', act_f16: bool = False, heartbeat_s: typing.SupportsFloat | typing.SupportsIndex = 0.5, dead_after_s: typing.SupportsFloat | typing.SupportsIndex = 10.0, max_delay_us: typing.SupportsInt | typing.SupportsIndex = 0, delay_seed: typing.SupportsInt | typing.SupportsIndex = 0, n_spec_buffers: typing.SupportsInt | typing.SupportsIndex = 0, n_spec_branches: typing.SupportsInt | typing.SupportsIndex = 1, repack: bool = False) -> None:
         ...
     def cancel(self, run_ids: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> None:
         ...
@@ -239,13 +239,15 @@ def local_kill(endpoint: Transport, rank: typing.SupportsInt | typing.SupportsIn
     """
     Marks rank `rank` of the endpoint's local group dead (fault injection).
     """
-def matmul(type: str, w: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8], n_in: typing.SupportsInt | typing.SupportsIndex, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], n_threads: typing.SupportsInt | typing.SupportsIndex = 1, ref: bool = False, exact_rows: bool = False) -> numpy.typing.NDArray[numpy.float32]:
+def matmul(type: str, w: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8], n_in: typing.SupportsInt | typing.SupportsIndex, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], n_threads: typing.SupportsInt | typing.SupportsIndex = 1, ref: bool = False, exact_rows: bool = False, repacked: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None) -> numpy.typing.NDArray[numpy.float32]:
     """
     y = x @ W.T for a weight W of a ggml type given as raw rows (n_out, row_bytes) uint8 and
     x (n_rows, n_in) float32; returns (n_rows, n_out) float32. ref=True uses the double-precision
     reference (dequantized weights, unquantized activations) instead of the kernels in force.
     exact_rows=True makes every output row bit-identical to a one-row call (speculative
     verification); False lets prompt-sized batches take llama.cpp's batched summation orders.
+    repacked: repack(type, w, n_in) of the same w; the product then runs over it in the repacked
+    summation order (quant/repack.h), every row exact.
     """
 def mpi_abort_world(code: typing.SupportsInt | typing.SupportsIndex) -> None:
     """
@@ -262,6 +264,11 @@ def quant_types() -> list:
 def quantize(type: str, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> numpy.typing.NDArray[numpy.uint8]:
     """
     Quantizes a 1-D float32 array into raw blocks of `type` -> uint8[row bytes].
+    """
+def repack(type: str, w: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8], n_in: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.uint8]:
+    """
+    Row-interleaved copy (1-D uint8) of weight rows w (n_out, row_bytes) of a ggml type with a
+    repacked layout (q4_0, q4_1, q5_0, q8_0), for matmul(..., repacked=...).
     """
 def round_to_f16(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> numpy.typing.NDArray[numpy.float32]:
     """

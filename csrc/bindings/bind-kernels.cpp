@@ -3,6 +3,7 @@
 // converted and validated here; the work is done in kernels/.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -10,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -20,6 +22,7 @@
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "kernels/thread-pool.h"
+#include "quant/repack.h"
 
 namespace py = pybind11;
 
@@ -68,8 +71,19 @@ cached_pool& get_pool(int n_threads) {
     return *slot;
 }
 
+py::array_t<uint8_t> py_repack(const std::string& type_name, const u8_array& w, int64_t n_in) {
+    const ggml_type type = type_from_name(type_name);
+    if (w.ndim() != 2) {
+        throw shape_error(format("repack: w must be 2-D (n_out, row_bytes) uint8, got %d dims", (int)w.ndim()));
+    }
+    const size_t bytes = repack_bytes(type, n_in, w.shape(0));  // validates type and shape
+    py::array_t<uint8_t> out(static_cast<py::ssize_t>(bytes));
+    repack_rows(type, w.data(), static_cast<size_t>(w.shape(1)), n_in, w.shape(0), out.mutable_data());
+    return out;
+}
+
 py::array_t<float> py_matmul(const std::string& type_name, const u8_array& w, int64_t n_in, const f32_array& x,
-                             int n_threads, bool ref, bool exact_rows) {
+                             int n_threads, bool ref, bool exact_rows, const std::optional<u8_array>& repacked) {
     const ggml_type type = type_from_name(type_name);
     if (w.ndim() != 2) {
         throw shape_error(format("matmul: w must be 2-D (n_out, row_bytes) uint8, got %d dims", (int)w.ndim()));
@@ -84,6 +98,13 @@ py::array_t<float> py_matmul(const std::string& type_name, const u8_array& w, in
     wv.n_out = w.shape(0);
     wv.data = w.data();
     wv.row_bytes = static_cast<size_t>(w.shape(1));
+    if (repacked.has_value()) {
+        const size_t want = repack_bytes(type, n_in, wv.n_out);
+        if (repacked->ndim() != 1 || static_cast<size_t>(repacked->size()) != want) {
+            throw shape_error(format("matmul: repacked must be the 1-D uint8 array repack() returns (%zu bytes)", want));
+        }
+        wv.repacked = repacked->data();
+    }
     const int64_t n_rows = x.shape(0);
     py::array_t<float> y({static_cast<py::ssize_t>(n_rows), static_cast<py::ssize_t>(wv.n_out)});
     float* yp = y.mutable_data();
@@ -221,11 +242,17 @@ void register_kernels(py::module_& m) {
           "Each value of x (float32, flattened) rounded to the nearest f16, as the KV cache stores it.");
     m.def("matmul", &py_matmul, py::arg("type"), py::arg("w"), py::arg("n_in"), py::arg("x"),
           py::arg("n_threads") = 1, py::arg("ref") = false, py::arg("exact_rows") = false,
+          py::arg("repacked") = py::none(),
           "y = x @ W.T for a weight W of a ggml type given as raw rows (n_out, row_bytes) uint8 and\n"
           "x (n_rows, n_in) float32; returns (n_rows, n_out) float32. ref=True uses the double-precision\n"
           "reference (dequantized weights, unquantized activations) instead of the kernels in force.\n"
           "exact_rows=True makes every output row bit-identical to a one-row call (speculative\n"
-          "verification); False lets prompt-sized batches take llama.cpp's batched summation orders.");
+          "verification); False lets prompt-sized batches take llama.cpp's batched summation orders.\n"
+          "repacked: repack(type, w, n_in) of the same w; the product then runs over it in the repacked\n"
+          "summation order (quant/repack.h), every row exact.");
+    m.def("repack", &py_repack, py::arg("type"), py::arg("w"), py::arg("n_in"),
+          "Row-interleaved copy (1-D uint8) of weight rows w (n_out, row_bytes) of a ggml type with a\n"
+          "repacked layout (q4_0, q4_1, q5_0, q8_0), for matmul(..., repacked=...).");
     m.def("stream_read_gbps", &py_stream_read_gbps, py::arg("buf"), py::arg("n_threads") = 1,
           py::arg("repeats") = 3,
           "Best-of-`repeats` GB/s (1e9 bytes/s) of a plain streaming read of buf on n_threads threads:\n"

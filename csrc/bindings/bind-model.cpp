@@ -114,7 +114,7 @@ void register_model(py::module_& m) {
         .def(py::init([](const std::string& path, int64_t n_ctx, int n_threads, int n_seq_max, int n_stages,
                          std::vector<int64_t> stage_layers, const std::string& transport, bool act_f16,
                          double heartbeat_s, double dead_after_s, int max_delay_us, uint64_t delay_seed,
-                         int n_spec_buffers, int n_spec_branches) {
+                         int n_spec_buffers, int n_spec_branches, bool repack) {
                  pipeline_config cfg;
                  cfg.model_path = path;
                  cfg.n_ctx = n_ctx;
@@ -130,6 +130,7 @@ void register_model(py::module_& m) {
                  cfg.delay_seed = delay_seed;
                  cfg.n_spec_buffers = n_spec_buffers;
                  cfg.n_spec_branches = n_spec_branches;
+                 cfg.repack = repack;
                  // Loading maps the file, binds tensors and starts the stages; no Python object is touched.
                  py::gil_scoped_release release;
                  return std::make_unique<pipeline>(cfg);
@@ -138,7 +139,7 @@ void register_model(py::module_& m) {
              py::arg("n_stages") = 1, py::arg("stage_layers") = std::vector<int64_t>{},
              py::arg("transport") = "local", py::arg("act_f16") = false, py::arg("heartbeat_s") = 0.5,
              py::arg("dead_after_s") = 10.0, py::arg("max_delay_us") = 0, py::arg("delay_seed") = 0,
-             py::arg("n_spec_buffers") = 0, py::arg("n_spec_branches") = 1)
+             py::arg("n_spec_buffers") = 0, py::arg("n_spec_branches") = 1, py::arg("repack") = false)
         .def(
             "decode",
             [](py::object self_obj, const i32_array& tokens, const i32_array& pos, const py::object& seq_ids,

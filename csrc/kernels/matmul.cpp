@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "common/error.h"
+#include "kernels/matmul-repacked.h"
 #include "kernels/thread-pool.h"
 
 namespace pipeinfer {
@@ -15,9 +16,6 @@ namespace {
 // accumulators) while still reading each weight block once for up to this many rows; prompt batches
 // of hundreds of rows are processed as a sequence of such tiles.
 constexpr int ACT_TILE = 16;
-
-// Upper bound of the weight bytes of one chunk of output rows (see matmul).
-constexpr size_t CHUNK_MAX_BYTES = size_t(1) << 20;
 
 // Quantizing fewer rows than this is left to the caller thread (a dispatch costs more than the work).
 constexpr int64_t PARALLEL_QUANTIZE_MIN_ROWS = 4;
@@ -74,6 +72,30 @@ row_plan plan_rows(const type_traits& tt, int64_t n_out, int64_t n_rows, bool ex
 
 } // namespace
 
+const uint8_t* quantize_activations(const type_traits& tt, const float* x, int64_t n_in, int64_t n_rows,
+                                    thread_pool& pool, matmul_scratch& scratch, size_t& act_stride) {
+    // Activations in the weight type's vec_dot_type: (n_rows, act_stride) bytes.
+    act_stride = static_cast<size_t>(n_in) * sizeof(float);
+    if (tt.vec_dot_type == ggml_type::F32) return reinterpret_cast<const uint8_t*>(x);
+    const type_traits& at = get_type_traits(tt.vec_dot_type);
+    if (at.from_float == nullptr) {
+        throw unsupported_type(format("matmul: weight type %s needs %s activations, which this build cannot "
+                                      "quantize", tt.name, at.name));
+    }
+    act_stride = row_size(tt.vec_dot_type, n_in);
+    scratch.act.resize(static_cast<size_t>(n_rows) * act_stride);
+    uint8_t* q = scratch.act.data();
+    auto quantize_rows = [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) at.from_float(x + r * n_in, q + r * act_stride, n_in);
+    };
+    if (n_rows >= PARALLEL_QUANTIZE_MIN_ROWS && pool.n_threads() > 1) {
+        pool.parallel_for([&](int ith, int nth) { quantize_rows(n_rows * ith / nth, n_rows * (ith + 1) / nth); });
+    } else {
+        quantize_rows(0, n_rows);
+    }
+    return q;
+}
+
 void matmul(const weight_view& w, const float* x, int64_t n_rows, float* y, thread_pool& pool,
             matmul_scratch& scratch, bool exact_rows) {
     const type_traits& tt = get_type_traits(w.type);
@@ -84,29 +106,11 @@ void matmul(const weight_view& w, const float* x, int64_t n_rows, float* y, thre
     const int64_t n_in = w.n_in;
     const int64_t n_out = w.n_out;
 
-    // Activations in the weight type's vec_dot_type: (n_rows, act_stride) bytes.
-    const uint8_t* act = reinterpret_cast<const uint8_t*>(x);
-    size_t act_stride = static_cast<size_t>(n_in) * sizeof(float);
-    if (tt.vec_dot_type != ggml_type::F32) {
-        const type_traits& at = get_type_traits(tt.vec_dot_type);
-        if (at.from_float == nullptr) {
-            throw unsupported_type(format("matmul: weight type %s needs %s activations, which this build cannot "
-                                          "quantize", tt.name, at.name));
-        }
-        act_stride = row_size(tt.vec_dot_type, n_in);
-        scratch.act.resize(static_cast<size_t>(n_rows) * act_stride);
-        uint8_t* q = scratch.act.data();
-        auto quantize_rows = [&](int64_t r0, int64_t r1) {
-            for (int64_t r = r0; r < r1; ++r) at.from_float(x + r * n_in, q + r * act_stride, n_in);
-        };
-        if (n_rows >= PARALLEL_QUANTIZE_MIN_ROWS && pool.n_threads() > 1) {
-            pool.parallel_for([&](int ith, int nth) {
-                quantize_rows(n_rows * ith / nth, n_rows * (ith + 1) / nth);
-            });
-        } else {
-            quantize_rows(0, n_rows);
-        }
-        act = q;
+    size_t act_stride = 0;
+    const uint8_t* act = quantize_activations(tt, x, n_in, n_rows, pool, scratch, act_stride);
+    if (w.repacked != nullptr) {
+        matmul_repacked(w, act, act_stride, n_rows, y, pool, scratch);
+        return;
     }
 
     // Output rows are handed out in chunks from a shared counter, so a thread slowed (or not yet
@@ -115,9 +119,7 @@ void matmul(const weight_view& w, const float* x, int64_t n_rows, float* y, thre
     // multiples of 4 rows: the one-row-order rows go through vec_dot_4w in groups of 4 where the ISA
     // has it (same results as vec_dot, bit for bit).
     const int nth_total = pool.n_threads();
-    // About 4 chunks per thread, but at most CHUNK_MAX_BYTES of weights (they stay in L2 while a prompt's
-    // activation tiles pass over them). Small chunks (tens of KiB) cost bandwidth with 2 threads: the
-    // threads' interleaved short streams reached only 24 of 35 GB/s on a q4_0 matvec, 1 MiB chunks all.
+    // About 4 chunks per thread, but at most CHUNK_MAX_BYTES of weights (matmul-repacked.h).
     int64_t chunk = std::max<int64_t>(8, (n_out + nth_total * 4 - 1) / (nth_total * 4));
     chunk = std::min<int64_t>(chunk, std::max<int64_t>(64, static_cast<int64_t>(CHUNK_MAX_BYTES / w.row_bytes)));
     chunk = (chunk + 3) / 4 * 4;

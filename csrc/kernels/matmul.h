@@ -21,15 +21,21 @@ struct weight_view {
     int64_t n_out = 0;         // ne1
     const uint8_t* data = nullptr;
     size_t row_bytes = 0;      // row_size(type, n_in)
+    // The same matrix row-interleaved (quant/repack.h, repack_bytes(type, n_in, n_out) bytes), or null.
+    // When set, matmul multiplies this copy in the repacked summation order (every row exact).
+    const uint8_t* repacked = nullptr;
 };
 
 // Scratch reused across calls (quantized activations); owned by the caller, one per stage.
 struct matmul_scratch {
     std::vector<uint8_t> act;  // (n_rows, row_size(vec_dot_type, n_in)) bytes
+    std::vector<int32_t> corr; // (n_rows, n_in / 32) repacked-dot activation corrections
 };
 
 // x: (n_rows, n_in) f32 row-major; y: (n_rows, n_out) f32 row-major. n_rows >= 1.
 // Throws shape_error/unsupported_type for unusable shapes or types.
+// Repacked weights (w.repacked) take the order of quant/repack.h for every row and ignore exact_rows
+// (their rows are always exact).
 // exact_rows = true: every output row is bit-identical to a one-row call (vec_dot only). false: the
 // rows that llama.cpp computes with a batched kernel (repacked-weight gemm, tiled k-quant matmul) take
 // that kernel's summation order (type_traits::vec_dot_x4 / vec_dot_tiled), so a prompt batch gives

@@ -36,6 +36,7 @@ struct stage_weights {
     std::vector<float> output_norm;          // (n_embd) f32, last stage
     weight_view output;                      // (n_vocab rows, n_embd), last stage (tied: token_embd)
     size_t bytes = 0;                        // weight bytes this stage reads per token
+    std::vector<std::vector<uint8_t>> repacked_store;  // owned row-interleaved copies (repack_stage_weights)
 };
 
 // Number of rows of token_embd.weight (the vocabulary size); throws model_error if absent/malformed.
@@ -46,6 +47,11 @@ int64_t vocab_size_from_gguf(const gguf_file& f, const llama_hparams& hp);
 // unsupported_type for a type the kernels cannot use.
 stage_weights bind_stage_weights(const gguf_file& f, const llama_hparams& hp, int64_t layer_begin,
                                  int64_t layer_end);
+
+// Gives every matrix of a repackable type (quant/repack.h: q4_0, q4_1, q5_0, q8_0) a row-interleaved
+// copy (weight_view::repacked), made on the pool's threads; matmuls then take the repacked order. The
+// token embedding lookup keeps reading the file's rows. Returns the bytes repacked.
+size_t repack_stage_weights(stage_weights& sw, thread_pool& pool);
 
 // Weight bytes of each layer (for splitting layers across stages by bytes).
 std::vector<size_t> layer_bytes(const gguf_file& f, const llama_hparams& hp);

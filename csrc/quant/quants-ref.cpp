@@ -31,6 +31,8 @@ namespace pipeinfer {
 
 // k-quants (quants-ref-k.cpp).
 void register_kernels_ref_k(type_traits* table);
+// Repacked (row-interleaved) weight dots (repack.cpp).
+void register_kernels_repack_ref(type_traits* table);
 
 namespace {
 
@@ -481,6 +483,7 @@ void register_kernels_ref(type_traits* table) {
     // q8_1 is an activation type only: ggml has no q8_1 x q8_1 dot.
     set_row(table, T::Q8_1, dequantize_row_q8_1, quantize_row_q8_1, nullptr, T::Q8_1);
     register_kernels_ref_k(table);
+    register_kernels_repack_ref(table);
 }
 
 } // namespace pipeinfer

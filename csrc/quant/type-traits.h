@@ -33,6 +33,12 @@ using vec_dot_fn = void (*)(int64_t n, const void* x, const void* y, size_t y_st
 // s[j * s_stride + w] = dot(x_w, y_j) for w < n_w, j < n_act, each bit-identical to vec_dot's result.
 using vec_dot_4w_fn = void (*)(int64_t n, const void* x, size_t x_stride, int n_w, const void* y, size_t y_stride,
                                int n_act, float* s, size_t s_stride);
+// Dots of one repacked group of 16 weight rows (quant/repack.h; n values per row) with n_act <=
+// REPACK_ACT_MAX activation rows y + j * y_stride (vec_dot_type) and their block corrections
+// corr + j * corr_stride (repack_act_corrections; ignored by types with offset 0):
+// s[j * 16 + r] = dot(row r, y_j) in the summation order defined in quant/repack.h.
+using repack_dot_fn = void (*)(int64_t n, const void* group, const void* y, size_t y_stride, const int32_t* corr,
+                               size_t corr_stride, int n_act, float* s);
 
 struct type_traits {
     const char* name = nullptr;     // GGUF/ggml spelling, lower case: "q4_0", "f16", "bf16", "q4_k"
@@ -52,6 +58,8 @@ struct type_traits {
     // prepared once per call); null where the ISA has none. Same results as vec_dot, bit for bit: matmul
     // uses it for the row-exact rows of each chunk.
     vec_dot_4w_fn vec_dot_4w = nullptr;
+    // Dot over row-interleaved weights (quant/repack.h); null for types without a repacked layout.
+    repack_dot_fn vec_dot_repacked = nullptr;
 };
 
 // Fills the table (reference kernels, then the best ISA overrides for this CPU). Idempotent and

@@ -71,7 +71,8 @@ pipeline::pipeline(const pipeline_config& cfg) : n_seq_max_(cfg.n_seq_max), act_
     }
     if (n_stages < 1) throw std::invalid_argument(format("stages must be >= 1, got %d", n_stages));
     split_ = resolve_split(*file_, hp, cfg, n_stages);
-    head_ = std::make_unique<llama_stage>(file_, 0, split_[0], n_ctx_, n_seq_max_, cfg.n_threads, ring_ != nullptr);
+    head_ = std::make_unique<llama_stage>(file_, 0, split_[0], n_ctx_, n_seq_max_, cfg.n_threads, ring_ != nullptr,
+                                          cfg.repack);
     if (n_stages > 1 && cfg.transport == "local") {
         local_options lopts;
         lopts.heartbeat_s = cfg.heartbeat_s;
@@ -120,6 +121,7 @@ void pipeline::handshake(const pipeline_config& cfg) {
     c.h.n_threads = cfg.n_threads;
     c.h.act_f16 = act_f16_;
     c.h.seq0_shared = ring_ != nullptr;
+    c.h.repack = cfg.repack;
     c.h.stage_layers = split_;
     const std::vector<uint8_t> msg = encode_control(c);
     for (int r = 1; r < n_stages(); ++r) tp_->send(r, msg_tag::CONTROL, msg);

@@ -32,6 +32,7 @@ struct pipeline_config {
     std::vector<int64_t> stage_layers;   // layers per stage (sums to n_layer); empty = split by bytes
     std::string transport = "local";     // "local" (threads) or "mpi" (this process is rank 0)
     bool act_f16 = false;                // activations travel between stages as f16
+    bool repack = false;                 // row-interleaved weights on every stage (quant/repack.h)
     int n_spec_buffers = 0;              // KV multibuffer ring: speculative buffers (0 = no speculation)
     int n_spec_branches = 1;             // sequences per buffer (draft-tree branches)
     double heartbeat_s = 0.5;

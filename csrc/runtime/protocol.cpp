@@ -248,6 +248,7 @@ std::vector<uint8_t> encode_control(const control& c) {
         w.put(c.h.n_threads);
         w.put<uint8_t>(c.h.act_f16 ? 1 : 0);
         w.put<uint8_t>(c.h.seq0_shared ? 1 : 0);
+        w.put<uint8_t>(c.h.repack ? 1 : 0);
         w.put_array(c.h.stage_layers.data(), c.h.stage_layers.size());
         break;
     case control_type::READY:
@@ -280,6 +281,7 @@ control decode_control(const std::vector<uint8_t>& data, int src) {
         c.h.n_threads = r.get<int32_t>("n_threads");
         c.h.act_f16 = r.get<uint8_t>("act_f16") != 0;
         c.h.seq0_shared = r.get<uint8_t>("seq0_shared") != 0;
+        c.h.repack = r.get<uint8_t>("repack") != 0;
         c.h.stage_layers = r.get_array<int64_t>("stage_layers", 65536);
         break;
     case control_type::READY:

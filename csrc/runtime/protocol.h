@@ -22,7 +22,7 @@
 
 namespace pipeinfer {
 
-constexpr uint32_t PROTOCOL_VERSION = 1;
+constexpr uint32_t PROTOCOL_VERSION = 2;
 
 enum class event_type : uint8_t { RUN = 1, KV_OP = 2, STATS = 3, SHUTDOWN = 4 };
 enum class kv_op_type : uint8_t { SEQ_RM = 1, SEQ_CP = 2, SEQ_KEEP = 3, CLEAR = 4 };
@@ -79,6 +79,7 @@ struct hello {
     int32_t n_threads = 1;
     bool act_f16 = false;
     bool seq0_shared = false;          // KV: sequence 0 visible to every sequence (speculation)
+    bool repack = false;               // row-interleaved weights (quant/repack.h)
     std::vector<int64_t> stage_layers; // layers per stage, one entry per rank
 };
 

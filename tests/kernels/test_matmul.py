@@ -18,28 +18,6 @@ from pipeinfer import _core
 TYPES = kw.dot_types(_core)
 
 
-def act_error_bound(act_type: str, x: np.ndarray) -> np.ndarray:
-    """(n_rows, n_in) bound on |quantized activation - x| for activations of type act_type."""
-    if act_type == "f32":
-        return np.zeros_like(x)
-    if act_type == "f16":
-        return np.abs(x) * 2.0**-11 + 2.0**-25
-    if act_type == "bf16":
-        return np.abs(x) * 2.0**-8
-    block = {"q8_0": 32, "q8_1": 32, "q8_k": 256}[act_type]
-    blocks = np.abs(x).reshape(x.shape[0], -1, block).max(axis=2, keepdims=True)
-    return np.broadcast_to(blocks * (1.0 / 254) * 1.0001, blocks.shape[:2] + (block,)).reshape(x.shape)
-
-
-def check_close(t: str, w: np.ndarray, x: np.ndarray, y: np.ndarray, n_in: int) -> None:
-    wd = np.abs(kw.dequantize_rows(_core, t, w, n_in)).astype(np.float64)
-    act = kw.type_info(_core, t)["vec_dot_type"]
-    bound = act_error_bound(act, x.astype(np.float64)) @ wd.T + 1e-5 * (np.abs(x) @ wd.T) + 1e-6
-    ref = _core.matmul(t, w, n_in, x, ref=True)
-    err = np.abs(y.astype(np.float64) - ref)
-    assert np.all(err <= bound), f"{t}: max err/bound {np.max(err / bound):.3g}"
-
-
 @pytest.fixture(scope="module")
 def rng():
     return np.random.default_rng(1234)
@@ -58,7 +36,7 @@ def test_matmul_matches_ref(t, n_rows, n_threads, rng):
     x = rng.standard_normal((n_rows, n_in)).astype(np.float32)
     y = _core.matmul(t, w, n_in, x, n_threads=n_threads)
     assert y.shape == (n_rows, n_out) and y.dtype == np.float32
-    check_close(t, w, x, y, n_in)
+    kw.check_close(_core, t, w, x, y, n_in)
 
 
 @pytest.mark.parametrize("t", ["q4_0", "q4_k", "q8_0", "f32"])
@@ -68,7 +46,7 @@ def test_matmul_large_batch(t, rng):
     w = kw.random_weights(_core, t, 45, n_in, rng)
     x = rng.standard_normal((130, n_in)).astype(np.float32)
     y = _core.matmul(t, w, n_in, x, n_threads=3)
-    check_close(t, w, x, y, n_in)
+    kw.check_close(_core, t, w, x, y, n_in)
     if t != "q4_k":
         # no batched summation order for these types: a row alone gives the same results bit for bit
         # (the k-quants' batch orders are checked in test_batch_orders.py)

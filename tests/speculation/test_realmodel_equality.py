@@ -28,6 +28,18 @@ def test_smollm2_ngram_all_modes(real_model_path):
         assert stats["draft_n"] > 0
 
 
+def test_smollm2_repacked_weights_all_modes(real_model_path):
+    """Row-interleaved weights (repack=True): another summation order than llama.cpp's, but every
+    verification row still equals a one-token step, so speculation keeps greedy output unchanged."""
+    path = real_model_path("smollm2-135m")
+    want, _ = _generate(path, 32, repack=True)
+    for mode, stages in (("speculative", 1), ("pipeinfer", 2)):
+        got, stats = _generate(path, 32, mode=mode, stages=stages, draft="ngram", repack=True,
+                               speculation=SpeculationPolicy(n_draft=4, p_accept=0.0, adaptive=False))
+        assert got == want, (mode, stages)
+        assert stats["draft_n"] > 0
+
+
 @pytest.mark.slow
 def test_qwen_1_5b_with_0_5b_draft(real_model_path):
     target = real_model_path("qwen2.5-coder-1.5b")

@@ -71,3 +71,26 @@ def random_weights(
 def dequantize_rows(core, name: str, w: np.ndarray, n_in: int) -> np.ndarray:
     """(n_out, n_in) float32 values of raw weight rows."""
     return np.stack([core.dequantize(name, row, n_in) for row in w])
+
+
+def act_error_bound(act_type: str, x: np.ndarray) -> np.ndarray:
+    """(n_rows, n_in) bound on |quantized activation - x| for activations of type act_type."""
+    if act_type == "f32":
+        return np.zeros_like(x)
+    if act_type == "f16":
+        return np.abs(x) * 2.0**-11 + 2.0**-25
+    if act_type == "bf16":
+        return np.abs(x) * 2.0**-8
+    block = {"q8_0": 32, "q8_1": 32, "q8_k": 256}[act_type]
+    blocks = np.abs(x).reshape(x.shape[0], -1, block).max(axis=2, keepdims=True)
+    return np.broadcast_to(blocks * (1.0 / 254) * 1.0001, blocks.shape[:2] + (block,)).reshape(x.shape)
+
+
+def check_close(core, t: str, w: np.ndarray, x: np.ndarray, y: np.ndarray, n_in: int) -> None:
+    """Asserts |y - matmul_ref| <= |W| @ e + 1e-5 * (|W| @ |x|) + 1e-6 per output (e: act_error_bound)."""
+    wd = np.abs(dequantize_rows(core, t, w, n_in)).astype(np.float64)
+    act = type_info(core, t)["vec_dot_type"]
+    bound = act_error_bound(act, x.astype(np.float64)) @ wd.T + 1e-5 * (np.abs(x) @ wd.T) + 1e-6
+    ref = core.matmul(t, w, n_in, x, ref=True)
+    err = np.abs(y.astype(np.float64) - ref)
+    assert np.all(err <= bound), f"{t}: max err/bound {np.max(err / bound):.3g}"

@@ -2,7 +2,8 @@
 // x86-kernels.h with VNNI multiply-adds (vpdpbusd: u8 * s8 summed by 4 into i32 in one instruction;
 // vpdpwssd: i16 * i16 pairs accumulated into i32) on 256-bit vectors (AVX512VL), then the 512-bit
 // kernels that replace the quant dots: 4 weight rows at a time for the 32-value blocks
-// (x86-avx512-rows4.h, vec_dot_4w) and the k-quants (x86-avx512-kquants.h). Chosen at run time when
+// (x86-avx512-rows4.h, vec_dot_4w) and the k-quants (x86-avx512-kquants.h), and the dots over
+// row-interleaved weights (x86-avx512-repack.h). Chosen at run time when
 // cpu_has_avx512().
 #include <immintrin.h>
 
@@ -27,6 +28,7 @@ struct isa_ops {
 #include "quant/arch/x86-kernels.h"
 #include "quant/arch/x86-avx512-kquants.h"
 #include "quant/arch/x86-avx512-rows4.h"
+#include "quant/arch/x86-avx512-repack.h"
 
 namespace pipeinfer {
 
@@ -39,6 +41,8 @@ void register_kernels_avx512(type_traits* table) {
     // k-quant dots on 512-bit integer registers, 8 activation rows per pass (one zmm i32 accumulator each;
     // with the weight prefetch, 8 rows per pass measured faster than 4 at k = 8).
     register_kquants_avx512<8>(table);
+    // Dots over row-interleaved weights (Pipeline(repack=True)): 16 rows per zmm lane set.
+    register_repack_avx512(table);
 }
 
 } // namespace pipeinfer

@@ -1,0 +1,82 @@
+// Row-interleaved ("repacked") weights: the blocks of 16 consecutive weight rows stored side by side,
+// so that one 512-bit integer multiply-add (vpdpbusd) multiplies 4 values of 16 rows by the same 4
+// activation quants, and a 32-value block column of 16 rows yields 16 exact integer dot products in 16
+// lanes without any horizontal reduction. Verifying k drafted tokens then costs k * 8 multiply-adds
+// and k * 3 float operations per 16-row block column, against ggml's row layout, which needs float
+// work per 8 lanes of every (row, block, activation row). Opt-in (Pipeline(repack=True)): the
+// summation order below is not llama.cpp's, so logits differ from llama.cpp's in the last bits.
+//
+// The summation order (THE definition; the scalar reference in repack.cpp implements it literally and
+// every SIMD kernel must equal it bit for bit, tests/kernels/test_repack.py). For weight row r and
+// activation row a, over the row's blocks b in order:
+//     isum = sum_j u[r][b][j] * y[a][b][j] - off * sum_j y[a][b][j]      (exact int32)
+//     acc  = fma(d_x[r][b] * d_y[a][b], float(isum), acc)                (d_x * d_y is exact in f32)
+//     q4_1 only: acc = fma(m_x[r][b], s_y[a][b], acc)
+// starting from acc = 0, where u is the unsigned stored quant (q4_0: q; q5_0: q; q8_0: q + 128;
+// q4_1: q), off the offset that makes it unsigned (8, 16, 128; 0 for q4_1), y the q8_0 / q8_1
+// activation quants and s_y the q8_1 block sum field. Every output depends on its own row and
+// activation row only: a verify row is bit-identical to a one-token step of the same repacked model.
+//
+// Layout of one block column of 16 rows (rows r = 0..15 of a group; a matrix is its groups one after
+// the other, each group n_in / 32 block columns long; missing rows of the last group are zero):
+//   q4_0: d[16] f16 | qs[256]                     288 bytes
+//   q4_1: d[16] f16 | m[16] f16 | qs[256]         320 bytes
+//   q5_0: d[16] f16 | qh[8] u64 | qs[256]         352 bytes
+//   q8_0: d[16] f16 | qs[512]                     544 bytes
+// Nibble types: byte 64 c + 4 r + j of qs holds value 4 c + j of row r in its low nibble and value
+// 16 + 4 c + j in its high nibble (c = 0..3, j = 0..3), i.e. the row's own qs[4 c + j]. q5_0: bit
+// 4 r + j of qh[g] is bit 4 g + j of row r's qh (the 5th bit of value 4 g + j). q8_0: byte
+// 64 g + 4 r + j of qs is value 4 g + j of row r, plus 128 (g = 0..7).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "quant/blocks.h"
+#include "quant/type-traits.h"
+
+namespace pipeinfer {
+
+// One 16-row block column per type (the layouts described above).
+struct col_q4_0 {
+    fp16_bits d[16];
+    uint8_t qs[256];
+};
+struct col_q4_1 {
+    fp16_bits d[16];
+    fp16_bits m[16];
+    uint8_t qs[256];
+};
+struct col_q5_0 {
+    fp16_bits d[16];
+    uint8_t qh[64];   // (8,) little-endian u64 bit masks, one per 4-value group
+    uint8_t qs[256];
+};
+struct col_q8_0 {
+    fp16_bits d[16];
+    uint8_t qs[512];
+};
+static_assert(sizeof(col_q4_0) == 288 && sizeof(col_q4_1) == 320 && sizeof(col_q5_0) == 352 &&
+                  sizeof(col_q8_0) == 544, "repacked column sizes");
+
+constexpr int REPACK_ROWS = 16;   // weight rows per group (one 512-bit lane each)
+constexpr int REPACK_ACT_MAX = 8; // activation rows per repack_dot call (one zmm accumulator each)
+
+// True for the weight types that have a repacked layout (q4_0, q4_1, q5_0, q8_0).
+bool repack_supported(ggml_type t);
+
+// Bytes of one 16-row block column of type t; throws unsupported_type if t has no repacked layout.
+size_t repack_column_bytes(ggml_type t);
+// Bytes of a whole repacked (n_out, n_in) matrix: ceil(n_out / 16) groups.
+size_t repack_bytes(ggml_type t, int64_t n_in, int64_t n_out);
+// The offset `off` of the summation order (what makes stored quants unsigned): 8, 0, 16, 128.
+int32_t repack_act_offset(ggml_type t);
+
+// Repacks n_out rows (row r at src + r * row_bytes, GGUF layout) into dst (repack_bytes(...) bytes).
+// Throws shape_error for n_in not a multiple of 32 or row_bytes too small, unsupported_type otherwise.
+void repack_rows(ggml_type t, const uint8_t* src, size_t row_bytes, int64_t n_in, int64_t n_out, uint8_t* dst);
+
+// off * sum of the activation quants of every block of one q8_0 row (n values): corr[b] (the
+// `off * sum_j y` term of the order above, computed once per matmul for all weight groups).
+void repack_act_corrections(const void* act_row, int64_t n, int32_t off, int32_t* corr);
+
+} // namespace pipeinfer
