@@ -19,7 +19,7 @@ void matmul_repacked(const weight_view& w, const uint8_t* act, size_t act_stride
     }
     const int64_t n_in = w.n_in;
     const int64_t n_out = w.n_out;
-    const int64_t nb = n_in / QK8_0;
+    const int64_t nb = n_in / repack_column_values(w.type);
     const size_t group_bytes = static_cast<size_t>(nb) * repack_column_bytes(w.type);
 
     // off * (sum of each activation block's quants), once for all weight groups

@@ -18,17 +18,11 @@
 #include "common/fp16.h"
 #include "quant/blocks.h"
 #include "quant/type-traits.h"
+#include "quant/unpack-k.h"
 
 namespace pipeinfer {
 
 namespace {
-
-// A weight super-block unpacked for the reference kernels.
-struct unpacked_k {
-    int8_t q[QK_K];     // (256,) quants in value order, offsets applied where the format has one
-    int scale[16];      // (n_sub,) integer sub-block scales (16 sub-blocks of 16, or 8 of 32)
-    int min[16];        // (n_sub,) integer sub-block mins (q2_K, q4_K, q5_K only)
-};
 
 // Integer dot product of n int8 pairs.
 inline int dot_i8(const int8_t* a, const int8_t* b, int n) {
@@ -86,6 +80,8 @@ void unpack_q3_K(const block_q3_K& b, unpacked_k* u) {
     }
 }
 
+} // namespace
+
 // q4_K: value v = 64c + 32h + l has quant (qs[32c + l] >> 4h) & 15, sub-block v / 32.
 void unpack_q4_K(const block_q4_K& b, unpacked_k* u) {
     for (int v = 0; v < QK_K; ++v) {
@@ -94,6 +90,8 @@ void unpack_q4_K(const block_q4_K& b, unpacked_k* u) {
     }
     for (int j = 0; j < 8; ++j) scale_min_k4(j, b.scales, &u->scale[j], &u->min[j]);
 }
+
+namespace {
 
 // q5_K: low 4 bits as q4_K; bit 4 of value v is bit v / 32 of qh[v % 32].
 void unpack_q5_K(const block_q5_K& b, unpacked_k* u) {
@@ -105,6 +103,8 @@ void unpack_q5_K(const block_q5_K& b, unpacked_k* u) {
     }
     for (int j = 0; j < 8; ++j) scale_min_k4(j, b.scales, &u->scale[j], &u->min[j]);
 }
+
+} // namespace
 
 // q6_K: value v = 128h + r: low 4 bits (ql[64h + r % 64] >> 4 * (r / 64)) & 15, high 2 bits
 // (qh[32h + r % 32] >> 2 * (r / 32)) & 3; quant = that 6-bit number - 32; sub-block v / 16.
@@ -120,6 +120,8 @@ void unpack_q6_K(const block_q6_K& b, unpacked_k* u) {
         u->min[j] = 0;
     }
 }
+
+namespace {
 
 // ---------------------------------------------------------------------------------------------
 // Dequantization (f32 operation order of gguf-py's dequantize_blocks)

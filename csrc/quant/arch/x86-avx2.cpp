@@ -1,5 +1,6 @@
 // AVX2 (+ FMA, F16C) overrides for the traits table (see quant/arch/arch.h): the kernels of
-// x86-kernels.h with the plain AVX2 integer multiply-adds. Chosen at run time when cpu_has_avx2().
+// x86-kernels.h with the plain AVX2 integer multiply-adds, and the dots over row-interleaved weights
+// (x86-avx2-repack.h). Chosen at run time when cpu_has_avx2().
 #include <immintrin.h>
 
 #include <cstdint>
@@ -24,12 +25,15 @@ struct isa_ops {
 } // namespace pipeinfer
 
 #include "quant/arch/x86-kernels.h"
+#include "quant/arch/x86-avx2-repack.h"
 
 namespace pipeinfer {
 
 void register_kernels_avx2(type_traits* table) {
     // 16 vector registers: 4 activation rows per pass keep the accumulators in registers.
     register_x86_common<4, 4>(table);
+    // Dots over row-interleaved weights (Pipeline(repack=True)): 8 rows per register, 2 passes per group.
+    register_repack_avx2(table);
 }
 
 } // namespace pipeinfer

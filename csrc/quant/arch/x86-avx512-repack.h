@@ -10,10 +10,19 @@
 #pragma once
 #include <immintrin.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
 #include "quant/repack.h"
+
+// GCC 12 reports its own AVX-512 intrinsics as uninitialized once inlined (GCC bug 105593; see
+// x86-avx512-rows4.h); silenced for this header only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 
 namespace pipeinfer {
 namespace {  // one copy per including ISA file
@@ -66,10 +75,31 @@ struct rz_q8_0 {
     }
 };
 
-inline __m512i bcast_group(const int8_t* qs, int g) {
+// acc + dpbusd(w, the 4 bytes at p broadcast to every lane), with the broadcast folded into the
+// instruction's memory operand (GCC emits a separate vpbroadcastd for _mm512_set1_epi32 here, one
+// more instruction per multiply-add in a loop that issues little else).
+inline __m512i dpbusd_bcast(__m512i acc, __m512i w, const int8_t* p) {
+#if defined(__GNUC__)
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*reinterpret_cast<const int32_t*>(p)));
+    return acc;
+#else
     int32_t v;
-    std::memcpy(&v, qs + 4 * g, 4);
-    return _mm512_set1_epi32(v);
+    std::memcpy(&v, p, 4);
+    return _mm512_dpbusd_epi32(acc, w, _mm512_set1_epi32(v));
+#endif
+}
+
+// Sum over groups g < N of dpbusd(w[g], y's 4-byte group g): two chains (latency), added at the end.
+template <int N>
+inline __m512i dot_groups(const __m512i* w, const int8_t* yq) {
+    __m512i i0 = dpbusd_bcast(_mm512_setzero_si512(), w[0], yq);
+    __m512i i1 = dpbusd_bcast(_mm512_setzero_si512(), w[1], yq + 4);
+#pragma GCC unroll 8
+    for (int g = 2; g < N; g += 2) {
+        i0 = dpbusd_bcast(i0, w[g], yq + 4 * g);
+        i1 = dpbusd_bcast(i1, w[g + 1], yq + 4 * g + 4);
+    }
+    return _mm512_add_epi32(i0, i1);
 }
 
 template <class T, int K>
@@ -89,16 +119,7 @@ void repack_dot_k(int64_t nb, const typename T::col* cols, const uint8_t* y, siz
 #pragma GCC unroll 8
         for (int a = 0; a < K; ++a) {
             const auto& yb = reinterpret_cast<const typename T::act*>(y + a * y_stride)[b];
-            // two chains of 4 multiply-adds (latency), summed: integer addition, exact in any order
-            __m512i i0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[0], bcast_group(yb.qs, 0));
-            __m512i i1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[1], bcast_group(yb.qs, 1));
-            i0 = _mm512_dpbusd_epi32(i0, w[2], bcast_group(yb.qs, 2));
-            i1 = _mm512_dpbusd_epi32(i1, w[3], bcast_group(yb.qs, 3));
-            i0 = _mm512_dpbusd_epi32(i0, w[4], bcast_group(yb.qs, 4));
-            i1 = _mm512_dpbusd_epi32(i1, w[5], bcast_group(yb.qs, 5));
-            i0 = _mm512_dpbusd_epi32(i0, w[6], bcast_group(yb.qs, 6));
-            i1 = _mm512_dpbusd_epi32(i1, w[7], bcast_group(yb.qs, 7));
-            __m512i isum = _mm512_add_epi32(i0, i1);
+            __m512i isum = dot_groups<8>(w, yb.qs);
             if constexpr (T::has_off) isum = _mm512_sub_epi32(isum, _mm512_set1_epi32(corr[a * corr_stride + b]));
             const __m512 dd = _mm512_mul_ps(dx, _mm512_set1_ps(_cvtsh_ss(yb.d)));
             acc[a] = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(isum), acc[a]);
@@ -135,12 +156,160 @@ void vec_dot_repacked_avx512(int64_t n, const void* group, const void* y, size_t
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// k-quants (256-value super-blocks, q8_K activations): up to REPACK_ACT_K activation rows per pass,
+// each with an integer accumulator per super-block and an f32 result (the q4_K mins are summed after
+// the sub-blocks, so 8 rows fit in the 32 registers).
+// ---------------------------------------------------------------------------------------------
+constexpr int REPACK_ACT_K = 8;
+
+inline void prefetch_span(const void* p, size_t bytes) {
+    for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(static_cast<const char*>(p) + off, _MM_HINT_T0);
+}
+
+template <int K>
+void repack_dot_q4_K_k(int64_t nb, const col_q4_K* cols, const uint8_t* y, size_t y_stride, float* s) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512 acc[K];
+    for (int a = 0; a < K; ++a) acc[a] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+        const col_q4_K& c = cols[b];
+        const col_q4_K& ahead = cols[b + 2 < nb ? b + 2 : b];
+        prefetch_span(&ahead, offsetof(col_q4_K, qs));
+        __m512i sumi[K];
+        for (int a = 0; a < K; ++a) sumi[a] = _mm512_setzero_si512();
+        for (int ch = 0; ch < 4; ++ch) {
+            prefetch_span(ahead.qs + 512 * ch, 512);
+#pragma GCC unroll 2
+            for (int hi = 0; hi < 2; ++hi) {
+                const int j = 2 * ch + hi;
+                __m512i w[8];
+                for (int g = 0; g < 8; ++g) {
+                    const __m512i z = _mm512_loadu_si512(c.qs + 64 * (8 * ch + g));
+                    w[g] = _mm512_and_si512(hi ? _mm512_srli_epi16(z, 4) : z, m4);
+                }
+                const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c.sc[j])));
+#pragma GCC unroll 8
+                for (int a = 0; a < K; ++a) {
+                    const auto& yb = reinterpret_cast<const block_q8_K*>(y + a * y_stride)[b];
+                    sumi[a] = _mm512_add_epi32(sumi[a], _mm512_mullo_epi32(dot_groups<8>(w, yb.qs + 32 * j), sc));
+                }
+            }
+        }
+        const __m512 dx = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c.d)));
+        const __m512 dmx = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c.dmin)));
+        __m512i mp[4];  // (m_2t, m_2t+1) i16 pairs per row lane
+        for (int t = 0; t < 4; ++t) mp[t] = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c.m[t])));
+#pragma GCC unroll 8
+        for (int a = 0; a < K; ++a) {
+            const auto& yb = reinterpret_cast<const block_q8_K*>(y + a * y_stride)[b];
+            __m512i summ = _mm512_setzero_si512();
+            for (int t = 0; t < 4; ++t) {
+                const int32_t b0 = yb.bsums[4 * t] + yb.bsums[4 * t + 1];
+                const int32_t b1 = yb.bsums[4 * t + 2] + yb.bsums[4 * t + 3];
+                const __m512i pair = _mm512_set1_epi32(static_cast<int32_t>((static_cast<uint32_t>(b0) & 0xFFFFu) |
+                                                                            (static_cast<uint32_t>(b1) << 16)));
+                summ = _mm512_dpwssd_epi32(summ, mp[t], pair);
+            }
+            const __m512 dy = _mm512_set1_ps(yb.d);
+            acc[a] = _mm512_fmadd_ps(_mm512_mul_ps(dx, dy), _mm512_cvtepi32_ps(sumi[a]), acc[a]);
+            acc[a] = _mm512_fnmadd_ps(_mm512_mul_ps(dmx, dy), _mm512_cvtepi32_ps(summ), acc[a]);
+        }
+    }
+    for (int a = 0; a < K; ++a) _mm512_storeu_ps(s + a * REPACK_ROWS, acc[a]);
+}
+
+template <int K>
+void repack_dot_q6_K_k(int64_t nb, const col_q6_K* cols, const uint8_t* y, size_t y_stride, float* s) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i m30 = _mm512_set1_epi8(0x30);
+    __m512 acc[K];
+    for (int a = 0; a < K; ++a) acc[a] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+        const col_q6_K& c = cols[b];
+        const col_q6_K& ahead = cols[b + 2 < nb ? b + 2 : b];
+        prefetch_span(&ahead, offsetof(col_q6_K, ql));
+        __m512i sumi[K];
+        for (int a = 0; a < K; ++a) sumi[a] = _mm512_setzero_si512();
+        for (int h = 0; h < 2; ++h) {
+            prefetch_span(ahead.qh + 512 * h, 512);
+            for (int sg = 0; sg < 4; ++sg) {
+                const int ch = 2 * h + sg / 2;
+                if (sg % 2 == 0) prefetch_span(ahead.ql + 512 * ch, 512);
+                __m512i w[8];
+                for (int g = 0; g < 8; ++g) {
+                    const __m512i z = _mm512_loadu_si512(c.ql + 64 * (8 * ch + g));
+                    const __m512i lo = _mm512_and_si512(sg % 2 ? _mm512_srli_epi16(z, 4) : z, m4);
+                    const __m512i qh = _mm512_loadu_si512(c.qh + 64 * (8 * h + g));
+                    // high 2 bits (at 2 * sg) moved to bits 4-5 of each byte
+                    const __m512i hb = sg == 3 ? _mm512_srli_epi16(qh, 2) : _mm512_slli_epi16(qh, 4 - 2 * sg);
+                    w[g] = _mm512_or_si512(lo, _mm512_and_si512(hb, m30));
+                }
+                const int j0 = 8 * h + 2 * sg;  // sub-blocks j0 (groups 0-3) and j0 + 1 (groups 4-7)
+                const __m512i sc0 = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c.sc[j0])));
+                const __m512i sc1 = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c.sc[j0 + 1])));
+#pragma GCC unroll 8
+                for (int a = 0; a < K; ++a) {
+                    const auto& yb = reinterpret_cast<const block_q8_K*>(y + a * y_stride)[b];
+                    const int8_t* yq = yb.qs + 128 * h + 32 * sg;
+                    const __m512i i0 = _mm512_sub_epi32(dot_groups<4>(w, yq), _mm512_set1_epi32(32 * yb.bsums[j0]));
+                    const __m512i i1 = _mm512_sub_epi32(dot_groups<4>(w + 4, yq + 16), _mm512_set1_epi32(32 * yb.bsums[j0 + 1]));
+                    sumi[a] = _mm512_add_epi32(sumi[a], _mm512_add_epi32(_mm512_mullo_epi32(i0, sc0), _mm512_mullo_epi32(i1, sc1)));
+                }
+            }
+        }
+        const __m512 dx = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c.d)));
+#pragma GCC unroll 8
+        for (int a = 0; a < K; ++a) {
+            const float dy = reinterpret_cast<const block_q8_K*>(y + a * y_stride)[b].d;
+            acc[a] = _mm512_fmadd_ps(_mm512_mul_ps(dx, _mm512_set1_ps(dy)), _mm512_cvtepi32_ps(sumi[a]), acc[a]);
+        }
+    }
+    for (int a = 0; a < K; ++a) _mm512_storeu_ps(s + a * REPACK_ROWS, acc[a]);
+}
+
+template <class Col, template <int> class Kern>
+void vec_dot_repacked_k_avx512(int64_t n, const void* group, const void* y, size_t y_stride, const int32_t*, size_t,
+                               int n_act, float* s) {
+    const int64_t nb = n / QK_K;
+    const auto* cols = static_cast<const Col*>(group);
+    const auto* yb = static_cast<const uint8_t*>(y);
+    for (int a0 = 0; a0 < n_act; a0 += REPACK_ACT_K) {
+        const uint8_t* ya = yb + a0 * y_stride;
+        float* sa = s + a0 * REPACK_ROWS;
+        switch (n_act - a0 < REPACK_ACT_K ? n_act - a0 : REPACK_ACT_K) {
+        case 1: Kern<1>::run(nb, cols, ya, y_stride, sa); break;
+        case 2: Kern<2>::run(nb, cols, ya, y_stride, sa); break;
+        case 3: Kern<3>::run(nb, cols, ya, y_stride, sa); break;
+        case 4: Kern<4>::run(nb, cols, ya, y_stride, sa); break;
+        case 5: Kern<5>::run(nb, cols, ya, y_stride, sa); break;
+        case 6: Kern<6>::run(nb, cols, ya, y_stride, sa); break;
+        case 7: Kern<7>::run(nb, cols, ya, y_stride, sa); break;
+        default: Kern<8>::run(nb, cols, ya, y_stride, sa); break;
+        }
+    }
+}
+template <int K>
+struct kern_q4_K {
+    static void run(int64_t nb, const col_q4_K* c, const uint8_t* y, size_t ys, float* s) { repack_dot_q4_K_k<K>(nb, c, y, ys, s); }
+};
+template <int K>
+struct kern_q6_K {
+    static void run(int64_t nb, const col_q6_K* c, const uint8_t* y, size_t ys, float* s) { repack_dot_q6_K_k<K>(nb, c, y, ys, s); }
+};
+
 void register_repack_avx512(type_traits* table) {
     table[static_cast<size_t>(ggml_type::Q4_0)].vec_dot_repacked = vec_dot_repacked_avx512<rz_q4_0>;
     table[static_cast<size_t>(ggml_type::Q4_1)].vec_dot_repacked = vec_dot_repacked_avx512<rz_q4_1>;
     table[static_cast<size_t>(ggml_type::Q5_0)].vec_dot_repacked = vec_dot_repacked_avx512<rz_q5_0>;
     table[static_cast<size_t>(ggml_type::Q8_0)].vec_dot_repacked = vec_dot_repacked_avx512<rz_q8_0>;
+    table[static_cast<size_t>(ggml_type::Q4_K)].vec_dot_repacked = vec_dot_repacked_k_avx512<col_q4_K, kern_q4_K>;
+    table[static_cast<size_t>(ggml_type::Q6_K)].vec_dot_repacked = vec_dot_repacked_k_avx512<col_q6_K, kern_q6_K>;
 }
 
 } // namespace
 } // namespace pipeinfer
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
