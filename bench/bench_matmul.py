@@ -105,7 +105,7 @@ def repacked_weights(core, big_weights):
 
 @pytest.mark.parametrize("n_threads", THREADS)
 @pytest.mark.parametrize("k", [1, 4, 8])
-@pytest.mark.parametrize("name", ["q4_0", "q4_1", "q5_0", "q8_0"])
+@pytest.mark.parametrize("name", ["q4_0", "q4_1", "q5_0", "q8_0", "q4_k", "q6_k"])
 def test_small_batch_repacked(benchmark, core, big_weights, repacked_weights, name, k, n_threads):
     benchmark.group = f"small_batch_repacked-{name}-{n_threads}t"
     w, n_in = big_weights(name)

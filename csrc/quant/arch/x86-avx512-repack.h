@@ -89,18 +89,15 @@ inline __m512i dpbusd_bcast(__m512i acc, __m512i w, const int8_t* p) {
 #endif
 }
 
-// Sum over groups g < N of dpbusd(w[g], y's 4-byte group g): two chains (latency), added at the end.
+// init + sum over groups g < N of dpbusd(w[g], y's 4-byte group g), one chain: the callers keep
+// several activation rows' chains in flight, which hides the latency.
 template <int N>
-inline __m512i dot_groups(const __m512i* w, const int8_t* yq) {
-    __m512i i0 = dpbusd_bcast(_mm512_setzero_si512(), w[0], yq);
-    __m512i i1 = dpbusd_bcast(_mm512_setzero_si512(), w[1], yq + 4);
+inline __m512i dot_chain(__m512i init, const __m512i* w, const int8_t* yq) {
 #pragma GCC unroll 8
-    for (int g = 2; g < N; g += 2) {
-        i0 = dpbusd_bcast(i0, w[g], yq + 4 * g);
-        i1 = dpbusd_bcast(i1, w[g + 1], yq + 4 * g + 4);
-    }
-    return _mm512_add_epi32(i0, i1);
+    for (int g = 0; g < N; ++g) init = dpbusd_bcast(init, w[g], yq + 4 * g);
+    return init;
 }
+
 
 template <class T, int K>
 void repack_dot_k(int64_t nb, const typename T::col* cols, const uint8_t* y, size_t y_stride, const int32_t* corr,
@@ -119,8 +116,9 @@ void repack_dot_k(int64_t nb, const typename T::col* cols, const uint8_t* y, siz
 #pragma GCC unroll 8
         for (int a = 0; a < K; ++a) {
             const auto& yb = reinterpret_cast<const typename T::act*>(y + a * y_stride)[b];
-            __m512i isum = dot_groups<8>(w, yb.qs);
-            if constexpr (T::has_off) isum = _mm512_sub_epi32(isum, _mm512_set1_epi32(corr[a * corr_stride + b]));
+            // the offset correction is the chain's start value (integer sums: exact in any order)
+            const __m512i isum = dot_chain<8>(
+                T::has_off ? _mm512_set1_epi32(-corr[a * corr_stride + b]) : _mm512_setzero_si512(), w, yb.qs);
             const __m512 dd = _mm512_mul_ps(dx, _mm512_set1_ps(_cvtsh_ss(yb.d)));
             acc[a] = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(isum), acc[a]);
             if constexpr (!T::has_off) {  // q4_1: the min term
@@ -192,7 +190,7 @@ void repack_dot_q4_K_k(int64_t nb, const col_q4_K* cols, const uint8_t* y, size_
 #pragma GCC unroll 8
                 for (int a = 0; a < K; ++a) {
                     const auto& yb = reinterpret_cast<const block_q8_K*>(y + a * y_stride)[b];
-                    sumi[a] = _mm512_add_epi32(sumi[a], _mm512_mullo_epi32(dot_groups<8>(w, yb.qs + 32 * j), sc));
+                    sumi[a] = _mm512_add_epi32(sumi[a], _mm512_mullo_epi32(dot_chain<8>(_mm512_setzero_si512(), w, yb.qs + 32 * j), sc));
                 }
             }
         }
@@ -252,8 +250,8 @@ void repack_dot_q6_K_k(int64_t nb, const col_q6_K* cols, const uint8_t* y, size_
                 for (int a = 0; a < K; ++a) {
                     const auto& yb = reinterpret_cast<const block_q8_K*>(y + a * y_stride)[b];
                     const int8_t* yq = yb.qs + 128 * h + 32 * sg;
-                    const __m512i i0 = _mm512_sub_epi32(dot_groups<4>(w, yq), _mm512_set1_epi32(32 * yb.bsums[j0]));
-                    const __m512i i1 = _mm512_sub_epi32(dot_groups<4>(w + 4, yq + 16), _mm512_set1_epi32(32 * yb.bsums[j0 + 1]));
+                    const __m512i i0 = dot_chain<4>(_mm512_set1_epi32(-32 * yb.bsums[j0]), w, yq);
+                    const __m512i i1 = dot_chain<4>(_mm512_set1_epi32(-32 * yb.bsums[j0 + 1]), w + 4, yq + 16);
                     sumi[a] = _mm512_add_epi32(sumi[a], _mm512_add_epi32(_mm512_mullo_epi32(i0, sc0), _mm512_mullo_epi32(i1, sc1)));
                 }
             }
