@@ -213,7 +213,8 @@ class Pipeline:
         if not isinstance(self.policy, SpeculationPolicy):
             raise ValueError(f"speculation must be a SpeculationPolicy, got {type(self.policy).__name__}")
         self.drafter: Optional[Drafter] = (
-            make_drafter(draft, target_meta=self.metadata) if self.mode != "iterative" else None
+            make_drafter(draft, target_meta=self.metadata, model_options={"repack": self.config.repack})
+            if self.mode != "iterative" else None
         )
         n_buffers = {"iterative": 0, "speculative": 1, "pipeinfer": self.policy.n_buffers}[self.mode]
         self._native = _core.Pipeline(

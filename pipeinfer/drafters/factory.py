@@ -68,7 +68,8 @@ def _target_n_vocab(target_meta: Optional[Mapping[str, Any]]) -> Optional[int]:
     return None if toks is None else len(toks)
 
 
-def make_drafter(spec: DraftSpec, target_meta: Optional[Mapping[str, Any]] = None, **kw: Any) -> Optional[Drafter]:
+def make_drafter(spec: DraftSpec, target_meta: Optional[Mapping[str, Any]] = None, *,
+                 model_options: Optional[Mapping[str, Any]] = None, **kw: Any) -> Optional[Drafter]:
     """Builds the drafter a specification names.
 
     Args:
@@ -80,6 +81,8 @@ def make_drafter(spec: DraftSpec, target_meta: Optional[Mapping[str, Any]] = Non
             sets n_vocab.
         **kw: constructor arguments of the chosen class (ModelDrafter: n_ctx, n_threads, max_branches, ...;
             NgramDrafter: min_ngram, max_occurrences, smoothing, n_vocab; CallableDrafter: n_vocab, p).
+        model_options: further ModelDrafter arguments applied only when spec names a draft model (so a
+            caller can set e.g. repack without knowing which kind of drafter the spec gives).
 
     Raises:
         ValueError: a malformed "ngram:N", an unknown model name, a vocabulary mismatch, keyword arguments
@@ -113,7 +116,7 @@ def make_drafter(spec: DraftSpec, target_meta: Optional[Mapping[str, Any]] = Non
         meta = _core.GGUFFile(str(path)).metadata()
         if target_meta is not None:
             check_vocab(target_meta, meta)
-        drafter = ModelDrafter(path, **kw)
+        drafter = ModelDrafter(path, **{**dict(model_options or {}), **kw})
         drafter._meta = meta
         return drafter
     if callable(spec):

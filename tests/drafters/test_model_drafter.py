@@ -10,7 +10,7 @@ import pytest
 
 from oracle_drafters import check_tree_invariants, reference_draft_tree, softmax64
 from pipeinfer import _core
-from pipeinfer.drafters import DraftLimits, ModelDrafter
+from pipeinfer.drafters import DraftLimits, ModelDrafter, NgramDrafter, make_drafter
 from reference_forward import reference_forward, reference_greedy
 
 PROMPT = [5, 6, 7, 8, 9, 40, 41, 42]
@@ -39,9 +39,9 @@ def assert_same_tree(got, want):
     assert np.allclose([n.p for n in got.nodes], [n.p for n in want.nodes], rtol=P_RTOL, atol=0)
 
 
-def _engine_greedy(path, prompt, n):
+def _engine_greedy(path, prompt, n, repack=False):
     """Greedy continuation by the engine itself, one token per decode on a fresh pipeline."""
-    p = _core.Pipeline(str(path), n_ctx=64)
+    p = _core.Pipeline(str(path), n_ctx=64, repack=repack)
     try:
         out = p.decode(np.asarray(prompt, np.int32), np.arange(len(prompt), dtype=np.int32),
                        np.zeros(len(prompt), np.int32), np.eye(1, len(prompt), len(prompt) - 1, dtype=np.uint8)[0])
@@ -76,6 +76,21 @@ def test_chain_with_quantized_draft_model(tiny_model):
     path, model = tiny_model("llama", "q8_0")
     with ModelDrafter(path, n_ctx=64) as d:
         assert d.propose(PROMPT, DraftLimits(n_draft=6)).chain_tokens() == _engine_greedy(path, PROMPT, 6)
+
+
+def test_repacked_draft_model_and_model_options(tiny_model):
+    """repack=True drafts from row-interleaved weights: the greedy chain of the repacked engine;
+    make_drafter applies model_options to a draft model and ignores them for n-gram drafters."""
+    path, _ = tiny_model("llama", "q8_0")
+    want = _engine_greedy(path, PROMPT, 6, repack=True)
+    with ModelDrafter(path, n_ctx=64, repack=True) as d:
+        assert d.propose(PROMPT, DraftLimits(n_draft=6, p_accept=0.0)).chain_tokens() == want
+    d = make_drafter(str(path), model_options={"repack": True}, n_ctx=64)
+    try:
+        assert d.propose(PROMPT, DraftLimits(n_draft=6, p_accept=0.0)).chain_tokens() == want
+    finally:
+        d.close()
+    assert isinstance(make_drafter("ngram", model_options={"repack": True}), NgramDrafter)
 
 
 # ---------------------------------------------------------------------------------- stop and split rules
