@@ -48,4 +48,15 @@ void mapped_file::prefetch(size_t offset, size_t n) const {
     ::madvise(const_cast<uint8_t*>(data_) + start, n + (offset - start), MADV_WILLNEED);
 }
 
+void mapped_file::release(const void* p, size_t n) const {
+    const auto* b = static_cast<const uint8_t*>(p);
+    if (data_ == nullptr || b < data_ || b >= data_ + size_) return;
+    if (n > static_cast<size_t>(data_ + size_ - b)) n = static_cast<size_t>(data_ + size_ - b);
+    const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+    const size_t off = static_cast<size_t>(b - data_);
+    const size_t first = (off + page - 1) / page * page;  // whole pages only: neighbours keep theirs
+    const size_t last = (off + n) / page * page;
+    if (last > first) ::madvise(const_cast<uint8_t*>(data_) + first, last - first, MADV_DONTNEED);
+}
+
 } // namespace pipeinfer

@@ -22,6 +22,10 @@ public:
     // Advises the kernel that [offset, offset+n) will be read soon (pages of one pipeline stage).
     void prefetch(size_t offset, size_t n) const;
 
+    // Drops the whole pages inside [p, p + n) of this mapping from the process (MADV_DONTNEED): they
+    // are read from the file again if touched. For bytes that were copied elsewhere (repacked weights).
+    void release(const void* p, size_t n) const;
+
 private:
     std::string path_;
     const uint8_t* data_ = nullptr;

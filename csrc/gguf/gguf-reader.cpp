@@ -273,6 +273,10 @@ size_t tensor_nbytes(gguf_byte_reader& r, const gguf_tensor_info& t, const type_
 
 gguf_file::~gguf_file() = default;
 
+void gguf_file::release_pages(const void* p, size_t n) const {
+    if (map_) map_->release(p, n);
+}
+
 std::unique_ptr<gguf_file> gguf_file::from_buffer(const uint8_t* data, size_t size, const std::string& what) {
     std::unique_ptr<gguf_file> f(new gguf_file());
     f->base_ = data;

@@ -109,6 +109,8 @@ public:
 
     // The whole file's bytes (for checksums and prefetch).
     const uint8_t* bytes() const { return base_; }
+    // Drops the mapped pages wholly inside [p, p + n) (mapped_file::release); no-op for a buffer.
+    void release_pages(const void* p, size_t n) const;
 
 private:
     gguf_file() = default;

@@ -59,7 +59,7 @@ llama_stage::llama_stage(std::shared_ptr<const gguf_file> file, int64_t layer_be
       kv_(static_cast<int>(w_.layer_end - w_.layer_begin), n_ctx, hp_.n_embd_kv(), hp_.n_embd_kv(), n_seq_max,
           seq0_shared),
       pool_(n_threads) {
-    if (repack) repack_stage_weights(w_, pool_);
+    if (repack) repack_stage_weights(w_, pool_, *file_);
 }
 
 void llama_stage::embed(const batch& b) {

@@ -125,7 +125,7 @@ stage_weights bind_stage_weights(const gguf_file& f, const llama_hparams& hp, in
     return sw;
 }
 
-size_t repack_stage_weights(stage_weights& sw, thread_pool& pool) {
+size_t repack_stage_weights(stage_weights& sw, thread_pool& pool, const gguf_file& file) {
     std::vector<weight_view*> mats;
     for (auto& lw : sw.layers) {
         for (weight_view* w : {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down}) mats.push_back(w);
@@ -146,6 +146,7 @@ size_t repack_stage_weights(stage_weights& sw, thread_pool& pool) {
         });
         w->repacked = buf.data();
         total += buf.size();
+        if (!(sw.has_embd && w->data == sw.token_embd.data)) file.release_pages(w->data, w->row_bytes * w->n_out);
         sw.repacked_store.push_back(std::move(buf));  // moving keeps the buffer (and w->repacked) valid
     }
     return total;

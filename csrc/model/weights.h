@@ -48,10 +48,12 @@ int64_t vocab_size_from_gguf(const gguf_file& f, const llama_hparams& hp);
 stage_weights bind_stage_weights(const gguf_file& f, const llama_hparams& hp, int64_t layer_begin,
                                  int64_t layer_end);
 
-// Gives every matrix of a repackable type (quant/repack.h: q4_0, q4_1, q5_0, q8_0) a row-interleaved
-// copy (weight_view::repacked), made on the pool's threads; matmuls then take the repacked order. The
-// token embedding lookup keeps reading the file's rows. Returns the bytes repacked.
-size_t repack_stage_weights(stage_weights& sw, thread_pool& pool);
+// Gives every matrix of a repackable type (quant/repack.h: q4_0, q4_1, q5_0, q8_0, q4_K, q6_K) a
+// row-interleaved copy (weight_view::repacked), made on the pool's threads; matmuls then take the
+// repacked order. The file's pages of a repacked matrix are then released (they would otherwise stay
+// resident next to the copy), except those of the token embedding, whose rows the lookup keeps reading.
+// Returns the bytes repacked.
+size_t repack_stage_weights(stage_weights& sw, thread_pool& pool, const gguf_file& file);
 
 // Weight bytes of each layer (for splitting layers across stages by bytes).
 std::vector<size_t> layer_bytes(const gguf_file& f, const llama_hparams& hp);
