@@ -321,12 +321,31 @@ void repack_rows(ggml_type t, const uint8_t* src, size_t row_bytes, int64_t n_in
     }
 }
 
-void repack_act_corrections(const void* act_row, int64_t n, int32_t off, int32_t* corr) {
+int64_t repack_act_ints(ggml_type t, int64_t n) {
+    if (t == ggml_type::Q4_K) return 4 * (n / QK_K);
+    return repack_act_offset(t) != 0 ? n / QK8_0 : 0;
+}
+
+void repack_act_side(ggml_type t, const void* act_row, int64_t n, int32_t* out) {
+    if (t == ggml_type::Q4_K) {
+        const auto* y = static_cast<const block_q8_K*>(act_row);
+        for (int64_t b = 0; b < n / QK_K; ++b) {
+            for (int t4 = 0; t4 < 4; ++t4) {
+                const int32_t b0 = y[b].bsums[4 * t4] + y[b].bsums[4 * t4 + 1];      // |.| <= 2 * 16 * 128
+                const int32_t b1 = y[b].bsums[4 * t4 + 2] + y[b].bsums[4 * t4 + 3];
+                out[4 * b + t4] = static_cast<int32_t>((static_cast<uint32_t>(b0) & 0xFFFFu) |
+                                                       (static_cast<uint32_t>(b1) << 16));
+            }
+        }
+        return;
+    }
+    const int32_t off = repack_act_offset(t);
+    if (off == 0) return;
     const auto* y = static_cast<const block_q8_0*>(act_row);
     for (int64_t b = 0; b < n / QK8_0; ++b) {
         int32_t sum = 0;
         for (int v = 0; v < QK8_0; ++v) sum += y[b].qs[v];
-        corr[b] = off * sum;
+        out[b] = off * sum;
     }
 }
 

@@ -101,13 +101,17 @@ size_t repack_bytes(ggml_type t, int64_t n_in, int64_t n_out);
 // whose q8_K activations carry their own sums).
 int32_t repack_act_offset(ggml_type t);
 
+// Activation side data of the repacked dots, computed once per matmul for all weight groups: ints
+// per activation row of n values (0: the type needs none), and the data of one row:
+//   q4_0 / q5_0 / q8_0: per block, off * sum of its quants (the correction of the order above);
+//   q4_K: per super-block, 4 ints t = 0..3, each two i16 (bs_2t, bs_2t+1) (low, high half), the
+//         sub-block sums of the summ term; q4_1, q6_K: none.
+int64_t repack_act_ints(ggml_type t, int64_t n);
+void repack_act_side(ggml_type t, const void* act_row, int64_t n, int32_t* out);
+
 // Repacks n_out rows (row r at src + r * row_bytes, GGUF layout) into dst (repack_bytes(...) bytes).
 // Throws shape_error for n_in not a multiple of the block size or row_bytes too small,
 // unsupported_type for a type without a repacked layout.
 void repack_rows(ggml_type t, const uint8_t* src, size_t row_bytes, int64_t n_in, int64_t n_out, uint8_t* dst);
-
-// off * sum of the activation quants of every block of one q8_0 row (n values): corr[b] (the
-// `off * sum_j y` term of the order above, computed once per matmul for all weight groups).
-void repack_act_corrections(const void* act_row, int64_t n, int32_t off, int32_t* corr);
 
 } // namespace pipeinfer

@@ -35,7 +35,7 @@ using vec_dot_4w_fn = void (*)(int64_t n, const void* x, size_t x_stride, int n_
                                int n_act, float* s, size_t s_stride);
 // Dots of one repacked group of 16 weight rows (quant/repack.h; n values per row) with n_act <=
 // REPACK_ACT_MAX activation rows y + j * y_stride (vec_dot_type) and their block corrections
-// corr + j * corr_stride (repack_act_corrections; ignored by types with offset 0):
+// side data corr + j * corr_stride (repack_act_side; null for types that need none):
 // s[j * 16 + r] = dot(row r, y_j) in the summation order defined in quant/repack.h.
 using repack_dot_fn = void (*)(int64_t n, const void* group, const void* y, size_t y_stride, const int32_t* corr,
                                size_t corr_stride, int n_act, float* s);

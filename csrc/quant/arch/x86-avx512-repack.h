@@ -166,7 +166,8 @@ inline void prefetch_span(const void* p, size_t bytes) {
 }
 
 template <int K>
-void repack_dot_q4_K_k(int64_t nb, const col_q4_K* cols, const uint8_t* y, size_t y_stride, float* s) {
+void repack_dot_q4_K_k(int64_t nb, const col_q4_K* cols, const uint8_t* y, size_t y_stride, const int32_t* side,
+                       size_t side_stride, float* s) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     __m512 acc[K];
     for (int a = 0; a < K; ++a) acc[a] = _mm512_setzero_ps();
@@ -200,16 +201,10 @@ void repack_dot_q4_K_k(int64_t nb, const col_q4_K* cols, const uint8_t* y, size_
         for (int t = 0; t < 4; ++t) mp[t] = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c.m[t])));
 #pragma GCC unroll 8
         for (int a = 0; a < K; ++a) {
-            const auto& yb = reinterpret_cast<const block_q8_K*>(y + a * y_stride)[b];
+            const int32_t* pairs = side + a * side_stride + 4 * b;  // (bs_2t, bs_2t+1) i16 pairs, t < 4
             __m512i summ = _mm512_setzero_si512();
-            for (int t = 0; t < 4; ++t) {
-                const int32_t b0 = yb.bsums[4 * t] + yb.bsums[4 * t + 1];
-                const int32_t b1 = yb.bsums[4 * t + 2] + yb.bsums[4 * t + 3];
-                const __m512i pair = _mm512_set1_epi32(static_cast<int32_t>((static_cast<uint32_t>(b0) & 0xFFFFu) |
-                                                                            (static_cast<uint32_t>(b1) << 16)));
-                summ = _mm512_dpwssd_epi32(summ, mp[t], pair);
-            }
-            const __m512 dy = _mm512_set1_ps(yb.d);
+            for (int t = 0; t < 4; ++t) summ = _mm512_dpwssd_epi32(summ, mp[t], _mm512_set1_epi32(pairs[t]));
+            const __m512 dy = _mm512_set1_ps(reinterpret_cast<const block_q8_K*>(y + a * y_stride)[b].d);
             acc[a] = _mm512_fmadd_ps(_mm512_mul_ps(dx, dy), _mm512_cvtepi32_ps(sumi[a]), acc[a]);
             acc[a] = _mm512_fnmadd_ps(_mm512_mul_ps(dmx, dy), _mm512_cvtepi32_ps(summ), acc[a]);
         }
@@ -218,7 +213,8 @@ void repack_dot_q4_K_k(int64_t nb, const col_q4_K* cols, const uint8_t* y, size_
 }
 
 template <int K>
-void repack_dot_q6_K_k(int64_t nb, const col_q6_K* cols, const uint8_t* y, size_t y_stride, float* s) {
+void repack_dot_q6_K_k(int64_t nb, const col_q6_K* cols, const uint8_t* y, size_t y_stride, const int32_t*, size_t,
+                       float* s) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     const __m512i m30 = _mm512_set1_epi8(0x30);
     __m512 acc[K];
@@ -267,33 +263,38 @@ void repack_dot_q6_K_k(int64_t nb, const col_q6_K* cols, const uint8_t* y, size_
 }
 
 template <class Col, template <int> class Kern>
-void vec_dot_repacked_k_avx512(int64_t n, const void* group, const void* y, size_t y_stride, const int32_t*, size_t,
-                               int n_act, float* s) {
+void vec_dot_repacked_k_avx512(int64_t n, const void* group, const void* y, size_t y_stride, const int32_t* side,
+                               size_t side_stride, int n_act, float* s) {
     const int64_t nb = n / QK_K;
     const auto* cols = static_cast<const Col*>(group);
     const auto* yb = static_cast<const uint8_t*>(y);
     for (int a0 = 0; a0 < n_act; a0 += REPACK_ACT_K) {
         const uint8_t* ya = yb + a0 * y_stride;
+        const int32_t* sd = side != nullptr ? side + a0 * side_stride : nullptr;
         float* sa = s + a0 * REPACK_ROWS;
         switch (n_act - a0 < REPACK_ACT_K ? n_act - a0 : REPACK_ACT_K) {
-        case 1: Kern<1>::run(nb, cols, ya, y_stride, sa); break;
-        case 2: Kern<2>::run(nb, cols, ya, y_stride, sa); break;
-        case 3: Kern<3>::run(nb, cols, ya, y_stride, sa); break;
-        case 4: Kern<4>::run(nb, cols, ya, y_stride, sa); break;
-        case 5: Kern<5>::run(nb, cols, ya, y_stride, sa); break;
-        case 6: Kern<6>::run(nb, cols, ya, y_stride, sa); break;
-        case 7: Kern<7>::run(nb, cols, ya, y_stride, sa); break;
-        default: Kern<8>::run(nb, cols, ya, y_stride, sa); break;
+        case 1: Kern<1>::run(nb, cols, ya, y_stride, sd, side_stride, sa); break;
+        case 2: Kern<2>::run(nb, cols, ya, y_stride, sd, side_stride, sa); break;
+        case 3: Kern<3>::run(nb, cols, ya, y_stride, sd, side_stride, sa); break;
+        case 4: Kern<4>::run(nb, cols, ya, y_stride, sd, side_stride, sa); break;
+        case 5: Kern<5>::run(nb, cols, ya, y_stride, sd, side_stride, sa); break;
+        case 6: Kern<6>::run(nb, cols, ya, y_stride, sd, side_stride, sa); break;
+        case 7: Kern<7>::run(nb, cols, ya, y_stride, sd, side_stride, sa); break;
+        default: Kern<8>::run(nb, cols, ya, y_stride, sd, side_stride, sa); break;
         }
     }
 }
 template <int K>
 struct kern_q4_K {
-    static void run(int64_t nb, const col_q4_K* c, const uint8_t* y, size_t ys, float* s) { repack_dot_q4_K_k<K>(nb, c, y, ys, s); }
+    static void run(int64_t nb, const col_q4_K* c, const uint8_t* y, size_t ys, const int32_t* sd, size_t ss, float* s) {
+        repack_dot_q4_K_k<K>(nb, c, y, ys, sd, ss, s);
+    }
 };
 template <int K>
 struct kern_q6_K {
-    static void run(int64_t nb, const col_q6_K* c, const uint8_t* y, size_t ys, float* s) { repack_dot_q6_K_k<K>(nb, c, y, ys, s); }
+    static void run(int64_t nb, const col_q6_K* c, const uint8_t* y, size_t ys, const int32_t* sd, size_t ss, float* s) {
+        repack_dot_q6_K_k<K>(nb, c, y, ys, sd, ss, s);
+    }
 };
 
 void register_repack_avx512(type_traits* table) {
