@@ -187,16 +187,8 @@ def test_batch_orders_differ_from_one_row_order(t, rng):
     np.testing.assert_allclose(batched, single, rtol=1e-5, atol=1e-5 * float(np.abs(single).max()))
 
 
-def simd_levels() -> list[str]:
-    before = _core.kernel_isa()
-    try:
-        return [lvl for lvl in ("avx2", "avx512") if _core.set_kernel_isa(lvl) == lvl]
-    finally:
-        _core.set_kernel_isa(before)
-
-
-@pytest.mark.skipif(not simd_levels(), reason="no SIMD kernels for this CPU")
-@pytest.mark.parametrize("level", simd_levels() or ["none"])
+@pytest.mark.skipif(not kw.simd_levels(_core), reason="no SIMD kernels for this CPU")
+@pytest.mark.parametrize("level", kw.simd_levels(_core) or ["none"])
 @pytest.mark.parametrize("t", K_QUANTS)
 @pytest.mark.parametrize("n_out", [40, 36])
 def test_batch_kernels_simd_equal_scalar(level, t, n_out, rng):

@@ -35,14 +35,6 @@ def rng():
     return np.random.default_rng(2024)
 
 
-def simd_levels() -> list[str]:
-    before = _core.kernel_isa()
-    try:
-        return [lvl for lvl in ("avx2", "avx512") if _core.set_kernel_isa(lvl) == lvl]
-    finally:
-        _core.set_kernel_isa(before)
-
-
 @pytest.mark.parametrize("t", TYPES)
 @pytest.mark.parametrize("n_out", [1, 15, 16, 17, 40])
 def test_simd_equals_scalar_reference(t, n_out, rng, restore_isa):
@@ -53,7 +45,7 @@ def test_simd_equals_scalar_reference(t, n_out, rng, restore_isa):
         x = rng.standard_normal((k, n_in)).astype(np.float32)
         _core.set_kernel_isa("scalar")
         want = _core.matmul(t, w, n_in, x, repacked=packed)
-        for level in simd_levels():
+        for level in kw.simd_levels(_core):
             _core.set_kernel_isa(level)
             for n_threads in (1, 2):
                 got = _core.matmul(t, w, n_in, x, n_threads, repacked=packed)
@@ -103,7 +95,7 @@ def test_extreme_quants(t, restore_isa):
     x[1] *= -1
     _core.set_kernel_isa("scalar")
     want = _core.matmul(t, w, n_in, x, repacked=packed)
-    for level in simd_levels():
+    for level in kw.simd_levels(_core):
         _core.set_kernel_isa(level)
         np.testing.assert_array_equal(_core.matmul(t, w, n_in, x, repacked=packed), want)
     # exact integers up to the rounding of sums beyond 2^24 to f32

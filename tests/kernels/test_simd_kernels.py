@@ -22,16 +22,7 @@ TYPES = kw.dot_types(_core)
 BLOCK32 = ("q4_0", "q4_1", "q5_0", "q5_1", "q8_0")  # dots in ggml's x86 order on both paths: bit-exact
 
 
-def simd_levels() -> list[str]:
-    """SIMD levels this CPU runs (set_kernel_isa caps a request at the CPU's best)."""
-    before = _core.kernel_isa()
-    try:
-        return [lvl for lvl in ("avx2", "avx512") if _core.set_kernel_isa(lvl) == lvl]
-    finally:
-        _core.set_kernel_isa(before)
-
-
-LEVELS = simd_levels()
+LEVELS = kw.simd_levels(_core)
 pytestmark = pytest.mark.skipif(not LEVELS, reason="no SIMD kernels for this CPU")
 
 

@@ -94,3 +94,12 @@ def check_close(core, t: str, w: np.ndarray, x: np.ndarray, y: np.ndarray, n_in:
     ref = core.matmul(t, w, n_in, x, ref=True)
     err = np.abs(y.astype(np.float64) - ref)
     assert np.all(err <= bound), f"{t}: max err/bound {np.max(err / bound):.3g}"
+
+
+def simd_levels(core) -> list[str]:
+    """SIMD kernel levels this CPU runs (set_kernel_isa caps a request at the CPU's best)."""
+    before = core.kernel_isa()
+    try:
+        return [lvl for lvl in ("avx2", "avx512") if core.set_kernel_isa(lvl) == lvl]
+    finally:
+        core.set_kernel_isa(before)

@@ -15,11 +15,6 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC bug 105593, see x86-avx512-rows4.h
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
 
 namespace pipeinfer {
 namespace {  // one copy per including ISA file (see x86-kernels.h)
@@ -207,6 +202,3 @@ void register_kquants_avx512(type_traits* table) {
 } // namespace
 } // namespace pipeinfer
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif

@@ -16,14 +16,6 @@
 
 #include "quant/repack.h"
 
-// GCC 12 reports its own AVX-512 intrinsics as uninitialized once inlined (GCC bug 105593; see
-// x86-avx512-rows4.h); silenced for this header only.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
-
 namespace pipeinfer {
 namespace {  // one copy per including ISA file
 
@@ -308,7 +300,3 @@ void register_repack_avx512(type_traits* table) {
 
 } // namespace
 } // namespace pipeinfer
-
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif

@@ -20,14 +20,6 @@
 #include <cstring>
 #include <vector>
 
-// GCC 12 reports its own AVX-512 intrinsics (their _mm512_undefined_* pass-through operands) as
-// uninitialized once inlined (GCC bug 105593); silenced for this header only.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
-
 namespace pipeinfer {
 namespace {  // one copy per including ISA file (see x86-kernels.h)
 
@@ -270,7 +262,3 @@ void register_rows4_avx512(type_traits* table) {
 
 } // namespace
 } // namespace pipeinfer
-
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif

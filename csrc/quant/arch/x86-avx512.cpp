@@ -26,9 +26,20 @@ struct isa_ops {
 } // namespace pipeinfer
 
 #include "quant/arch/x86-kernels.h"
+
+// GCC 12 reports its own AVX-512 intrinsics (their _mm512_undefined_* pass-through operands) as
+// uninitialized once inlined (GCC bug 105593); silenced for the 512-bit kernel headers only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 #include "quant/arch/x86-avx512-kquants.h"
 #include "quant/arch/x86-avx512-rows4.h"
 #include "quant/arch/x86-avx512-repack.h"
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 namespace pipeinfer {
 
