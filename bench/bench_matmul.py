@@ -6,6 +6,7 @@
 - small_batch: k = 1, 4, 8 activation rows (speculative verification of k drafts, exact_rows=True: every
   row bit-identical to a one-row call) for the types of the real models; extra_info holds the cost
   relative to k = 1 (same type and threads). Issue targets: k=4 <= 1.6x, k=8 <= 2.2x.
+- matvec_repacked: the matvec over the repacked copy of the same weights (GB/s of its bytes).
 - small_batch_repacked: the same over row-interleaved weights (Pipeline(repack=True), quant/repack.h:
   16 rows per 512-bit lane set, weights read once for up to 8 activation rows); every row exact in
   that order. extra_info: cost_vs_k1 of the repacked kernel, and speedup_vs_rows (the row layout's
@@ -101,6 +102,25 @@ def repacked_weights(core, big_weights):
         return cache[name]
 
     return get
+
+
+@pytest.mark.parametrize("n_threads", THREADS)
+@pytest.mark.parametrize("name", ["q4_0", "q4_1", "q5_0", "q8_0", "q4_k", "q6_k"])
+def test_matvec_repacked(benchmark, core, big_weights, repacked_weights, stream_gbps, name, n_threads):
+    """The matvec over the repacked copy (Pipeline(repack=True)); GB/s of the bytes it reads."""
+    benchmark.group = f"matvec-repacked-{n_threads}t"
+    w, n_in = big_weights(name)
+    packed = repacked_weights(name)
+    x = np.random.default_rng(3).standard_normal((1, n_in)).astype(np.float32)
+    y = benchmark.pedantic(core.matmul, args=(name, w, n_in, x, n_threads), kwargs={"repacked": packed},
+                           rounds=ROUNDS, warmup_rounds=1)
+    check_against_ref(core, name, w, n_in, x, y)
+    gbps = packed.nbytes / min_seconds(benchmark) / 1e9
+    base = stream_gbps(n_threads)
+    benchmark.extra_info.update(
+        isa=core.kernel_isa(), weight_mib=packed.nbytes >> 20, gbps=round(gbps, 2), stream_gbps=round(base, 2),
+        fraction_of_stream=round(gbps / base, 3),
+    )
 
 
 @pytest.mark.parametrize("n_threads", THREADS)
