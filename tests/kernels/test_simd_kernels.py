@@ -84,6 +84,22 @@ def test_vec_dot_every_row_count(level, t, rng, restore_isa):
         np.testing.assert_allclose(single[0], got[-1], rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("level", LEVELS)
+def test_q4_K_exact_rows_bit_exact(level, rng, restore_isa):
+    """q4_K's one-row order (ggml's TWO_CHAINS) is kept by every SIMD path, including the multi-weight-row
+    kernel matmul uses for exact rows (8 weight rows per pass for one activation row, 4 x 2 otherwise,
+    one-row kernel for the rest): bit-exact with the scalar reference, each row equal to a one-row call."""
+    for n_out in (8, 12, 37):
+        w = kw.random_weights(_core, "q4_k", n_out, 768, rng)
+        for k in (1, 2, 3, 9, 17):
+            x = rng.standard_normal((k, 768)).astype(np.float32)
+            want = under("scalar", lambda: _core.matmul("q4_k", w, 768, x, exact_rows=True))
+            got = under(level, lambda: _core.matmul("q4_k", w, 768, x, n_threads=2, exact_rows=True))
+            np.testing.assert_array_equal(got, want, err_msg=f"{level} n_out={n_out} k={k}")
+            one = under(level, lambda: _core.matmul("q4_k", w, 768, x[-1:], exact_rows=True))
+            np.testing.assert_array_equal(got[-1:], one)
+
+
 def tricky_rows(block: int, rng) -> list[np.ndarray]:
     """Rows that stress rounding: exact .5 ties, zero blocks, negative and repeated extremes."""
     ties = (rng.integers(-126, 126, size=4 * block) + 0.5).astype(np.float32)
