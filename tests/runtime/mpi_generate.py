@@ -1,7 +1,7 @@
 """Run under mpiexec by tests: every rank builds the same Pipeline; rank 0 generates greedily and prints
 one JSON line with the tokens and stage stats; other ranks serve and return when rank 0 closes.
 
-    mpiexec -n N python mpi_generate.py MODEL N_TOKENS [--pidfile-dir DIR] [--dead-after S] [--mode M ...]
+    mpiexec -n N python mpi_generate.py MODEL N_TOKENS [--pidfile-dir DIR] [--dead-after S] [--mode M] [--repack] ...
 """
 import argparse
 import json
@@ -19,6 +19,7 @@ ap.add_argument("--pidfile-dir", default=None)
 ap.add_argument("--dead-after", type=float, default=10.0)
 ap.add_argument("--mode", default=None)
 ap.add_argument("--draft", default=None)
+ap.add_argument("--repack", action="store_true")
 ap.add_argument("--slow", type=float, default=0.0, help="seconds to sleep between tokens on the head")
 ap.add_argument("--model-rank1", default=None, help="a different model file for rank 1 (fault test)")
 a = ap.parse_args()
@@ -30,7 +31,7 @@ if a.pidfile_dir:
 try:
     model = a.model_rank1 if (a.model_rank1 and rank == 1) else a.model
     pipe = pipeinfer.Pipeline(model, n_ctx=256, n_threads=1, dead_after_s=a.dead_after, mode=a.mode,
-                              draft=a.draft)
+                              draft=a.draft, repack=a.repack)
     if pipe.is_head:
         prompt = [int(x) for x in a.prompt.split(",")]
         s = pipe.stream(prompt, max_tokens=a.n_tokens, temperature=0)
