@@ -17,6 +17,7 @@
 
 #include "common/fp16.h"
 #include "quant/blocks.h"
+#include "quant/quants-ref-common.h"
 #include "quant/type-traits.h"
 #include "quant/unpack-k.h"
 
@@ -24,16 +25,12 @@ namespace pipeinfer {
 
 namespace {
 
-// Integer dot product of n int8 pairs.
-inline int dot_i8(const int8_t* a, const int8_t* b, int n) {
-    int sum = 0;
-    for (int i = 0; i < n; ++i) sum += static_cast<int>(a[i]) * static_cast<int>(b[i]);
-    return sum;
-}
+using ref::dot_i8;
+using ref::set_row;
 
-// Block i of activation row j (rows y_stride bytes apart).
+// Block i of q8_K activation row j.
 inline const block_q8_K& act_block(const void* y, size_t y_stride, int j, int64_t i) {
-    return reinterpret_cast<const block_q8_K*>(static_cast<const uint8_t*>(y) + y_stride * j)[i];
+    return ref::act_block<block_q8_K>(y, y_stride, j, i);
 }
 
 // 6-bit scale and min of sub-block j (of 8) from the 12 packed bytes of q4_K / q5_K
@@ -127,70 +124,23 @@ namespace {
 // Dequantization (f32 operation order of gguf-py's dequantize_blocks)
 // ---------------------------------------------------------------------------------------------
 
-void dequantize_row_q2_K(const void* src, float* dst, int64_t n) {
-    const auto* x = static_cast<const block_q2_K*>(src);
+// d * sc * q (- dmin * m) per value, sub-blocks of SUB values; the f32 steps of gguf-py:
+// dl = d * sc, ml = dmin * m, value = dl * q - ml (or dl * q without mins).
+template <class Block, void (*unpack)(const Block&, unpacked_k*), int SUB, bool HAS_MIN>
+void dequantize_row_k(const void* src, float* dst, int64_t n) {
+    const auto* x = static_cast<const Block*>(src);
     unpacked_k u;
     for (int64_t i = 0; i < n / QK_K; ++i, dst += QK_K) {
-        unpack_q2_K(x[i], &u);
-        const float d = fp16_to_fp32(x[i].d);
-        const float dmin = fp16_to_fp32(x[i].dmin);
-        for (int v = 0; v < QK_K; ++v) {
-            const float dl = d * static_cast<float>(u.scale[v / 16]);
-            const float ml = dmin * static_cast<float>(u.min[v / 16]);
-            dst[v] = dl * static_cast<float>(u.q[v]) - ml;
-        }
-    }
-}
-
-void dequantize_row_q3_K(const void* src, float* dst, int64_t n) {
-    const auto* x = static_cast<const block_q3_K*>(src);
-    unpacked_k u;
-    for (int64_t i = 0; i < n / QK_K; ++i, dst += QK_K) {
-        unpack_q3_K(x[i], &u);
+        unpack(x[i], &u);
         const float d = fp16_to_fp32(x[i].d);
         for (int v = 0; v < QK_K; ++v) {
-            const float dl = d * static_cast<float>(u.scale[v / 16]);
-            dst[v] = dl * static_cast<float>(u.q[v]);
-        }
-    }
-}
-
-// q4_K and q5_K share the formula: (d * sc) * q - (dmin * m), sub-blocks of 32.
-void dequantize_unpacked_k4(const unpacked_k& u, float d, float dmin, float* dst) {
-    for (int v = 0; v < QK_K; ++v) {
-        const float dl = d * static_cast<float>(u.scale[v / 32]);
-        const float ml = dmin * static_cast<float>(u.min[v / 32]);
-        dst[v] = dl * static_cast<float>(u.q[v]) - ml;
-    }
-}
-
-void dequantize_row_q4_K(const void* src, float* dst, int64_t n) {
-    const auto* x = static_cast<const block_q4_K*>(src);
-    unpacked_k u;
-    for (int64_t i = 0; i < n / QK_K; ++i, dst += QK_K) {
-        unpack_q4_K(x[i], &u);
-        dequantize_unpacked_k4(u, fp16_to_fp32(x[i].d), fp16_to_fp32(x[i].dmin), dst);
-    }
-}
-
-void dequantize_row_q5_K(const void* src, float* dst, int64_t n) {
-    const auto* x = static_cast<const block_q5_K*>(src);
-    unpacked_k u;
-    for (int64_t i = 0; i < n / QK_K; ++i, dst += QK_K) {
-        unpack_q5_K(x[i], &u);
-        dequantize_unpacked_k4(u, fp16_to_fp32(x[i].d), fp16_to_fp32(x[i].dmin), dst);
-    }
-}
-
-void dequantize_row_q6_K(const void* src, float* dst, int64_t n) {
-    const auto* x = static_cast<const block_q6_K*>(src);
-    unpacked_k u;
-    for (int64_t i = 0; i < n / QK_K; ++i, dst += QK_K) {
-        unpack_q6_K(x[i], &u);
-        const float d = fp16_to_fp32(x[i].d);
-        for (int v = 0; v < QK_K; ++v) {
-            const float dl = d * static_cast<float>(u.scale[v / 16]);
-            dst[v] = dl * static_cast<float>(u.q[v]);
+            const float dl = d * static_cast<float>(u.scale[v / SUB]);
+            if constexpr (HAS_MIN) {
+                const float ml = fp16_to_fp32(x[i].dmin) * static_cast<float>(u.min[v / SUB]);
+                dst[v] = dl * static_cast<float>(u.q[v]) - ml;
+            } else {
+                dst[v] = dl * static_cast<float>(u.q[v]);
+            }
         }
     }
 }
@@ -394,26 +344,21 @@ void vec_dot_k_tiled(int64_t n, const void* vx, const void* vy, size_t y_stride,
     }
 }
 
-void set_row(type_traits* table, ggml_type t, to_float_fn to_float, from_float_fn from_float, vec_dot_fn vec_dot,
-             ggml_type vec_dot_type) {
-    type_traits& r = table[static_cast<size_t>(t)];
-    r.to_float = to_float;
-    r.from_float = from_float;
-    r.vec_dot = vec_dot;
-    r.vec_dot_type = vec_dot_type;
-}
-
 } // namespace
 
 void register_kernels_ref_k(type_traits* table) {
     using T = ggml_type;
     // Weight types: ggml's k-quant reference quantizers (make_qx_quants searches) are not ported;
     // models arrive quantized, and activations use q8_K.
-    set_row(table, T::Q2_K, dequantize_row_q2_K, nullptr, vec_dot_k_min<block_q2_K, unpack_q2_K, 16>, T::Q8_K);
-    set_row(table, T::Q3_K, dequantize_row_q3_K, nullptr, vec_dot_k_nomin<block_q3_K, unpack_q3_K>, T::Q8_K);
-    set_row(table, T::Q4_K, dequantize_row_q4_K, nullptr, vec_dot_q4_K_q8_K, T::Q8_K);
-    set_row(table, T::Q5_K, dequantize_row_q5_K, nullptr, vec_dot_k_min<block_q5_K, unpack_q5_K, 32>, T::Q8_K);
-    set_row(table, T::Q6_K, dequantize_row_q6_K, nullptr, vec_dot_k_nomin<block_q6_K, unpack_q6_K>, T::Q8_K);
+    set_row(table, T::Q2_K, dequantize_row_k<block_q2_K, unpack_q2_K, 16, true>, nullptr,
+            vec_dot_k_min<block_q2_K, unpack_q2_K, 16>, T::Q8_K);
+    set_row(table, T::Q3_K, dequantize_row_k<block_q3_K, unpack_q3_K, 16, false>, nullptr,
+            vec_dot_k_nomin<block_q3_K, unpack_q3_K>, T::Q8_K);
+    set_row(table, T::Q4_K, dequantize_row_k<block_q4_K, unpack_q4_K, 32, true>, nullptr, vec_dot_q4_K_q8_K, T::Q8_K);
+    set_row(table, T::Q5_K, dequantize_row_k<block_q5_K, unpack_q5_K, 32, true>, nullptr,
+            vec_dot_k_min<block_q5_K, unpack_q5_K, 32>, T::Q8_K);
+    set_row(table, T::Q6_K, dequantize_row_k<block_q6_K, unpack_q6_K, 16, false>, nullptr,
+            vec_dot_k_nomin<block_q6_K, unpack_q6_K>, T::Q8_K);
     table[static_cast<size_t>(T::Q4_K)].vec_dot_x4 = vec_dot_q4_K_q8_K_x4;
     table[static_cast<size_t>(T::Q2_K)].vec_dot_tiled = vec_dot_k_tiled<block_q2_K, unpack_q2_K, 16, true>;
     table[static_cast<size_t>(T::Q3_K)].vec_dot_tiled = vec_dot_k_tiled<block_q3_K, unpack_q3_K, 16, false>;

@@ -25,6 +25,7 @@
 
 #include "common/fp16.h"
 #include "quant/blocks.h"
+#include "quant/quants-ref-common.h"
 #include "quant/type-traits.h"
 
 namespace pipeinfer {
@@ -40,12 +41,9 @@ namespace {
 // Shared helpers
 // ---------------------------------------------------------------------------------------------
 
-// Integer dot product of n int8 pairs.
-inline int dot_i8(const int8_t* a, const int8_t* b, int n) {
-    int sum = 0;
-    for (int i = 0; i < n; ++i) sum += static_cast<int>(a[i]) * static_cast<int>(b[i]);
-    return sum;
-}
+using ref::act_block;
+using ref::dot_i8;
+using ref::set_row;
 
 // ggml's x86 accumulator for the 32-value block dots (see the header comment): 8 f32 lanes, one fma
 // per lane and block, and a separate f32 fma chain for the min terms.
@@ -67,12 +65,6 @@ struct lane_acc8 {
         return ((t0 + t2) + (t1 + t3)) + summs;
     }
 };
-
-// Block i of activation row j (rows y_stride bytes apart).
-template <class Block>
-inline const Block& act_block(const void* y, size_t y_stride, int j, int64_t i) {
-    return reinterpret_cast<const Block*>(static_cast<const uint8_t*>(y) + y_stride * j)[i];
-}
 
 // Unpacks 32 4-bit quants (value k in the low nibble of qs[k], value k + 16 in the high nibble).
 inline void unpack_nibbles_32(const uint8_t* qs, uint8_t* q) {
@@ -150,136 +142,10 @@ void vec_dot_float(int64_t n, const void* vx, const void* vy, size_t y_stride, i
 inline float f32_identity(float v) { return v; }
 
 // ---------------------------------------------------------------------------------------------
-// q4_0: value = d * (q - 8)
+// q4_0: value = d * (q - 8); q4_1: value = d * q + m; q5_0: d * (q - 16); q5_1: d * q + m
 // ---------------------------------------------------------------------------------------------
-
-void dequantize_row_q4_0(const void* src, float* dst, int64_t n) {
-    const auto* x = static_cast<const block_q4_0*>(src);
-    uint8_t q[QK4_0];
-    for (int64_t i = 0; i < n / QK4_0; ++i) {
-        const float d = fp16_to_fp32(x[i].d);
-        unpack_nibbles_32(x[i].qs, q);
-        for (int k = 0; k < QK4_0; ++k) dst[i * QK4_0 + k] = d * static_cast<float>(q[k] - 8);
-    }
-}
-
-// ggml quantize_row_q4_0_ref: d = (value of largest magnitude) / -8, q = min(15, trunc(x/d + 8.5)).
-void quantize_row_q4_0(const float* src, void* dst, int64_t n) {
-    auto* y = static_cast<block_q4_0*>(dst);
-    for (int64_t i = 0; i < n / QK4_0; ++i) {
-        const float* x = src + i * QK4_0;
-        float amax = 0.0f, max = 0.0f;
-        for (int k = 0; k < QK4_0; ++k) {
-            if (amax < std::fabs(x[k])) {
-                amax = std::fabs(x[k]);
-                max = x[k];
-            }
-        }
-        const float d = max / -8;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        y[i].d = fp32_to_fp16(d);
-        for (int k = 0; k < QK4_0 / 2; ++k) {
-            const int q0 = static_cast<int8_t>(x[k] * id + 8.5f);
-            const int q1 = static_cast<int8_t>(x[k + QK4_0 / 2] * id + 8.5f);
-            y[i].qs[k] = static_cast<uint8_t>((q0 < 15 ? q0 : 15) | ((q1 < 15 ? q1 : 15) << 4));
-        }
-    }
-}
-
-void vec_dot_q4_0_q8_0(int64_t n, const void* vx, const void* vy, size_t y_stride, int n_act, float* s) {
-    const auto* x = static_cast<const block_q4_0*>(vx);
-    std::vector<lane_acc8> acc(static_cast<size_t>(n_act));  // (n_act,) one accumulator per activation row
-    uint8_t u[QK4_0];
-    int8_t w[QK4_0];  // (32,) weight quants with the offset applied
-    for (int64_t i = 0; i < n / QK4_0; ++i) {
-        unpack_nibbles_32(x[i].qs, u);
-        for (int k = 0; k < QK4_0; ++k) w[k] = static_cast<int8_t>(u[k] - 8);
-        const float dx = fp16_to_fp32(x[i].d);
-        for (int j = 0; j < n_act; ++j) {
-            const auto& yb = act_block<block_q8_0>(vy, y_stride, j, i);
-            acc[j].add_block(w, yb.qs, dx * fp16_to_fp32(yb.d));
-        }
-    }
-    for (int j = 0; j < n_act; ++j) s[j] = acc[j].result();
-}
-
-// ---------------------------------------------------------------------------------------------
-// q4_1: value = d * q + m
-// ---------------------------------------------------------------------------------------------
-
-void dequantize_row_q4_1(const void* src, float* dst, int64_t n) {
-    const auto* x = static_cast<const block_q4_1*>(src);
-    uint8_t q[QK4_1];
-    for (int64_t i = 0; i < n / QK4_1; ++i) {
-        const float d = fp16_to_fp32(x[i].d);
-        const float m = fp16_to_fp32(x[i].m);
-        unpack_nibbles_32(x[i].qs, q);
-        for (int k = 0; k < QK4_1; ++k) dst[i * QK4_1 + k] = d * static_cast<float>(q[k]) + m;
-    }
-}
-
-// Min and max of a block (ggml starts from +-FLT_MAX; the first element gives the same result).
-inline void block_min_max(const float* x, int n, float* mn, float* mx) {
-    float lo = x[0], hi = x[0];
-    for (int k = 1; k < n; ++k) {
-        if (x[k] < lo) lo = x[k];
-        if (x[k] > hi) hi = x[k];
-    }
-    *mn = lo;
-    *mx = hi;
-}
-
-// ggml quantize_row_q4_1_ref: d = (max - min) / 15, m = min, q = min(15, trunc((x - min)/d + 0.5)).
-void quantize_row_q4_1(const float* src, void* dst, int64_t n) {
-    auto* y = static_cast<block_q4_1*>(dst);
-    for (int64_t i = 0; i < n / QK4_1; ++i) {
-        const float* x = src + i * QK4_1;
-        float min, max;
-        block_min_max(x, QK4_1, &min, &max);
-        const float d = (max - min) / 15;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        y[i].d = fp32_to_fp16(d);
-        y[i].m = fp32_to_fp16(min);
-        for (int k = 0; k < QK4_1 / 2; ++k) {
-            const int q0 = static_cast<int8_t>((x[k] - min) * id + 0.5f);
-            const int q1 = static_cast<int8_t>((x[k + QK4_1 / 2] - min) * id + 0.5f);
-            y[i].qs[k] = static_cast<uint8_t>((q0 < 15 ? q0 : 15) | ((q1 < 15 ? q1 : 15) << 4));
-        }
-    }
-}
-
-void vec_dot_q4_1_q8_1(int64_t n, const void* vx, const void* vy, size_t y_stride, int n_act, float* s) {
-    const auto* x = static_cast<const block_q4_1*>(vx);
-    std::vector<lane_acc8> acc(static_cast<size_t>(n_act));  // (n_act,) one accumulator per activation row
-    uint8_t u[QK4_1];
-    int8_t w[QK4_1];  // (32,) weight quants in [0, 15]
-    for (int64_t i = 0; i < n / QK4_1; ++i) {
-        unpack_nibbles_32(x[i].qs, u);
-        for (int k = 0; k < QK4_1; ++k) w[k] = static_cast<int8_t>(u[k]);
-        const float dx = fp16_to_fp32(x[i].d);
-        const float mx = fp16_to_fp32(x[i].m);
-        for (int j = 0; j < n_act; ++j) {
-            const auto& yb = act_block<block_q8_1>(vy, y_stride, j, i);
-            acc[j].add_min(mx, fp16_to_fp32(yb.s));
-            acc[j].add_block(w, yb.qs, dx * fp16_to_fp32(yb.d));
-        }
-    }
-    for (int j = 0; j < n_act; ++j) s[j] = acc[j].result();
-}
-
-// ---------------------------------------------------------------------------------------------
-// q5_0: value = d * (q - 16)
-// ---------------------------------------------------------------------------------------------
-
-void dequantize_row_q5_0(const void* src, float* dst, int64_t n) {
-    const auto* x = static_cast<const block_q5_0*>(src);
-    uint8_t q[QK5_0];
-    for (int64_t i = 0; i < n / QK5_0; ++i) {
-        const float d = fp16_to_fp32(x[i].d);
-        unpack_5bit_32(x[i].qs, x[i].qh, q);
-        for (int k = 0; k < QK5_0; ++k) dst[i * QK5_0 + k] = d * static_cast<float>(q[k] - 16);
-    }
-}
+// One template per operation over these four types. OFF is the offset of the symmetric types (0 for
+// the types with a min); q is stored unsigned, 4 bits (q4_*) or 5 bits (q5_*).
 
 // Packs 32 5-bit quants into the qs/qh fields of a q5_0 / q5_1 block.
 inline void pack_5bit_32(const int* q, uint8_t* qs, uint8_t* qh_bytes) {
@@ -291,95 +157,120 @@ inline void pack_5bit_32(const int* q, uint8_t* qs, uint8_t* qh_bytes) {
     std::memcpy(qh_bytes, &qh, sizeof(qh));
 }
 
-// ggml quantize_row_q5_0_ref: d = (value of largest magnitude) / -16, q = min(31, trunc(x/d + 16.5)).
-void quantize_row_q5_0(const float* src, void* dst, int64_t n) {
-    auto* y = static_cast<block_q5_0*>(dst);
-    int q[QK5_0];
-    for (int64_t i = 0; i < n / QK5_0; ++i) {
-        const float* x = src + i * QK5_0;
-        float amax = 0.0f, max = 0.0f;
-        for (int k = 0; k < QK5_0; ++k) {
-            if (amax < std::fabs(x[k])) {
-                amax = std::fabs(x[k]);
-                max = x[k];
-            }
-        }
-        const float d = max / -16;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        y[i].d = fp32_to_fp16(d);
-        for (int k = 0; k < QK5_0; ++k) {
-            const int v = static_cast<int8_t>(x[k] * id + 16.5f);
-            q[k] = v < 31 ? v : 31;
-        }
-        pack_5bit_32(q, y[i].qs, y[i].qh);
-    }
+// Packs 32 4-bit quants: value k in the low nibble of qs[k], value k + 16 in the high nibble.
+inline void pack_nibbles_32(const int* q, uint8_t* qs) {
+    for (int k = 0; k < 16; ++k) qs[k] = static_cast<uint8_t>(q[k] | (q[k + 16] << 4));
 }
 
-void vec_dot_q5_0_q8_0(int64_t n, const void* vx, const void* vy, size_t y_stride, int n_act, float* s) {
-    const auto* x = static_cast<const block_q5_0*>(vx);
-    std::vector<lane_acc8> acc(static_cast<size_t>(n_act));  // (n_act,) one accumulator per activation row
-    uint8_t u[QK5_0];
-    int8_t w[QK5_0];  // (32,) weight quants with the offset applied
-    for (int64_t i = 0; i < n / QK5_0; ++i) {
-        unpack_5bit_32(x[i].qs, x[i].qh, u);
-        for (int k = 0; k < QK5_0; ++k) w[k] = static_cast<int8_t>(u[k] - 16);
-        const float dx = fp16_to_fp32(x[i].d);
-        for (int j = 0; j < n_act; ++j) {
-            const auto& yb = act_block<block_q8_0>(vy, y_stride, j, i);
-            acc[j].add_block(w, yb.qs, dx * fp16_to_fp32(yb.d));
-        }
-    }
-    for (int j = 0; j < n_act; ++j) s[j] = acc[j].result();
-}
+struct t_q4_0 {
+    using block = block_q4_0;
+    using act = block_q8_0;
+    static constexpr int OFF = 8, QMAX = 15;
+    static void unpack(const block& b, uint8_t* q) { unpack_nibbles_32(b.qs, q); }
+    static void pack(const int* q, block& b) { pack_nibbles_32(q, b.qs); }
+};
+struct t_q4_1 {
+    using block = block_q4_1;
+    using act = block_q8_1;
+    static constexpr int OFF = 0, QMAX = 15;
+    static void unpack(const block& b, uint8_t* q) { unpack_nibbles_32(b.qs, q); }
+    static void pack(const int* q, block& b) { pack_nibbles_32(q, b.qs); }
+};
+struct t_q5_0 {
+    using block = block_q5_0;
+    using act = block_q8_0;
+    static constexpr int OFF = 16, QMAX = 31;
+    static void unpack(const block& b, uint8_t* q) { unpack_5bit_32(b.qs, b.qh, q); }
+    static void pack(const int* q, block& b) { pack_5bit_32(q, b.qs, b.qh); }
+};
+struct t_q5_1 {
+    using block = block_q5_1;
+    using act = block_q8_1;
+    static constexpr int OFF = 0, QMAX = 31;
+    static void unpack(const block& b, uint8_t* q) { unpack_5bit_32(b.qs, b.qh, q); }
+    static void pack(const int* q, block& b) { pack_5bit_32(q, b.qs, b.qh); }
+};
 
-// ---------------------------------------------------------------------------------------------
-// q5_1: value = d * q + m
-// ---------------------------------------------------------------------------------------------
-
-void dequantize_row_q5_1(const void* src, float* dst, int64_t n) {
-    const auto* x = static_cast<const block_q5_1*>(src);
-    uint8_t q[QK5_1];
-    for (int64_t i = 0; i < n / QK5_1; ++i) {
+// gguf-py's order: d * float(q - OFF), or (d * q) + m with two roundings.
+template <class T>
+void dequantize_row_32(const void* src, float* dst, int64_t n) {
+    const auto* x = static_cast<const typename T::block*>(src);
+    uint8_t q[32];
+    for (int64_t i = 0; i < n / 32; ++i) {
         const float d = fp16_to_fp32(x[i].d);
-        const float m = fp16_to_fp32(x[i].m);
-        unpack_5bit_32(x[i].qs, x[i].qh, q);
-        for (int k = 0; k < QK5_1; ++k) dst[i * QK5_1 + k] = d * static_cast<float>(q[k]) + m;
+        T::unpack(x[i], q);
+        if constexpr (T::OFF != 0) {
+            for (int k = 0; k < 32; ++k) dst[i * 32 + k] = d * static_cast<float>(q[k] - T::OFF);
+        } else {
+            const float m = fp16_to_fp32(x[i].m);
+            for (int k = 0; k < 32; ++k) dst[i * 32 + k] = d * static_cast<float>(q[k]) + m;
+        }
     }
 }
 
-// ggml quantize_row_q5_1_ref: d = (max - min) / 31, m = min, q = min(31, trunc((x - min)/d + 0.5)).
-void quantize_row_q5_1(const float* src, void* dst, int64_t n) {
-    auto* y = static_cast<block_q5_1*>(dst);
-    int q[QK5_1];
-    for (int64_t i = 0; i < n / QK5_1; ++i) {
-        const float* x = src + i * QK5_1;
-        float min, max;
-        block_min_max(x, QK5_1, &min, &max);
-        const float d = (max - min) / 31;
+// Smallest and largest of n floats (ggml's loop: both start at x[0]).
+inline void block_min_max(const float* x, int n, float* mn, float* mx) {
+    float lo = x[0], hi = x[0];
+    for (int k = 1; k < n; ++k) {
+        if (x[k] < lo) lo = x[k];
+        if (x[k] > hi) hi = x[k];
+    }
+    *mn = lo;
+    *mx = hi;
+}
+
+// ggml quantize_row_q{4,5}_{0,1}_ref.
+// - Symmetric (q4_0, q5_0): d = (value of largest magnitude) / -OFF, q = min(QMAX, trunc(x/d + OFF + 0.5)).
+// - With a min (q4_1, q5_1): d = (max - min) / QMAX, m = min, q = min(QMAX, trunc((x - min)/d + 0.5)).
+template <class T>
+void quantize_row_32(const float* src, void* dst, int64_t n) {
+    auto* y = static_cast<typename T::block*>(dst);
+    int q[32];
+    for (int64_t i = 0; i < n / 32; ++i) {
+        const float* x = src + i * 32;
+        float d, base = 0.0f;  // base: the min subtracted before scaling (types with a min)
+        float bias = static_cast<float>(T::OFF) + 0.5f;
+        if constexpr (T::OFF != 0) {
+            float amax = 0.0f, max = 0.0f;
+            for (int k = 0; k < 32; ++k) {
+                if (amax < std::fabs(x[k])) {
+                    amax = std::fabs(x[k]);
+                    max = x[k];
+                }
+            }
+            d = max / static_cast<float>(-T::OFF);
+        } else {
+            float max;
+            block_min_max(x, 32, &base, &max);
+            d = (max - base) / static_cast<float>(T::QMAX);
+            y[i].m = fp32_to_fp16(base);
+        }
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[i].d = fp32_to_fp16(d);
-        y[i].m = fp32_to_fp16(min);
-        for (int k = 0; k < QK5_1; ++k) {
-            const int v = static_cast<int8_t>((x[k] - min) * id + 0.5f);
-            q[k] = v < 31 ? v : 31;
+        for (int k = 0; k < 32; ++k) {
+            const int v = T::OFF != 0 ? static_cast<int8_t>(x[k] * id + bias)
+                                      : static_cast<int8_t>((x[k] - base) * id + bias);
+            q[k] = v < T::QMAX ? v : T::QMAX;
         }
-        pack_5bit_32(q, y[i].qs, y[i].qh);
+        T::pack(q, y[i]);
     }
 }
 
-void vec_dot_q5_1_q8_1(int64_t n, const void* vx, const void* vy, size_t y_stride, int n_act, float* s) {
-    const auto* x = static_cast<const block_q5_1*>(vx);
+// ggml's x86 order (lane_acc8): per block the quants with the offset applied, one fma per lane with
+// d_x * d_y, and for the types with a min a separate fma chain of m_x * s_y.
+template <class T>
+void vec_dot_32(int64_t n, const void* vx, const void* vy, size_t y_stride, int n_act, float* s) {
+    const auto* x = static_cast<const typename T::block*>(vx);
     std::vector<lane_acc8> acc(static_cast<size_t>(n_act));  // (n_act,) one accumulator per activation row
-    uint8_t u[QK5_1];
-    int8_t w[QK5_1];  // (32,) weight quants in [0, 31]
-    for (int64_t i = 0; i < n / QK5_1; ++i) {
-        unpack_5bit_32(x[i].qs, x[i].qh, u);
-        for (int k = 0; k < QK5_1; ++k) w[k] = static_cast<int8_t>(u[k]);
+    uint8_t u[32];
+    int8_t w[32];  // (32,) weight quants with the offset applied
+    for (int64_t i = 0; i < n / 32; ++i) {
+        T::unpack(x[i], u);
+        for (int k = 0; k < 32; ++k) w[k] = static_cast<int8_t>(u[k] - T::OFF);
         const float dx = fp16_to_fp32(x[i].d);
-        const float mx = fp16_to_fp32(x[i].m);
         for (int j = 0; j < n_act; ++j) {
-            const auto& yb = act_block<block_q8_1>(vy, y_stride, j, i);
-            acc[j].add_min(mx, fp16_to_fp32(yb.s));
+            const auto& yb = act_block<typename T::act>(vy, y_stride, j, i);
+            if constexpr (T::OFF == 0) acc[j].add_min(fp16_to_fp32(x[i].m), fp16_to_fp32(yb.s));
             acc[j].add_block(w, yb.qs, dx * fp16_to_fp32(yb.d));
         }
     }
@@ -458,14 +349,6 @@ void quantize_row_q8_1(const float* src, void* dst, int64_t n) {
     }
 }
 
-void set_row(type_traits* table, ggml_type t, to_float_fn to_float, from_float_fn from_float, vec_dot_fn vec_dot,
-             ggml_type vec_dot_type) {
-    type_traits& r = table[static_cast<size_t>(t)];
-    r.to_float = to_float;
-    r.from_float = from_float;
-    r.vec_dot = vec_dot;
-    r.vec_dot_type = vec_dot_type;
-}
 
 } // namespace
 
@@ -475,10 +358,10 @@ void register_kernels_ref(type_traits* table) {
     set_row(table, T::F16, dequantize_row_f16, quantize_row_f16, vec_dot_float<fp16_bits, fp16_to_fp32>, T::F16);
     set_row(table, T::BF16, dequantize_row_bf16, quantize_row_bf16, vec_dot_float<bf16_bits, bf16_to_fp32>,
             T::BF16);
-    set_row(table, T::Q4_0, dequantize_row_q4_0, quantize_row_q4_0, vec_dot_q4_0_q8_0, T::Q8_0);
-    set_row(table, T::Q4_1, dequantize_row_q4_1, quantize_row_q4_1, vec_dot_q4_1_q8_1, T::Q8_1);
-    set_row(table, T::Q5_0, dequantize_row_q5_0, quantize_row_q5_0, vec_dot_q5_0_q8_0, T::Q8_0);
-    set_row(table, T::Q5_1, dequantize_row_q5_1, quantize_row_q5_1, vec_dot_q5_1_q8_1, T::Q8_1);
+    set_row(table, T::Q4_0, dequantize_row_32<t_q4_0>, quantize_row_32<t_q4_0>, vec_dot_32<t_q4_0>, T::Q8_0);
+    set_row(table, T::Q4_1, dequantize_row_32<t_q4_1>, quantize_row_32<t_q4_1>, vec_dot_32<t_q4_1>, T::Q8_1);
+    set_row(table, T::Q5_0, dequantize_row_32<t_q5_0>, quantize_row_32<t_q5_0>, vec_dot_32<t_q5_0>, T::Q8_0);
+    set_row(table, T::Q5_1, dequantize_row_32<t_q5_1>, quantize_row_32<t_q5_1>, vec_dot_32<t_q5_1>, T::Q8_1);
     set_row(table, T::Q8_0, dequantize_row_q8_0, quantize_row_q8_0, vec_dot_q8_0_q8_0, T::Q8_0);
     // q8_1 is an activation type only: ggml has no q8_1 x q8_1 dot.
     set_row(table, T::Q8_1, dequantize_row_q8_1, quantize_row_q8_1, nullptr, T::Q8_1);
