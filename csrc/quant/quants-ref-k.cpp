@@ -223,52 +223,10 @@ inline int min_dot(const unpacked_k& u, const int16_t* bsums, int sub_len) {
     return sum;
 }
 
-// Weights with mins (q2_K: sub-blocks of 16, q4_K / q5_K: of 32):
-// s += (dy * d) * sum(sc * q . y) - (dy * dmin) * sum(m * bsum).
-template <class Block, void (*unpack)(const Block&, unpacked_k*), int SUB>
-void vec_dot_k_min(int64_t n, const void* vx, const void* vy, size_t y_stride, int n_act, float* s) {
-    const auto* x = static_cast<const Block*>(vx);
-    for (int j = 0; j < n_act; ++j) s[j] = 0.0f;
-    unpacked_k u;
-    for (int64_t i = 0; i < n / QK_K; ++i) {
-        unpack(x[i], &u);
-        const float d = fp16_to_fp32(x[i].d);
-        const float dmin = fp16_to_fp32(x[i].dmin);
-        for (int j = 0; j < n_act; ++j) {
-            const block_q8_K& yb = act_block(vy, y_stride, j, i);
-            const int isum = scaled_dot(u, yb.qs, SUB);
-            const int msum = min_dot(u, yb.bsums, SUB);
-            s[j] += (yb.d * d) * static_cast<float>(isum) - (yb.d * dmin) * static_cast<float>(msum);
-        }
-    }
-}
-
-// q4_K in the order of llama.cpp's x86 kernel for it: llama.cpp repacks q4_K weights (ggml
-// repack.cpp, ggml_gemv_q4_K_8x8_q8_K) and accumulates the scaled sums and the min corrections in two
-// separate f32 FMA chains over super-blocks, subtracting them at the end:
-// s = sum fma(isum, d * dy) - sum fma(msum, dmin * dy).
-void vec_dot_q4_K_q8_K(int64_t n, const void* vx, const void* vy, size_t y_stride, int n_act, float* s) {
-    const auto* x = static_cast<const block_q4_K*>(vx);
-    std::vector<float> acc(static_cast<size_t>(2 * n_act), 0.0f);  // (n_act, 2) f32: scaled sums, mins
-    unpacked_k u;
-    for (int64_t i = 0; i < n / QK_K; ++i) {
-        unpack_q4_K(x[i], &u);
-        const float d = fp16_to_fp32(x[i].d);
-        const float dmin = fp16_to_fp32(x[i].dmin);
-        for (int j = 0; j < n_act; ++j) {
-            const block_q8_K& yb = act_block(vy, y_stride, j, i);
-            const int isum = scaled_dot(u, yb.qs, 32);
-            const int msum = min_dot(u, yb.bsums, 32);
-            acc[2 * j] = std::fmaf(static_cast<float>(isum), d * yb.d, acc[2 * j]);
-            acc[2 * j + 1] = std::fmaf(static_cast<float>(msum), dmin * yb.d, acc[2 * j + 1]);
-        }
-    }
-    for (int j = 0; j < n_act; ++j) s[j] = acc[2 * j] - acc[2 * j + 1];
-}
-
-// Weights without mins (q3_K, q6_K: sub-blocks of 16): s += (d * dy) * sum(sc * q . y).
-template <class Block, void (*unpack)(const Block&, unpacked_k*)>
-void vec_dot_k_nomin(int64_t n, const void* vx, const void* vy, size_t y_stride, int n_act, float* s) {
+// The one-row dot of every k-quant but q4_K, sub-blocks of SUB values:
+// s += (d * dy) * sum(sc * q . y), minus (dmin * dy) * sum(m * bsum) for the types with mins.
+template <class Block, void (*unpack)(const Block&, unpacked_k*), int SUB, bool HAS_MIN>
+void vec_dot_k(int64_t n, const void* vx, const void* vy, size_t y_stride, int n_act, float* s) {
     const auto* x = static_cast<const Block*>(vx);
     for (int j = 0; j < n_act; ++j) s[j] = 0.0f;
     unpacked_k u;
@@ -277,24 +235,26 @@ void vec_dot_k_nomin(int64_t n, const void* vx, const void* vy, size_t y_stride,
         const float d = fp16_to_fp32(x[i].d);
         for (int j = 0; j < n_act; ++j) {
             const block_q8_K& yb = act_block(vy, y_stride, j, i);
-            const int isum = scaled_dot(u, yb.qs, 16);
-            s[j] += (d * yb.d) * static_cast<float>(isum);
+            const float isum = static_cast<float>(scaled_dot(u, yb.qs, SUB));
+            if constexpr (HAS_MIN) {
+                const float msum = static_cast<float>(min_dot(u, yb.bsums, SUB));
+                s[j] += (yb.d * d) * isum - (yb.d * fp16_to_fp32(x[i].dmin)) * msum;
+            } else {
+                s[j] += (d * yb.d) * isum;
+            }
         }
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// The summation orders of llama.cpp's batched x86 kernels (type_traits::vec_dot_x4 / vec_dot_tiled)
-// ---------------------------------------------------------------------------------------------
-// The integer parts are the same exact sums as above; only the f32 steps differ, and each is written
-// out with std::fmaf where ggml fuses.
-
-// q4_K in the order of ggml_gemm_q4_K_8x8_q8_K (ggml-cpu/arch/x86/repack.cpp), which llama.cpp runs on
-// repacked q4_K weights for the activation rows of a batch that fill groups of 4: per 64-value pair
-// of sub-blocks p, the scaled sum and the min correction each take one FMA in their own chain,
-// s = sum_p fma(isum_p, d * dy) - sum_p fma(msum_p, dmin * dy)
-// (the one-row kernel, vec_dot_q4_K_q8_K above, takes one FMA per super-block instead).
-void vec_dot_q4_K_q8_K_x4(int64_t n, const void* vx, const void* vy, size_t y_stride, int n_act, float* s) {
+// q4_K in the orders of llama.cpp's x86 kernels for it, which accumulate the scaled sums and the min
+// corrections in two separate f32 FMA chains over groups of G 32-value sub-blocks, subtracting them at
+// the end: s = sum_g fma(isum_g, d * dy) - sum_g fma(msum_g, dmin * dy).
+// - G = 8 (one FMA per super-block): the one-row kernel (llama.cpp repacks q4_K weights, ggml
+//   repack.cpp ggml_gemv_q4_K_8x8_q8_K).
+// - G = 2 (one per 64-value pair): ggml_gemm_q4_K_8x8_q8_K (ggml-cpu/arch/x86/repack.cpp), which
+//   llama.cpp runs for the activation rows of a batch that fill groups of 4 (type_traits::vec_dot_x4).
+template <int G>
+void vec_dot_q4_K_chains(int64_t n, const void* vx, const void* vy, size_t y_stride, int n_act, float* s) {
     const auto* x = static_cast<const block_q4_K*>(vx);
     std::vector<float> acc(static_cast<size_t>(2 * n_act), 0.0f);  // (n_act, 2) f32: scaled sums, mins
     unpacked_k u;
@@ -306,12 +266,12 @@ void vec_dot_q4_K_q8_K_x4(int64_t n, const void* vx, const void* vy, size_t y_st
             const block_q8_K& yb = act_block(vy, y_stride, j, i);
             const float dd = d * yb.d;
             const float dm = dmin * yb.d;
-            for (int p = 0; p < 4; ++p) {
-                const int a = 2 * p, b = 2 * p + 1;  // the pair's two 32-value sub-blocks
-                const int isum = u.scale[a] * dot_i8(u.q + 32 * a, yb.qs + 32 * a, 32) +
-                                 u.scale[b] * dot_i8(u.q + 32 * b, yb.qs + 32 * b, 32);
-                const int msum = u.min[a] * (yb.bsums[2 * a] + yb.bsums[2 * a + 1]) +
-                                 u.min[b] * (yb.bsums[2 * b] + yb.bsums[2 * b + 1]);
+            for (int g0 = 0; g0 < 8; g0 += G) {
+                int isum = 0, msum = 0;
+                for (int sb = g0; sb < g0 + G; ++sb) {
+                    isum += u.scale[sb] * dot_i8(u.q + 32 * sb, yb.qs + 32 * sb, 32);
+                    msum += u.min[sb] * (yb.bsums[2 * sb] + yb.bsums[2 * sb + 1]);
+                }
                 acc[2 * j] = std::fmaf(static_cast<float>(isum), dd, acc[2 * j]);
                 acc[2 * j + 1] = std::fmaf(static_cast<float>(msum), dm, acc[2 * j + 1]);
             }
@@ -319,6 +279,12 @@ void vec_dot_q4_K_q8_K_x4(int64_t n, const void* vx, const void* vy, size_t y_st
     }
     for (int j = 0; j < n_act; ++j) s[j] = acc[2 * j] - acc[2 * j + 1];
 }
+
+// ---------------------------------------------------------------------------------------------
+// The summation orders of llama.cpp's batched x86 kernels (type_traits::vec_dot_x4 / vec_dot_tiled)
+// ---------------------------------------------------------------------------------------------
+// The integer parts are the same exact sums as above; only the f32 steps differ, and each is written
+// out with std::fmaf where ggml fuses.
 
 // The order of ggml's tiled k-quant matmul (ggml-cpu tiled.cpp, AVX-512 VNNI microkernel), which
 // llama.cpp runs for batches of 8 or more rows on k-quant weights it has not repacked: per
@@ -351,15 +317,15 @@ void register_kernels_ref_k(type_traits* table) {
     // Weight types: ggml's k-quant reference quantizers (make_qx_quants searches) are not ported;
     // models arrive quantized, and activations use q8_K.
     set_row(table, T::Q2_K, dequantize_row_k<block_q2_K, unpack_q2_K, 16, true>, nullptr,
-            vec_dot_k_min<block_q2_K, unpack_q2_K, 16>, T::Q8_K);
+            vec_dot_k<block_q2_K, unpack_q2_K, 16, true>, T::Q8_K);
     set_row(table, T::Q3_K, dequantize_row_k<block_q3_K, unpack_q3_K, 16, false>, nullptr,
-            vec_dot_k_nomin<block_q3_K, unpack_q3_K>, T::Q8_K);
-    set_row(table, T::Q4_K, dequantize_row_k<block_q4_K, unpack_q4_K, 32, true>, nullptr, vec_dot_q4_K_q8_K, T::Q8_K);
+            vec_dot_k<block_q3_K, unpack_q3_K, 16, false>, T::Q8_K);
+    set_row(table, T::Q4_K, dequantize_row_k<block_q4_K, unpack_q4_K, 32, true>, nullptr, vec_dot_q4_K_chains<8>, T::Q8_K);
     set_row(table, T::Q5_K, dequantize_row_k<block_q5_K, unpack_q5_K, 32, true>, nullptr,
-            vec_dot_k_min<block_q5_K, unpack_q5_K, 32>, T::Q8_K);
+            vec_dot_k<block_q5_K, unpack_q5_K, 32, true>, T::Q8_K);
     set_row(table, T::Q6_K, dequantize_row_k<block_q6_K, unpack_q6_K, 16, false>, nullptr,
-            vec_dot_k_nomin<block_q6_K, unpack_q6_K>, T::Q8_K);
-    table[static_cast<size_t>(T::Q4_K)].vec_dot_x4 = vec_dot_q4_K_q8_K_x4;
+            vec_dot_k<block_q6_K, unpack_q6_K, 16, false>, T::Q8_K);
+    table[static_cast<size_t>(T::Q4_K)].vec_dot_x4 = vec_dot_q4_K_chains<2>;
     table[static_cast<size_t>(T::Q2_K)].vec_dot_tiled = vec_dot_k_tiled<block_q2_K, unpack_q2_K, 16, true>;
     table[static_cast<size_t>(T::Q3_K)].vec_dot_tiled = vec_dot_k_tiled<block_q3_K, unpack_q3_K, 16, false>;
     table[static_cast<size_t>(T::Q4_K)].vec_dot_tiled = vec_dot_k_tiled<block_q4_K, unpack_q4_K, 32, true>;
