@@ -49,15 +49,6 @@ inline __m512i scale_z(const w_q3_K::prep& p, int cp) { return scale_z_sc16(p.sc
 template <>
 inline __m512i scale_z(const w_q6_K::prep& p, int cp) { return scale_z_sc16(p.sc16, cp); }
 
-// Sums of the 8 i32 lanes of a and of b in one reduction (exact integers, any order).
-inline void hsum2_epi32(__m256i a, __m256i b, int* sa, int* sb) {
-    const __m256i h = _mm256_hadd_epi32(a, b);  // [a01 a23 b01 b23 | a45 a67 b45 b67]
-    __m128i x = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
-    x = _mm_hadd_epi32(x, x);  // [a, b, a, b]
-    *sa = _mm_cvtsi128_si32(x);
-    *sb = _mm_extract_epi32(x, 1);
-}
-
 // Lane r = the sum of the 8 i32 lanes of v[r], r < 8 (exact integers, any order): one transposing
 // reduction for 8 rows instead of 8 horizontal sums.
 inline __m256i hsum8x8_epi32(const __m256i* v) {
@@ -139,29 +130,9 @@ struct dotk_z_kernel {
                 continue;
             }
             for (int r = 0; r < NR; ++r) {
-                const block_q8_K& b = reinterpret_cast<const block_q8_K*>(y + ys * r)[i];
                 const __m256i isum = _mm256_add_epi32(_mm512_castsi512_si256(isz[r]), _mm512_extracti64x4_epi64(isz[r], 1));
-                const __m256i corr = _mm256_madd_epi16(loadu256(b.bsums), p.cvec);
-                if constexpr (O == k_order::TWO_CHAINS) {
-                    int si, sc;
-                    hsum2_epi32(isum, corr, &si, &sc);
-                    acc_s[r] = std::fmaf(static_cast<float>(si), p.d * b.d, acc_s[r]);
-                    acc_m[r] = std::fmaf(static_cast<float>(sc), p.dm * b.d, acc_m[r]);
-                } else if constexpr (O == k_order::TILED) {
-                    float t;
-                    if constexpr (K::corr_in_int) {
-                        t = static_cast<float>(hsum_epi32(_mm256_sub_epi32(isum, corr))) * p.d;
-                    } else {
-                        t = std::fmaf(-p.dm, static_cast<float>(hsum_epi32(corr)), static_cast<float>(hsum_epi32(isum)) * p.d);
-                    }
-                    acc_s[r] = std::fmaf(t, b.d, acc_s[r]);
-                } else if constexpr (K::corr_in_int) {
-                    const __m256 v = _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, corr));
-                    acc[r] = _mm256_fmadd_ps(v, _mm256_set1_ps(b.d * p.d), acc[r]);
-                } else {
-                    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(b.d * p.d), acc[r]);
-                    acc[r] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(corr), _mm256_set1_ps(b.d * p.dm), acc[r]);
-                }
+                kq_superblock<K, O>(p, reinterpret_cast<const block_q8_K*>(y + ys * r)[i], isum, acc[r], acc_s[r],
+                                    acc_m[r]);
             }
         }
         if constexpr (O == k_order::TWO_CHAINS && NR >= 2) {
@@ -170,15 +141,7 @@ struct dotk_z_kernel {
             for (int r = 0; r < NR; ++r) s[r] = d[r];
             return;
         }
-        for (int r = 0; r < NR; ++r) {
-            if constexpr (O == k_order::LANES) {
-                s[r] = hsum_ps(acc[r]);
-            } else if constexpr (O == k_order::TILED) {
-                s[r] = acc_s[r];
-            } else {
-                s[r] = acc_s[r] - acc_m[r];
-            }
-        }
+        for (int r = 0; r < NR; ++r) s[r] = kq_result<O>(acc[r], acc_s[r], acc_m[r]);
     }
 };
 

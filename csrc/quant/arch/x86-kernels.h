@@ -387,6 +387,52 @@ inline void pair_chains_side(const Prep& p, const uint8_t* y, size_t ys, int64_t
     }
 }
 
+// Sums of the 8 i32 lanes of a and of b in one reduction (exact integers, any order).
+inline void hsum2_epi32(__m256i a, __m256i b, int* sa, int* sb) {
+    const __m256i h = _mm256_hadd_epi32(a, b);  // [a01 a23 b01 b23 | a45 a67 b45 b67]
+    __m128i x = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    x = _mm_hadd_epi32(x, x);  // [a, b, a, b]
+    *sa = _mm_cvtsi128_si32(x);
+    *sb = _mm_extract_epi32(x, 1);
+}
+
+// One super-block's f32 steps for one weight row x activation row in order O (see k_order), from the
+// exact (8,) i32 sums `isum` of scale * (quant . activation) per lane; the min corrections come from
+// b.bsums. Shared by the 256- and 512-bit kernels (which differ only in how they form isum).
+template <class K, k_order O>
+inline void kq_superblock(const typename K::prep& p, const block_q8_K& b, __m256i isum, __m256& acc, float& acc_s,
+                          float& acc_m) {
+    const __m256i corr = _mm256_madd_epi16(loadu256(b.bsums), p.cvec);
+    if constexpr (O == k_order::TWO_CHAINS) {
+        int si, sc;
+        hsum2_epi32(isum, corr, &si, &sc);
+        acc_s = std::fmaf(static_cast<float>(si), p.d * b.d, acc_s);
+        acc_m = std::fmaf(static_cast<float>(sc), p.dm * b.d, acc_m);
+    } else if constexpr (O == k_order::TILED) {
+        float t;
+        if constexpr (K::corr_in_int) {
+            t = static_cast<float>(hsum_epi32(_mm256_sub_epi32(isum, corr))) * p.d;
+        } else {
+            t = std::fmaf(-p.dm, static_cast<float>(hsum_epi32(corr)), static_cast<float>(hsum_epi32(isum)) * p.d);
+        }
+        acc_s = std::fmaf(t, b.d, acc_s);
+    } else if constexpr (K::corr_in_int) {
+        const __m256 v = _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, corr));
+        acc = _mm256_fmadd_ps(v, _mm256_set1_ps(b.d * p.d), acc);
+    } else {
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(b.d * p.d), acc);
+        acc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(corr), _mm256_set1_ps(b.d * p.dm), acc);
+    }
+}
+
+// A row's result from its accumulators in order O.
+template <k_order O>
+inline float kq_result(__m256 acc, float acc_s, float acc_m) {
+    if constexpr (O == k_order::LANES) return hsum_ps(acc);
+    if constexpr (O == k_order::TILED) return acc_s;
+    return acc_s - acc_m;
+}
+
 template <class K, k_order O>
 struct dotk_kernel {
     template <int NR>
@@ -427,38 +473,11 @@ struct dotk_kernel {
             }
             if constexpr (O == k_order::PAIR_CHAINS) continue;
             for (int r = 0; r < NR; ++r) {
-                const block_q8_K& b = reinterpret_cast<const block_q8_K*>(y + ys * r)[i];
-                const __m256i corr = _mm256_madd_epi16(loadu256(b.bsums), p.cvec);
-                if constexpr (O == k_order::TWO_CHAINS) {
-                    acc_s[r] = std::fmaf(static_cast<float>(hsum_epi32(isum[r])), p.d * b.d, acc_s[r]);
-                    acc_m[r] = std::fmaf(static_cast<float>(hsum_epi32(corr)), p.dm * b.d, acc_m[r]);
-                } else if constexpr (O == k_order::TILED) {
-                    float t;
-                    if constexpr (K::corr_in_int) {
-                        t = static_cast<float>(hsum_epi32(_mm256_sub_epi32(isum[r], corr))) * p.d;
-                    } else {
-                        t = std::fmaf(-p.dm, static_cast<float>(hsum_epi32(corr)),
-                                      static_cast<float>(hsum_epi32(isum[r])) * p.d);
-                    }
-                    acc_s[r] = std::fmaf(t, b.d, acc_s[r]);
-                } else if constexpr (K::corr_in_int) {
-                    const __m256 v = _mm256_cvtepi32_ps(_mm256_sub_epi32(isum[r], corr));
-                    acc[r] = _mm256_fmadd_ps(v, _mm256_set1_ps(b.d * p.d), acc[r]);
-                } else {
-                    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r]), _mm256_set1_ps(b.d * p.d), acc[r]);
-                    acc[r] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(corr), _mm256_set1_ps(b.d * p.dm), acc[r]);
-                }
+                kq_superblock<K, O>(p, reinterpret_cast<const block_q8_K*>(y + ys * r)[i], isum[r], acc[r], acc_s[r],
+                                    acc_m[r]);
             }
         }
-        for (int r = 0; r < NR; ++r) {
-            if constexpr (O == k_order::LANES) {
-                s[r] = hsum_ps(acc[r]);
-            } else if constexpr (O == k_order::TILED) {
-                s[r] = acc_s[r];
-            } else {
-                s[r] = acc_s[r] - acc_m[r];
-            }
-        }
+        for (int r = 0; r < NR; ++r) s[r] = kq_result<O>(acc[r], acc_s[r], acc_m[r]);
     }
 };
 
