@@ -5,7 +5,11 @@ pipeline is created.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import sys
+from pathlib import Path
+from typing import Optional
 
 _RANK_VARS = ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "SLURM_PROCID")
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "SLURM_NTASKS")
@@ -40,3 +44,19 @@ def resolve_transport(requested: str) -> str:
     if requested == "mpi" and not mpi_launched():
         raise RuntimeError("transport='mpi' needs the process to be started by mpiexec/mpirun with several ranks")
     return requested
+
+
+def find_mpiexec() -> Optional[str]:
+    """The mpich wheel's mpiexec (it must match the libmpi that pipeinfer._core links), or None."""
+    candidates = [Path(sys.executable).parent / "mpiexec"]
+    try:
+        dist = importlib.metadata.distribution("mpich")
+        for f in dist.files or ():
+            if f.name == "mpiexec" and f.parent.name == "bin":
+                candidates.append(Path(dist.locate_file(f)))
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    for c in candidates:
+        if c.is_file() and os.access(c, os.X_OK):
+            return str(c)
+    return None

@@ -9,7 +9,6 @@ rank inside a network namespace, see netem.py). It must not decide which configu
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import json
 import os
 import subprocess
@@ -20,7 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
-__all__ = ["RunSpec", "run", "run_local", "run_mpi", "find_mpiexec", "Progress", "EvaluationError"]
+from pipeinfer import launch
+
+__all__ = ["RunSpec", "run", "run_local", "run_mpi", "Progress", "EvaluationError"]
 
 METRIC_KEYS = (
     "predicted_per_second", "predicted_n", "predicted_ms", "prompt_n", "prompt_ms", "ttft_ms",
@@ -135,27 +136,11 @@ def run_local(spec: RunSpec) -> Dict[str, Any]:
 # ------------------------------------------------------------------------------------------------- MPI
 
 
-def find_mpiexec() -> Optional[str]:
-    """The mpich wheel's mpiexec (it must match the libmpi that pipeinfer._core links), or None."""
-    candidates = [Path(sys.executable).parent / "mpiexec"]
-    try:
-        dist = importlib.metadata.distribution("mpich")
-        for f in dist.files or ():
-            if f.name == "mpiexec" and f.parent.name == "bin":
-                candidates.append(Path(dist.locate_file(f)))
-    except importlib.metadata.PackageNotFoundError:
-        pass
-    for c in candidates:
-        if c.is_file() and os.access(c, os.X_OK):
-            return str(c)
-    return None
-
-
 def run_mpi(spec: RunSpec, timeout_s: float = 600.0) -> Dict[str, Any]:
     """Runs spec under `mpiexec -n spec.stages`; with spec.link, every rank runs in its namespace over TCP."""
     from pipeinfer.evaluation import netem
 
-    mpiexec = find_mpiexec()
+    mpiexec = launch.find_mpiexec()
     if mpiexec is None:
         raise EvaluationError("mpiexec of the mpich wheel not found (pip install mpich)")
     with tempfile.TemporaryDirectory(prefix="pipeinfer-eval-") as tmp:

@@ -18,7 +18,6 @@ rank under a small shell that reports the rank's death as an exit status instead
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import os
 import shutil
 import signal
@@ -29,28 +28,14 @@ import time
 import uuid
 from pathlib import Path
 
+from pipeinfer import launch
+
 JOB_MARKER = "PIPEINFER_MPI_JOB"
 
 # Shell run in front of each rank with supervise=True: survives hydra's SIGUSR1 failure notice (the
 # trap is a no-op handler, so the rank itself starts with the default disposition and MPICH installs
 # its own) and exits with the rank's status (128+signal when the rank was killed).
 _SUPERVISOR = 'trap ":" USR1; "$@"; rc=$?; echo "rank exit $rc" >&2; exit $rc'
-
-
-def find_mpiexec() -> str | None:
-    """Returns the path of the mpich wheel's mpiexec, or None if it is not installed."""
-    candidates = [Path(sys.executable).parent / "mpiexec"]
-    try:
-        dist = importlib.metadata.distribution("mpich")
-        for f in dist.files or ():
-            if f.name == "mpiexec" and f.parent.name == "bin":
-                candidates.append(Path(dist.locate_file(f)))
-    except importlib.metadata.PackageNotFoundError:
-        pass
-    for c in candidates:
-        if c.is_file() and os.access(c, os.X_OK):
-            return str(c)
-    return None
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -108,7 +93,7 @@ class MPIJob:
 
     def __init__(self, script: str | os.PathLike, n: int, args=(), *, timeout_s: float = 60.0,
                  supervise: bool = False, env: dict | None = None, mpiexec_args=()):
-        mpiexec = find_mpiexec()
+        mpiexec = launch.find_mpiexec()
         if mpiexec is None:
             raise RuntimeError("mpiexec of the mpich wheel not found")
         cmd = [mpiexec]
@@ -167,4 +152,4 @@ def run_mpi(script: str | os.PathLike, n: int, args=(), *, timeout_s: float = 60
 
 
 def have_mpiexec() -> bool:
-    return find_mpiexec() is not None and shutil.which("bash") is not None
+    return launch.find_mpiexec() is not None and shutil.which("bash") is not None
