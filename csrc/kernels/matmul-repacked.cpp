@@ -24,13 +24,13 @@ void matmul_repacked(const weight_view& w, const uint8_t* act, size_t act_stride
 
     // activation side data (repack_act_side), once for all weight groups
     const int64_t n_side = repack_act_ints(w.type, n_in);
-    const int32_t* corr = nullptr;
+    const int32_t* side = nullptr;
     if (n_side > 0) {
-        scratch.corr.resize(static_cast<size_t>(n_rows * n_side));
+        scratch.act_side.resize(static_cast<size_t>(n_rows * n_side));
         for (int64_t r = 0; r < n_rows; ++r) {
-            repack_act_side(w.type, act + static_cast<size_t>(r) * act_stride, n_in, scratch.corr.data() + r * n_side);
+            repack_act_side(w.type, act + static_cast<size_t>(r) * act_stride, n_in, scratch.act_side.data() + r * n_side);
         }
-        corr = scratch.corr.data();
+        side = scratch.act_side.data();
     }
 
     const int64_t n_groups = (n_out + REPACK_ROWS - 1) / REPACK_ROWS;
@@ -51,7 +51,7 @@ void matmul_repacked(const weight_view& w, const uint8_t* act, size_t act_stride
                 for (int64_t g = c * chunk; g < g1; ++g) {
                     tt.vec_dot_repacked(n_in, w.repacked + static_cast<size_t>(g) * group_bytes,
                                         act + static_cast<size_t>(t0) * act_stride, act_stride,
-                                        corr != nullptr ? corr + t0 * n_side : nullptr, static_cast<size_t>(n_side), nt, s);
+                                        side != nullptr ? side + t0 * n_side : nullptr, static_cast<size_t>(n_side), nt, s);
                     const int64_t r0 = g * REPACK_ROWS;
                     const int nr = static_cast<int>(std::min<int64_t>(REPACK_ROWS, n_out - r0));
                     for (int j = 0; j < nt; ++j) {

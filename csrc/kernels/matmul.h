@@ -29,7 +29,7 @@ struct weight_view {
 // Scratch reused across calls (quantized activations); owned by the caller, one per stage.
 struct matmul_scratch {
     std::vector<uint8_t> act;  // (n_rows, row_size(vec_dot_type, n_in)) bytes
-    std::vector<int32_t> corr; // (n_rows, repack_act_ints) repacked-dot activation side data
+    std::vector<int32_t> act_side; // (n_rows, repack_act_ints) repacked-dot activation side data
 };
 
 // x: (n_rows, n_in) f32 row-major; y: (n_rows, n_out) f32 row-major. n_rows >= 1.

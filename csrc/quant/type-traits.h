@@ -34,11 +34,11 @@ using vec_dot_fn = void (*)(int64_t n, const void* x, const void* y, size_t y_st
 using vec_dot_4w_fn = void (*)(int64_t n, const void* x, size_t x_stride, int n_w, const void* y, size_t y_stride,
                                int n_act, float* s, size_t s_stride);
 // Dots of one repacked group of 16 weight rows (quant/repack.h; n values per row) with n_act <=
-// REPACK_ACT_MAX activation rows y + j * y_stride (vec_dot_type) and their block corrections
-// side data corr + j * corr_stride (repack_act_side; null for types that need none):
+// REPACK_ACT_MAX activation rows y + j * y_stride (vec_dot_type) and their side data
+// side + j * side_stride (repack_act_side; null for types that need none):
 // s[j * 16 + r] = dot(row r, y_j) in the summation order defined in quant/repack.h.
-using repack_dot_fn = void (*)(int64_t n, const void* group, const void* y, size_t y_stride, const int32_t* corr,
-                               size_t corr_stride, int n_act, float* s);
+using repack_dot_fn = void (*)(int64_t n, const void* group, const void* y, size_t y_stride, const int32_t* side,
+                               size_t side_stride, int n_act, float* s);
 
 struct type_traits {
     const char* name = nullptr;     // GGUF/ggml spelling, lower case: "q4_0", "f16", "bf16", "q4_k"
