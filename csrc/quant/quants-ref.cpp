@@ -145,7 +145,8 @@ inline float f32_identity(float v) { return v; }
 // q4_0: value = d * (q - 8); q4_1: value = d * q + m; q5_0: d * (q - 16); q5_1: d * q + m
 // ---------------------------------------------------------------------------------------------
 // One template per operation over these four types. OFF is the offset of the symmetric types (0 for
-// the types with a min); q is stored unsigned, 4 bits (q4_*) or 5 bits (q5_*).
+// the types with a min); q is stored unsigned, 4 bits (q4_*) or 5 bits (q5_*). The dot template also
+// serves q8_0 (t_q8_0 below), whose stored quants are already the signed weights.
 
 // Packs 32 5-bit quants into the qs/qh fields of a q5_0 / q5_1 block.
 inline void pack_5bit_32(const int* q, uint8_t* qs, uint8_t* qh_bytes) {
@@ -166,6 +167,7 @@ struct t_q4_0 {
     using block = block_q4_0;
     using act = block_q8_0;
     static constexpr int OFF = 8, QMAX = 15;
+    static constexpr bool HAS_MIN = false;
     static void unpack(const block& b, uint8_t* q) { unpack_nibbles_32(b.qs, q); }
     static void pack(const int* q, block& b) { pack_nibbles_32(q, b.qs); }
 };
@@ -173,6 +175,7 @@ struct t_q4_1 {
     using block = block_q4_1;
     using act = block_q8_1;
     static constexpr int OFF = 0, QMAX = 15;
+    static constexpr bool HAS_MIN = true;
     static void unpack(const block& b, uint8_t* q) { unpack_nibbles_32(b.qs, q); }
     static void pack(const int* q, block& b) { pack_nibbles_32(q, b.qs); }
 };
@@ -180,6 +183,7 @@ struct t_q5_0 {
     using block = block_q5_0;
     using act = block_q8_0;
     static constexpr int OFF = 16, QMAX = 31;
+    static constexpr bool HAS_MIN = false;
     static void unpack(const block& b, uint8_t* q) { unpack_5bit_32(b.qs, b.qh, q); }
     static void pack(const int* q, block& b) { pack_5bit_32(q, b.qs, b.qh); }
 };
@@ -187,6 +191,7 @@ struct t_q5_1 {
     using block = block_q5_1;
     using act = block_q8_1;
     static constexpr int OFF = 0, QMAX = 31;
+    static constexpr bool HAS_MIN = true;
     static void unpack(const block& b, uint8_t* q) { unpack_5bit_32(b.qs, b.qh, q); }
     static void pack(const int* q, block& b) { pack_5bit_32(q, b.qs, b.qh); }
 };
@@ -199,7 +204,7 @@ void dequantize_row_32(const void* src, float* dst, int64_t n) {
     for (int64_t i = 0; i < n / 32; ++i) {
         const float d = fp16_to_fp32(x[i].d);
         T::unpack(x[i], q);
-        if constexpr (T::OFF != 0) {
+        if constexpr (!T::HAS_MIN) {
             for (int k = 0; k < 32; ++k) dst[i * 32 + k] = d * static_cast<float>(q[k] - T::OFF);
         } else {
             const float m = fp16_to_fp32(x[i].m);
@@ -229,8 +234,8 @@ void quantize_row_32(const float* src, void* dst, int64_t n) {
     for (int64_t i = 0; i < n / 32; ++i) {
         const float* x = src + i * 32;
         float d, base = 0.0f;  // base: the min subtracted before scaling (types with a min)
-        float bias = static_cast<float>(T::OFF) + 0.5f;
-        if constexpr (T::OFF != 0) {
+        const float bias = static_cast<float>(T::OFF) + 0.5f;
+        if constexpr (!T::HAS_MIN) {
             float amax = 0.0f, max = 0.0f;
             for (int k = 0; k < 32; ++k) {
                 if (amax < std::fabs(x[k])) {
@@ -248,12 +253,30 @@ void quantize_row_32(const float* src, void* dst, int64_t n) {
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[i].d = fp32_to_fp16(d);
         for (int k = 0; k < 32; ++k) {
-            const int v = T::OFF != 0 ? static_cast<int8_t>(x[k] * id + bias)
+            const int v = !T::HAS_MIN ? static_cast<int8_t>(x[k] * id + bias)
                                       : static_cast<int8_t>((x[k] - base) * id + bias);
             q[k] = v < T::QMAX ? v : T::QMAX;
         }
         T::pack(q, y[i]);
     }
+}
+
+// The 32 signed weight quants of a block (stored quants minus OFF).
+template <class T>
+inline void weights_32(const typename T::block& b, int8_t* w) {
+    uint8_t u[32];
+    T::unpack(b, u);
+    for (int k = 0; k < 32; ++k) w[k] = static_cast<int8_t>(u[k] - T::OFF);
+}
+
+struct t_q8_0 {
+    using block = block_q8_0;
+    using act = block_q8_0;
+    static constexpr bool HAS_MIN = false;  // stored quants are the signed weights (weights_32 below)
+};
+template <>
+inline void weights_32<t_q8_0>(const block_q8_0& b, int8_t* w) {
+    std::memcpy(w, b.qs, 32);
 }
 
 // ggml's x86 order (lane_acc8): per block the quants with the offset applied, one fma per lane with
@@ -262,15 +285,13 @@ template <class T>
 void vec_dot_32(int64_t n, const void* vx, const void* vy, size_t y_stride, int n_act, float* s) {
     const auto* x = static_cast<const typename T::block*>(vx);
     std::vector<lane_acc8> acc(static_cast<size_t>(n_act));  // (n_act,) one accumulator per activation row
-    uint8_t u[32];
     int8_t w[32];  // (32,) weight quants with the offset applied
     for (int64_t i = 0; i < n / 32; ++i) {
-        T::unpack(x[i], u);
-        for (int k = 0; k < 32; ++k) w[k] = static_cast<int8_t>(u[k] - T::OFF);
+        weights_32<T>(x[i], w);
         const float dx = fp16_to_fp32(x[i].d);
         for (int j = 0; j < n_act; ++j) {
             const auto& yb = act_block<typename T::act>(vy, y_stride, j, i);
-            if constexpr (T::OFF == 0) acc[j].add_min(fp16_to_fp32(x[i].m), fp16_to_fp32(yb.s));
+            if constexpr (T::HAS_MIN) acc[j].add_min(fp16_to_fp32(x[i].m), fp16_to_fp32(yb.s));
             acc[j].add_block(w, yb.qs, dx * fp16_to_fp32(yb.d));
         }
     }
@@ -281,11 +302,13 @@ void vec_dot_32(int64_t n, const void* vx, const void* vy, size_t y_stride, int 
 // q8_0 / q8_1: value = d * q
 // ---------------------------------------------------------------------------------------------
 
-void dequantize_row_q8_0(const void* src, float* dst, int64_t n) {
-    const auto* x = static_cast<const block_q8_0*>(src);
-    for (int64_t i = 0; i < n / QK8_0; ++i) {
+// q8_0 and q8_1 (whose s field plays no part here).
+template <class Block>
+void dequantize_row_q8(const void* src, float* dst, int64_t n) {
+    const auto* x = static_cast<const Block*>(src);
+    for (int64_t i = 0; i < n / 32; ++i) {
         const float d = fp16_to_fp32(x[i].d);
-        for (int k = 0; k < QK8_0; ++k) dst[i * QK8_0 + k] = static_cast<float>(x[i].qs[k]) * d;
+        for (int k = 0; k < 32; ++k) dst[i * 32 + k] = static_cast<float>(x[i].qs[k]) * d;
     }
 }
 
@@ -306,27 +329,6 @@ void quantize_row_q8_0(const float* src, void* dst, int64_t n) {
         const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
         y[i].d = fp32_to_fp16(d);
         for (int k = 0; k < QK8_0; ++k) y[i].qs[k] = round_even_i8(x[k] * id);
-    }
-}
-
-void vec_dot_q8_0_q8_0(int64_t n, const void* vx, const void* vy, size_t y_stride, int n_act, float* s) {
-    const auto* x = static_cast<const block_q8_0*>(vx);
-    std::vector<lane_acc8> acc(static_cast<size_t>(n_act));  // (n_act,) one accumulator per activation row
-    for (int64_t i = 0; i < n / QK8_0; ++i) {
-        const float dx = fp16_to_fp32(x[i].d);
-        for (int j = 0; j < n_act; ++j) {
-            const auto& yb = act_block<block_q8_0>(vy, y_stride, j, i);
-            acc[j].add_block(x[i].qs, yb.qs, dx * fp16_to_fp32(yb.d));
-        }
-    }
-    for (int j = 0; j < n_act; ++j) s[j] = acc[j].result();
-}
-
-void dequantize_row_q8_1(const void* src, float* dst, int64_t n) {
-    const auto* x = static_cast<const block_q8_1*>(src);
-    for (int64_t i = 0; i < n / QK8_1; ++i) {
-        const float d = fp16_to_fp32(x[i].d);
-        for (int k = 0; k < QK8_1; ++k) dst[i * QK8_1 + k] = static_cast<float>(x[i].qs[k]) * d;
     }
 }
 
@@ -362,9 +364,9 @@ void register_kernels_ref(type_traits* table) {
     set_row(table, T::Q4_1, dequantize_row_32<t_q4_1>, quantize_row_32<t_q4_1>, vec_dot_32<t_q4_1>, T::Q8_1);
     set_row(table, T::Q5_0, dequantize_row_32<t_q5_0>, quantize_row_32<t_q5_0>, vec_dot_32<t_q5_0>, T::Q8_0);
     set_row(table, T::Q5_1, dequantize_row_32<t_q5_1>, quantize_row_32<t_q5_1>, vec_dot_32<t_q5_1>, T::Q8_1);
-    set_row(table, T::Q8_0, dequantize_row_q8_0, quantize_row_q8_0, vec_dot_q8_0_q8_0, T::Q8_0);
+    set_row(table, T::Q8_0, dequantize_row_q8<block_q8_0>, quantize_row_q8_0, vec_dot_32<t_q8_0>, T::Q8_0);
     // q8_1 is an activation type only: ggml has no q8_1 x q8_1 dot.
-    set_row(table, T::Q8_1, dequantize_row_q8_1, quantize_row_q8_1, nullptr, T::Q8_1);
+    set_row(table, T::Q8_1, dequantize_row_q8<block_q8_1>, quantize_row_q8_1, nullptr, T::Q8_1);
     register_kernels_ref_k(table);
     register_kernels_repack_ref(table);
 }
