@@ -219,18 +219,24 @@ inline void decode_scales_k4(const uint8_t* q, __m256i* sc32, __m256i* cvec) {
     *cvec = _mm256_or_si256(m, _mm256_slli_epi32(m, 16));  // group g uses min g / 2
 }
 
+// The scales, mins and super-block factors shared by q4_K and q5_K (packed 6-bit scales and mins).
+struct prep_k4 {
+    __m256i sc32, cvec;
+    float d, dm;
+    template <class Block>
+    explicit prep_k4(const Block& b) {
+        decode_scales_k4(b.scales, &sc32, &cvec);
+        d = f16_to_f32(b.d);
+        dm = f16_to_f32(b.dmin);
+    }
+    __m256i scale(int c) const { return scale_one32(sc32, c); }
+};
+
 struct w_q4_K {
     using block = block_q4_K;
     static constexpr bool corr_in_int = false;
-    struct prep {
-        __m256i sc32, cvec;
-        float d, dm;
-        explicit prep(const block& b) {
-            decode_scales_k4(b.scales, &sc32, &cvec);
-            d = f16_to_f32(b.d);
-            dm = f16_to_f32(b.dmin);
-        }
-        __m256i scale(int c) const { return scale_one32(sc32, c); }
+    struct prep : prep_k4 {
+        explicit prep(const block& b) : prep_k4(b) {}
         // chunks 2cp (low nibbles of qs[32cp ..]) and 2cp + 1 (high nibbles)
         void pair(const block& b, int cp, __m256i* u0, __m256i* u1) const {
             const __m256i q = loadu256(b.qs + 32 * cp);
@@ -244,16 +250,9 @@ struct w_q4_K {
 struct w_q5_K {
     using block = block_q5_K;
     static constexpr bool corr_in_int = false;
-    struct prep {
-        __m256i sc32, cvec, qh;
-        float d, dm;
-        explicit prep(const block& b) {
-            decode_scales_k4(b.scales, &sc32, &cvec);
-            qh = loadu256(b.qh);
-            d = f16_to_f32(b.d);
-            dm = f16_to_f32(b.dmin);
-        }
-        __m256i scale(int c) const { return scale_one32(sc32, c); }
+    struct prep : prep_k4 {
+        __m256i qh;
+        explicit prep(const block& b) : prep_k4(b), qh(loadu256(b.qh)) {}
         // as q4_K, plus bit c of qh[l] as bit 4 of value 32c + l
         void pair(const block& b, int cp, __m256i* u0, __m256i* u1) const {
             const __m256i q = loadu256(b.qs + 32 * cp);
