@@ -223,9 +223,15 @@ inline int min_dot(const unpacked_k& u, const int16_t* bsums, int sub_len) {
     return sum;
 }
 
-// The one-row dot of every k-quant but q4_K, sub-blocks of SUB values:
-// s += (d * dy) * sum(sc * q . y), minus (dmin * dy) * sum(m * bsum) for the types with mins.
-template <class Block, void (*unpack)(const Block&, unpacked_k*), int SUB, bool HAS_MIN>
+// Sub-blocks of SUB values, per super-block isum = sum(sc * q . y) and msum = sum(m * bsum) (exact
+// integers), then the f32 steps of one of two orders:
+// - TILED = false, the one-row dot of every k-quant but q4_K:
+//   s += (d * dy) * isum, minus (dmin * dy) * msum for the types with mins;
+// - TILED = true, ggml's tiled k-quant matmul (ggml-cpu tiled.cpp, AVX-512 VNNI microkernel), which
+//   llama.cpp runs for batches of 8 or more rows on k-quant weights it has not repacked
+//   (type_traits::vec_dot_tiled): r = isum * d, for the types with mins r = fma(-dmin, msum, r), then
+//   s = fma(r, dy, s). Verified against llama.cpp's q6_K outputs (tests/model).
+template <class Block, void (*unpack)(const Block&, unpacked_k*), int SUB, bool HAS_MIN, bool TILED>
 void vec_dot_k(int64_t n, const void* vx, const void* vy, size_t y_stride, int n_act, float* s) {
     const auto* x = static_cast<const Block*>(vx);
     for (int j = 0; j < n_act; ++j) s[j] = 0.0f;
@@ -236,7 +242,13 @@ void vec_dot_k(int64_t n, const void* vx, const void* vy, size_t y_stride, int n
         for (int j = 0; j < n_act; ++j) {
             const block_q8_K& yb = act_block(vy, y_stride, j, i);
             const float isum = static_cast<float>(scaled_dot(u, yb.qs, SUB));
-            if constexpr (HAS_MIN) {
+            if constexpr (TILED) {
+                float r = isum * d;
+                if constexpr (HAS_MIN) {
+                    r = std::fmaf(-fp16_to_fp32(x[i].dmin), static_cast<float>(min_dot(u, yb.bsums, SUB)), r);
+                }
+                s[j] = std::fmaf(r, yb.d, s[j]);
+            } else if constexpr (HAS_MIN) {
                 const float msum = static_cast<float>(min_dot(u, yb.bsums, SUB));
                 s[j] += (yb.d * d) * isum - (yb.d * fp16_to_fp32(x[i].dmin)) * msum;
             } else {
@@ -280,36 +292,6 @@ void vec_dot_q4_K_chains(int64_t n, const void* vx, const void* vy, size_t y_str
     for (int j = 0; j < n_act; ++j) s[j] = acc[2 * j] - acc[2 * j + 1];
 }
 
-// ---------------------------------------------------------------------------------------------
-// The summation orders of llama.cpp's batched x86 kernels (type_traits::vec_dot_x4 / vec_dot_tiled)
-// ---------------------------------------------------------------------------------------------
-// The integer parts are the same exact sums as above; only the f32 steps differ, and each is written
-// out with std::fmaf where ggml fuses.
-
-// The order of ggml's tiled k-quant matmul (ggml-cpu tiled.cpp, AVX-512 VNNI microkernel), which
-// llama.cpp runs for batches of 8 or more rows on k-quant weights it has not repacked: per
-// super-block, r = isum * d (one f32 product) minus, for the types with mins, dmin * msum fused into
-// it, r = fma(-dmin, msum, isum * d); then s = fma(r, dy, s) across super-blocks. SUB is the sub-block
-// length of the scales (16 or 32). Verified against llama.cpp's q6_K outputs (tests/model).
-template <class Block, void (*unpack)(const Block&, unpacked_k*), int SUB, bool HAS_MIN>
-void vec_dot_k_tiled(int64_t n, const void* vx, const void* vy, size_t y_stride, int n_act, float* s) {
-    const auto* x = static_cast<const Block*>(vx);
-    for (int j = 0; j < n_act; ++j) s[j] = 0.0f;
-    unpacked_k u;
-    for (int64_t i = 0; i < n / QK_K; ++i) {
-        unpack(x[i], &u);
-        const float d = fp16_to_fp32(x[i].d);
-        for (int j = 0; j < n_act; ++j) {
-            const block_q8_K& yb = act_block(vy, y_stride, j, i);
-            float r = static_cast<float>(scaled_dot(u, yb.qs, SUB)) * d;
-            if constexpr (HAS_MIN) {
-                r = std::fmaf(-fp16_to_fp32(x[i].dmin), static_cast<float>(min_dot(u, yb.bsums, SUB)), r);
-            }
-            s[j] = std::fmaf(r, yb.d, s[j]);
-        }
-    }
-}
-
 } // namespace
 
 void register_kernels_ref_k(type_traits* table) {
@@ -317,20 +299,20 @@ void register_kernels_ref_k(type_traits* table) {
     // Weight types: ggml's k-quant reference quantizers (make_qx_quants searches) are not ported;
     // models arrive quantized, and activations use q8_K.
     set_row(table, T::Q2_K, dequantize_row_k<block_q2_K, unpack_q2_K, 16, true>, nullptr,
-            vec_dot_k<block_q2_K, unpack_q2_K, 16, true>, T::Q8_K);
+            vec_dot_k<block_q2_K, unpack_q2_K, 16, true, false>, T::Q8_K);
     set_row(table, T::Q3_K, dequantize_row_k<block_q3_K, unpack_q3_K, 16, false>, nullptr,
-            vec_dot_k<block_q3_K, unpack_q3_K, 16, false>, T::Q8_K);
+            vec_dot_k<block_q3_K, unpack_q3_K, 16, false, false>, T::Q8_K);
     set_row(table, T::Q4_K, dequantize_row_k<block_q4_K, unpack_q4_K, 32, true>, nullptr, vec_dot_q4_K_chains<8>, T::Q8_K);
     set_row(table, T::Q5_K, dequantize_row_k<block_q5_K, unpack_q5_K, 32, true>, nullptr,
-            vec_dot_k<block_q5_K, unpack_q5_K, 32, true>, T::Q8_K);
+            vec_dot_k<block_q5_K, unpack_q5_K, 32, true, false>, T::Q8_K);
     set_row(table, T::Q6_K, dequantize_row_k<block_q6_K, unpack_q6_K, 16, false>, nullptr,
-            vec_dot_k<block_q6_K, unpack_q6_K, 16, false>, T::Q8_K);
+            vec_dot_k<block_q6_K, unpack_q6_K, 16, false, false>, T::Q8_K);
     table[static_cast<size_t>(T::Q4_K)].vec_dot_x4 = vec_dot_q4_K_chains<2>;
-    table[static_cast<size_t>(T::Q2_K)].vec_dot_tiled = vec_dot_k_tiled<block_q2_K, unpack_q2_K, 16, true>;
-    table[static_cast<size_t>(T::Q3_K)].vec_dot_tiled = vec_dot_k_tiled<block_q3_K, unpack_q3_K, 16, false>;
-    table[static_cast<size_t>(T::Q4_K)].vec_dot_tiled = vec_dot_k_tiled<block_q4_K, unpack_q4_K, 32, true>;
-    table[static_cast<size_t>(T::Q5_K)].vec_dot_tiled = vec_dot_k_tiled<block_q5_K, unpack_q5_K, 32, true>;
-    table[static_cast<size_t>(T::Q6_K)].vec_dot_tiled = vec_dot_k_tiled<block_q6_K, unpack_q6_K, 16, false>;
+    table[static_cast<size_t>(T::Q2_K)].vec_dot_tiled = vec_dot_k<block_q2_K, unpack_q2_K, 16, true, true>;
+    table[static_cast<size_t>(T::Q3_K)].vec_dot_tiled = vec_dot_k<block_q3_K, unpack_q3_K, 16, false, true>;
+    table[static_cast<size_t>(T::Q4_K)].vec_dot_tiled = vec_dot_k<block_q4_K, unpack_q4_K, 32, true, true>;
+    table[static_cast<size_t>(T::Q5_K)].vec_dot_tiled = vec_dot_k<block_q5_K, unpack_q5_K, 32, true, true>;
+    table[static_cast<size_t>(T::Q6_K)].vec_dot_tiled = vec_dot_k<block_q6_K, unpack_q6_K, 16, false, true>;
     // q8_K is an activation type only.
     set_row(table, T::Q8_K, dequantize_row_q8_K, quantize_row_q8_K, nullptr, T::Q8_K);
 }
