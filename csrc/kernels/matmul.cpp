@@ -96,18 +96,22 @@ const uint8_t* quantize_activations(const type_traits& tt, const float* x, int64
     return q;
 }
 
-void matmul(const weight_view& w, const float* x, int64_t n_rows, float* y, thread_pool& pool,
-            matmul_scratch& scratch, bool exact_rows) {
+namespace {
+
+const type_traits& checked_traits(const weight_view& w, const float* x, int64_t n_rows, const float* y) {
     const type_traits& tt = get_type_traits(w.type);
     check_args(w, tt, x, n_rows, y);
     if (tt.vec_dot == nullptr) {
         throw unsupported_type(format("matmul: weight type %s has no dot kernel in this build", tt.name));
     }
+    return tt;
+}
+
+// The product from activations already in tt's vec_dot_type (act, act_stride bytes per row).
+void matmul_from_act(const weight_view& w, const type_traits& tt, const uint8_t* act, size_t act_stride,
+                     int64_t n_rows, float* y, thread_pool& pool, matmul_scratch& scratch, bool exact_rows) {
     const int64_t n_in = w.n_in;
     const int64_t n_out = w.n_out;
-
-    size_t act_stride = 0;
-    const uint8_t* act = quantize_activations(tt, x, n_in, n_rows, pool, scratch, act_stride);
     if (w.repacked != nullptr) {
         matmul_repacked(w, act, act_stride, n_rows, y, pool, scratch);
         return;
@@ -159,6 +163,35 @@ void matmul(const weight_view& w, const float* x, int64_t n_rows, float* y, thre
             }
         }
     });
+}
+
+} // namespace
+
+void matmul(const weight_view& w, const float* x, int64_t n_rows, float* y, thread_pool& pool,
+            matmul_scratch& scratch, bool exact_rows) {
+    const type_traits& tt = checked_traits(w, x, n_rows, y);
+    size_t act_stride = 0;
+    const uint8_t* act = quantize_activations(tt, x, w.n_in, n_rows, pool, scratch, act_stride);
+    matmul_from_act(w, tt, act, act_stride, n_rows, y, pool, scratch, exact_rows);
+}
+
+void matmul_same_x(const weight_view* const* ws, float* const* ys, int n_w, const float* x, int64_t n_rows,
+                   thread_pool& pool, matmul_scratch& scratch, bool exact_rows) {
+    for (int i = 0; i < n_w; ++i) {
+        checked_traits(*ws[i], x, n_rows, ys[i]);
+        if (ws[i]->n_in != ws[0]->n_in) {
+            throw shape_error(format("matmul_same_x: weights read %lld and %lld values per activation row",
+                                     static_cast<long long>(ws[0]->n_in), static_cast<long long>(ws[i]->n_in)));
+        }
+    }
+    const uint8_t* act = nullptr;
+    size_t act_stride = 0;
+    for (int i = 0; i < n_w; ++i) {
+        const type_traits& tt = get_type_traits(ws[i]->type);
+        const bool same = i > 0 && get_type_traits(ws[i - 1]->type).vec_dot_type == tt.vec_dot_type;
+        if (!same) act = quantize_activations(tt, x, ws[i]->n_in, n_rows, pool, scratch, act_stride);
+        matmul_from_act(*ws[i], tt, act, act_stride, n_rows, ys[i], pool, scratch, exact_rows);
+    }
 }
 
 void matmul_ref(const weight_view& w, const float* x, int64_t n_rows, float* y) {

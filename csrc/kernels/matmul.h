@@ -43,6 +43,12 @@ struct matmul_scratch {
 void matmul(const weight_view& w, const float* x, int64_t n_rows, float* y, thread_pool& pool,
             matmul_scratch& scratch, bool exact_rows = false);
 
+// ys[i] = x · ws[i]ᵀ for n_w weights that read the same activations x (Q/K/V, gate/up): each result
+// equals a matmul call bit for bit, but the activations are quantized once for consecutive weights
+// that share a dot type (and n_in).
+void matmul_same_x(const weight_view* const* ws, float* const* ys, int n_w, const float* x, int64_t n_rows,
+                   thread_pool& pool, matmul_scratch& scratch, bool exact_rows = false);
+
 // Scalar reference of the same product: dequantizes each weight row to f32 and accumulates in double.
 // For tests and as the oracle of the SIMD paths.
 void matmul_ref(const weight_view& w, const float* x, int64_t n_rows, float* y);

@@ -76,9 +76,9 @@ void llama_stage::attention_layer(int il, const batch& b, const std::vector<int3
     const size_t n = b.n_tokens();
     const int64_t d = hp_.n_embd, dq = hp_.n_embd_q(), dkv = hp_.n_embd_kv(), hd = hp_.head_dim;
     for (size_t i = 0; i < n; ++i) rmsnorm_row(&x_[i * d], lw.attn_norm.data(), d, hp_.rms_eps, &xn_[i * d]);
-    matmul(lw.wq, xn_.data(), n, q_.data(), pool_, mm_, exact_);
-    matmul(lw.wk, xn_.data(), n, k_.data(), pool_, mm_, exact_);
-    matmul(lw.wv, xn_.data(), n, v_.data(), pool_, mm_, exact_);
+    const weight_view* qkv[] = {&lw.wq, &lw.wk, &lw.wv};
+    float* qkv_out[] = {q_.data(), k_.data(), v_.data()};
+    matmul_same_x(qkv, qkv_out, 3, xn_.data(), n, pool_, mm_, exact_);
     for (size_t i = 0; i < n; ++i) {
         if (!lw.bq.empty()) {
             add_inplace(&q_[i * dq], lw.bq.data(), dq);
@@ -124,8 +124,9 @@ void llama_stage::ffn_layer(int il, size_t n) {
     const layer_weights& lw = w_.layers[il];
     const int64_t d = hp_.n_embd, ff = hp_.n_ff;
     for (size_t i = 0; i < n; ++i) rmsnorm_row(&x_[i * d], lw.ffn_norm.data(), d, hp_.rms_eps, &xn_[i * d]);
-    matmul(lw.w_gate, xn_.data(), n, gate_.data(), pool_, mm_, exact_);
-    matmul(lw.w_up, xn_.data(), n, up_.data(), pool_, mm_, exact_);
+    const weight_view* gate_up[] = {&lw.w_gate, &lw.w_up};
+    float* gate_up_out[] = {gate_.data(), up_.data()};
+    matmul_same_x(gate_up, gate_up_out, 2, xn_.data(), n, pool_, mm_, exact_);
     for (size_t i = 0; i < n; ++i) swiglu_inplace(&gate_[i * ff], &up_[i * ff], ff);  // per row: ggml's 16-groups start at each row
     matmul(lw.w_down, gate_.data(), n, tmp_.data(), pool_, mm_, exact_);
     for (size_t i = 0; i < n * d; ++i) x_[i] += tmp_[i];
