@@ -14,13 +14,13 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from pipeinfer import _core, decoding, launch
+from pipeinfer import _core, launch
 from pipeinfer.chat import render_chat
 from pipeinfer.config import EngineConfig, layer_counts
 from pipeinfer.drafters import Drafter, make_drafter
 from pipeinfer.models import resolve
 from pipeinfer.sampling import SamplingParams, make_sampler
-from pipeinfer.speculation import SpeculationPolicy
+from pipeinfer.speculation import DECODERS, DecodeStats, Session, SpeculationPolicy
 from pipeinfer.stopping import StopMatcher
 from pipeinfer.tokenizer import Tokenizer
 
@@ -77,7 +77,7 @@ class Stream:
         self.prompt_tokens: List[int] = list(prompt_ids)
         self.tokens: List[int] = []
         self.mode: str = pipeline.mode
-        self.stats = decoding.DecodeStats()
+        self.stats = DecodeStats()
         self.text: str = ""
         self.finish_reason: Optional[str] = None
         self.timings = Timings()
@@ -110,7 +110,7 @@ class Stream:
         """A finished stream with no output (what a non-head MPI rank gets)."""
         s = cls.__new__(cls)
         s.prompt_tokens, s.tokens, s.text, s.finish_reason, s.timings = [], [], "", "worker", Timings()
-        s.mode, s.stats = "worker", decoding.DecodeStats()
+        s.mode, s.stats = "worker", DecodeStats()
         s._it = iter(())
         return s
 
@@ -472,16 +472,13 @@ class Pipeline:
         s.timings.cached_n = reused
         s.timings.prompt_ms = 1e3 * (t_prefill - t0)
         gen = list(ids)
-        step = decoding._Step(self._native, sampler, gen, logits.copy(), self.n_ctx, s.stats)
+        session = Session(self._native, sampler, gen, logits.copy(), self.n_ctx, s.stats)
         if self.mode == "iterative":
-            tokens = decoding.iterative(step)
+            tokens = DECODERS["iterative"](session)
         else:
             self.drafter.begin(ids)
             self.policy.reset(drafting_cost=self._drafting_cost())
-            if self.mode == "speculative":
-                tokens = decoding.speculative(step, self.drafter, self.policy)
-            else:
-                tokens = decoding.pipeinfer(step, self.drafter, self.policy)
+            tokens = DECODERS[self.mode](session, self.drafter, self.policy)
         limit = self.n_ctx - len(ids)
         if max_tokens is not None:
             limit = min(limit, max_tokens)

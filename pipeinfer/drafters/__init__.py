@@ -1,7 +1,7 @@
 """Drafters: objects that propose draft trees continuing a token sequence (PipeInfer spec section 2.4).
 
-Layout:
-    tree.py     DraftNode, DraftTree, DraftLimits, the abstract Drafter, grow_tree (stop/split/size rules)
+Layout (the Drafter interface, DraftLimits, DraftTree and grow_tree live in pipeinfer.speculation and
+are re-exported here for drafter authors):
     model.py    ModelDrafter: a GGUF draft model on the native engine, KV reused across calls
     ngram.py    NgramDrafter: prompt lookup over an incremental n-gram index
     vocab.py    check_vocab: draft/target vocabulary compatibility (padding tolerated)
@@ -13,7 +13,8 @@ from pipeinfer.drafters.factory import CallableDrafter, make_drafter
 from pipeinfer.drafters.model import DrafterStats, ModelDrafter, top_candidates
 from pipeinfer.drafters.ngram import NgramDrafter
 from pipeinfer.drafters.noisy import NoisyDrafter
-from pipeinfer.drafters.tree import DraftLimits, DraftNode, Drafter, DraftTree, Leaf, grow_tree
+from pipeinfer.speculation.interfaces import DraftLimits, Drafter
+from pipeinfer.speculation.tree import DraftNode, DraftTree, Leaf, grow_tree
 from pipeinfer.drafters.vocab import check_vocab, is_padding_token
 
 

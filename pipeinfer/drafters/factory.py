@@ -13,7 +13,8 @@ from typing import Any, Callable, List, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from pipeinfer.drafters.ngram import NgramDrafter
-from pipeinfer.drafters.tree import Drafter, DraftLimits, DraftTree, check_context, check_limits
+from pipeinfer.speculation.interfaces import Drafter, DraftLimits, check_context, check_limits
+from pipeinfer.speculation.tree import DraftTree
 from pipeinfer.drafters.vocab import check_vocab
 
 __all__ = ["CallableDrafter", "make_drafter"]

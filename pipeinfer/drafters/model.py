@@ -27,17 +27,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from pipeinfer import _core
-from pipeinfer.drafters.tree import (  # noqa: I001
-    _check_int,
-    Candidates,
-    Drafter,
-    DraftLimits,
-    DraftTree,
-    Leaf,
-    check_context,
-    check_limits,
-    grow_tree,
-)
+from pipeinfer.speculation.interfaces import Drafter, DraftLimits, _check_int, check_context, check_limits
+from pipeinfer.speculation.tree import Candidates, DraftTree, Leaf, grow_tree
 
 __all__ = ["ModelDrafter", "DrafterStats", "top_candidates"]
 

@@ -26,17 +26,8 @@ from __future__ import annotations
 import numbers
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from pipeinfer.drafters.tree import (  # noqa: I001
-    _check_int,
-    Candidates,
-    Drafter,
-    DraftLimits,
-    DraftTree,
-    Leaf,
-    check_context,
-    check_limits,
-    grow_tree,
-)
+from pipeinfer.speculation.interfaces import Drafter, DraftLimits, _check_int, check_context, check_limits
+from pipeinfer.speculation.tree import Candidates, DraftTree, Leaf, grow_tree
 
 __all__ = ["NgramDrafter"]
 

@@ -19,7 +19,8 @@ import numbers
 import struct
 from typing import Optional, Sequence
 
-from pipeinfer.drafters.tree import Drafter, DraftLimits, DraftNode, DraftTree, check_limits
+from pipeinfer.speculation.interfaces import Drafter, DraftLimits, check_limits
+from pipeinfer.speculation.tree import DraftNode, DraftTree
 
 __all__ = ["NoisyDrafter"]
 

@@ -159,7 +159,7 @@ def _simulate_section(doc: Dict[str, Any]) -> List[str]:
         "stage 0 of every run it launches, drafts, samples and verifies); stages 1..N-1 serve runs first-in first-out with "
         "a cost `fixed + per_token * batch`; each hop is a link with latency and bandwidth (activations `4 n_embd` bytes per "
         "token, one logits row `4 n_vocab` bytes per token back to the head); cancellations reach the workers after one "
-        "latency and stop a run at the next layer boundary. The head policies are those of `pipeinfer/decoding.py` "
+        "latency and stop a run at the next layer boundary. The head policies are those of `pipeinfer/speculation/` "
         "(the draft length comes from the real `SpeculationPolicy`). A drafted token continuing a right context is right "
         "with probability *a*. Inputs are measured here (`calibrate.py`: per-stage busy time over batches of 1-8 tokens, "
         "the head's per-token overhead, the per-hop cost, the drafter's time per token).", "",
@@ -228,7 +228,7 @@ def _findings(docs: Dict[str, Dict[str, Any]]) -> List[str]:
                            f"{zrec['spec_runs_launched']} speculative micro-batches ({zrec['draft_n']} drafted tokens) for "
                            f"{zrec['predicted_n']} tokens, {zrec['runs_cancelled']} of them cancelled, while speculative mode "
                            "stops drafting after a few rejections: in pipeinfer mode a micro-batch invalidated by the "
-                           "non-speculative run is cancelled without being verified, and `decoding.py` reports only "
+                           "non-speculative run is cancelled without being verified, and the decoder reports only "
                            "verified micro-batches to `SpeculationPolicy.observe`, so the adaptive draft length never "
                            "sees the rejections. On 2 compute-bound cores every such micro-batch costs about a token.")
             if it and zero:

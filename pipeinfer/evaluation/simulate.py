@@ -17,7 +17,7 @@ What is modelled:
 - Draft correctness: the target's greedy text is a fixed sequence. A token drafted from a context that
   agrees with it is right with probability `acceptance` (independently per token); every token drafted
   after a wrong one is wrong. So a k-token chain is accepted up to its first error: a truncated geometric.
-- The head policies mirror pipeinfer.decoding: `iterative` (one token in flight), `speculative` (draft,
+- The head policies mirror pipeinfer.speculation: `iterative` (one token in flight), `speculative` (draft,
   verify in one run of 1 + k tokens, repeat) and `pipeinfer` (after each acceptance a one-token
   non-speculative run; speculative micro-batches continuing the furthest speculation while the oldest
   result is outstanding, at most max_in_flight; results consumed in launch order; runs contradicted by

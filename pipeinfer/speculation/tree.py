@@ -1,9 +1,10 @@
-"""Draft trees, drafting limits, the Drafter interface and the tree-growing rule shared by drafters.
+"""Draft trees and the tree-growing rule shared by drafters.
 
-This module owns the data a drafter hands to the speculation control loop (DraftNode, DraftTree), the
-per-call limits the loop hands to a drafter (DraftLimits), the abstract Drafter, and `grow_tree`: the
-PipeInfer rule that turns per-leaf candidate lists into a tree (stop rule, split rule, size cap; spec
-section 2.4). It is pure Python: it must not import `pipeinfer._core`, run models or know about KV caches.
+This module owns the data a drafter hands to the speculation control loop (DraftNode, DraftTree) and
+`grow_tree`: the PipeInfer rule that turns per-leaf candidate lists into a tree (stop rule, split rule,
+size cap; spec section 2.4). The limits a drafter obeys and the Drafter interface live in
+interfaces.py. It is pure Python: it must not import `pipeinfer._core`, run models or know about KV
+caches.
 
 Tree layout (the contract every drafter in this package follows):
 - `DraftTree.nodes` lists parents before children. Trees grown by `grow_tree` are in breadth order: every
@@ -15,13 +16,14 @@ Tree layout (the contract every drafter in this package follows):
 """
 from __future__ import annotations
 
-import abc
-import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Iterator, List, Optional, Sequence, Tuple
 
-__all__ = ["DraftNode", "DraftTree", "DraftLimits", "Drafter", "Leaf", "Candidates", "grow_tree"]
+if TYPE_CHECKING:
+    from pipeinfer.speculation.interfaces import DraftLimits
+
+__all__ = ["DraftNode", "DraftTree", "Leaf", "Candidates", "grow_tree"]
 
 # (token, p) pairs sorted by p descending: the continuations a drafter considers after one node
 Candidates = Sequence[Tuple[int, float]]
@@ -124,96 +126,6 @@ class DraftTree:
         return self.tokens(b[0]) if b else []
 
 
-def _check_int(name: str, value: object, lo: int) -> int:
-    """The value as an int; ValueError naming the field unless it is an integer >= lo."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
-    return int(value)
-
-
-def _check_prob(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
-        raise ValueError(f"{name} must be a real number (values <= 0 or >= 1 saturate), got {value!r}")
-
-
-@dataclass(frozen=True)
-class DraftLimits:
-    """Limits of one `Drafter.propose` call (spec section 2.4; values already include any p_adjust).
-
-    Attributes:
-        n_draft: maximum number of tokens in the tree, all branches together (0: propose nothing).
-        n_parallel: maximum number of branches (1 = a chain).
-        p_accept: a branch stops drafting when its top-1 probability is < p_accept.
-        p_split: a candidate other than the top-1 with probability > p_split forks a new branch while
-            there are fewer than n_parallel branches.
-    """
-
-    n_draft: int = 4
-    n_parallel: int = 1
-    p_accept: float = 0.0
-    p_split: float = 1.0
-
-    def __post_init__(self) -> None:
-        _check_int("n_draft", self.n_draft, 0)
-        _check_int("n_parallel", self.n_parallel, 1)
-        _check_prob("p_accept", self.p_accept)
-        _check_prob("p_split", self.p_split)
-
-
-class Drafter(abc.ABC):
-    """Proposes draft trees continuing a token sequence.
-
-    Attributes:
-        n_vocab: size of the vocabulary the drafter proposes in (None for drafters that only copy tokens
-            from the context and so work with any vocabulary).
-    """
-
-    n_vocab: Optional[int] = None
-
-    def begin(self, prompt: Sequence[int]) -> None:
-        """A new generation starts with these prompt tokens (drafters may precompute; default: nothing)."""
-
-    @abc.abstractmethod
-    def propose(self, context: Sequence[int], limits: DraftLimits) -> DraftTree:
-        """Drafts a tree continuing `context`.
-
-        Args:
-            context: the whole token sequence the tree continues (prompt + accepted tokens + speculative
-                tokens already in flight, up to the tip).
-            limits: size, width and confidence limits of this call.
-
-        Returns:
-            A DraftTree; empty when nothing is confident enough.
-        """
-
-    def close(self) -> None:
-        """Releases resources (default: nothing). Idempotent."""
-
-    def __enter__(self) -> "Drafter":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def check_limits(limits: object) -> DraftLimits:
-    if not isinstance(limits, DraftLimits):
-        raise TypeError(f"limits must be a DraftLimits, got {type(limits).__name__}")
-    return limits
-
-
-def check_context(context: Sequence[int], n_vocab: Optional[int]) -> List[int]:
-    """The context as a list of ints; ValueError naming `context` for ids outside [0, n_vocab)."""
-    ids = [int(t) for t in context]
-    if ids:
-        lo, hi = min(ids), max(ids)
-        if lo < 0 or (n_vocab is not None and hi >= n_vocab):
-            bad = lo if lo < 0 else hi
-            bound = f"[0, {n_vocab})" if n_vocab is not None else "[0, ...)"
-            raise ValueError(f"context holds token id {bad}, outside the drafter's vocabulary {bound}")
-    return ids
-
-
 @dataclass
 class Leaf:
     """A node added in the current step of `grow_tree`, whose candidates the caller must supply.
@@ -237,7 +149,7 @@ class Leaf:
 
 
 def grow_tree(
-    limits: DraftLimits,
+    limits: "DraftLimits",
     root: Candidates,
     expand: Callable[[List[Leaf]], List[Candidates]],
     max_depth: Optional[int] = None,

@@ -1,27 +1,15 @@
-"""Speculation policy and acceptance rules (pure Python/numpy; replaceable).
+"""The speculation policy: how much to speculate (pure Python; replaceable).
 
-The policy decides how much to speculate: the paper's knobs (PipeInfer, arXiv 2407.11798, section
-on adaptive speculation; reference code ``run_speculation_loop``) plus a cap on runs in flight.
-The acceptance rule decides which drafted tokens the target confirms.
-
-Acceptance is exact at every temperature. Our drafters propose deterministic tokens (the draft
-model's argmax, n-gram lookups), i.e. the proposal distribution q is a point mass on the drafted
-token. Leviathan/Chen speculative sampling with such a q accepts draft x with probability
-min(1, p(x) / q(x)) = p(x) and otherwise resamples from the residual max(0, p - q), which is p with x
-removed and renormalised. For a draft tree, the candidates at one position are tried one after the
-other, each against the residual left by the previous ones (SpecInfer-style multi-draft
-verification); the emitted token is then distributed exactly as p. At temperature 0, p is one-hot
-and the rule reduces to "accept iff the draft equals the target's argmax".
+The paper's knobs (PipeInfer, arXiv 2407.11798, section on adaptive speculation; reference code
+``run_speculation_loop``) plus a cap on runs in flight. It must not launch runs or verify drafts.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Optional
 
-import numpy as np
-
-from pipeinfer.drafters import DraftLimits
+from pipeinfer.speculation.interfaces import DraftLimits
 
 
 @dataclass
@@ -161,38 +149,3 @@ class SpeculationPolicy:
 def _int(name: str, v: object, lo: int, hi: int) -> None:
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
         raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {v!r}")
-
-
-def verify_position(
-    probs: Optional[np.ndarray], logits: np.ndarray, candidates: Sequence[int], rng: np.random.Generator
-) -> Tuple[int, int]:
-    """Decides the token at one position given the target's distribution and the drafted candidates.
-
-    Args:
-        probs: the target's final sampling distribution (float64, sums to 1), or None for greedy.
-        logits: the raw logits row (used for greedy: argmax, lowest id on ties).
-        candidates: distinct drafted tokens at this position, most preferred first (may be empty).
-        rng: the sampler's random generator.
-
-    Returns:
-        (token, index of the accepted candidate or -1). The token is distributed exactly as probs.
-    """
-    if probs is None:
-        tok = int(np.argmax(logits))
-        for i, c in enumerate(candidates):
-            if c == tok:
-                return tok, i
-        return tok, -1
-    residual = probs
-    for i, c in enumerate(candidates):
-        pc = float(residual[c]) if 0 <= c < len(residual) else 0.0
-        if pc > 0.0 and rng.random() < pc:
-            return int(c), i
-        if pc > 0.0:
-            residual = residual.copy()
-            residual[c] = 0.0
-            total = residual.sum()
-            if total <= 0.0:  # every mass was on the candidates tried: impossible unless rounding
-                return int(c), i
-            residual /= total
-    return int(rng.choice(len(residual), p=residual)), -1

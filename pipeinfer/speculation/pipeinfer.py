@@ -1,0 +1,264 @@
+"""PipeInfer: asynchronous continuous speculation over the pipeline (arXiv 2407.11798, section III).
+
+After every acceptance the head launches a one-token non-speculative run of the last accepted token
+(its canonical KV entry) and keeps launching speculative micro-batches continuing the furthest valid
+speculation while earlier runs are in flight; results are verified in launch order, and runs
+invalidated by a rejection are cancelled on every stage at once (early inference cancellation).
+
+The non-speculative run is skipped when a micro-batch in flight already holds the accepted token at
+its position: then that micro-batch's verification commits the token's entry (with good drafts most
+non-speculative runs would otherwise arrive stale).
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Deque, Iterator, List, Optional, Tuple
+
+import numpy as np
+
+from pipeinfer.speculation.interfaces import Drafter
+from pipeinfer.speculation.policy import SpeculationPolicy
+from pipeinfer.speculation.session import Session
+from pipeinfer.speculation.verification import TreeBatch, trim_tree, verify_tree
+
+__all__ = ["PipeInferDecoder", "pipeinfer"]
+
+
+@dataclass
+class _Run:
+    """A launched run, as the head remembers it."""
+
+    run_id: int
+    spec: bool
+    pos: int  # non-speculative: the token's position; speculative: the position of the tip it continues
+    ctx: List[int] = field(default_factory=list)  # speculative: the tokens it assumed at [check_from, pos]
+    check_from: int = 0
+    batch: Optional[TreeBatch] = None
+    buf: int = -1
+    cancelled: bool = False
+
+
+class PipeInferDecoder:
+    """The head's control loop (`tokens`), its launches and its validity checks."""
+
+    def __init__(self, session: Session, drafter: Drafter, policy: SpeculationPolicy) -> None:
+        self.s = session
+        self.drafter = drafter
+        self.policy = policy
+        self.inflight: Deque[_Run] = deque()
+        self.n_rejected = 0  # speculation attempts without a draft since the last acceptance
+        # The context the next micro-batch continues: gen, or gen + drafted tokens of an in-flight run,
+        # and the sequence holding those drafted tokens beyond the canonical ones.
+        self.tip: List[int] = []
+        self.tip_seq = -1
+        self.tip_buf = -1
+        self.ns_skipped = 0
+
+    # ------------------------------------------------------------------------------------ the loop
+    def tokens(self) -> Iterator[int]:
+        s = self.s
+        tok, _ = s.decide(s.first_logits, ())
+        s.accept(tok)
+        yield tok
+        try:
+            if s.full:
+                return
+            self._reset_tip()
+            self._launch_ns()
+            while self.inflight:
+                self._speculate()
+                rid, skipped, out = s.wait()
+                r = self.inflight.popleft()
+                if r.run_id != rid:
+                    raise RuntimeError(f"pipeline returned run {rid} while run {r.run_id} was expected")
+                if r.cancelled or skipped:
+                    self._release(r)
+                    continue
+                n_before = len(s.gen)
+                if r.spec:
+                    yield from self._verify(r, out)
+                elif r.pos == len(s.gen) - 1:  # else stale: a speculative run decided this position
+                    tok, _ = s.decide(out[0], ())
+                    s.accept(tok)
+                    yield tok
+                if s.full:
+                    return
+                if len(s.gen) > n_before:
+                    self._after_accept()
+        finally:
+            self._drain()
+
+    def _verify(self, r: _Run, out: np.ndarray) -> Iterator[int]:
+        """Verifies a speculative run from the node holding the last accepted token; commits the
+        confirmed path and releases the run's buffer."""
+        s = self.s
+        node = self._walk(r)
+        if node is None or node == -1:
+            self._release(r)
+            return
+        t = r.batch
+        assert t is not None
+        n_before = len(s.gen)
+        # drafted tokens already confirmed by earlier runs count as accepted drafts too
+        s.stats.draft_n_accepted += t.tree.depth(node)
+        try:
+            yield from verify_tree(s, t, out.copy(), node)
+            s.stats.verifications += 1
+            s.stats.accepted_lengths.append(len(s.gen) - n_before)
+            s.stats.draft_n_accepted += len(t.matched)
+            last = t.matched[-1] if t.matched else node
+            self.policy.observe(len(t.matched), rejected=bool(t.children.get(last)))
+            # the path's cells from the canonical frontier to the deepest confirmed node become canonical
+            s.commit(t.node_seqs[last][0], n_before + len(t.matched))
+        finally:
+            # also when the consumer stops mid-verification (then nothing is committed)
+            self._release(r)
+
+    # ------------------------------------------------------------------------------------ launching
+    def _launch_ns(self) -> None:
+        g = self.s.gen
+        rid = self.s.submit([g[-1]], [len(g) - 1], np.zeros(1, np.int32))
+        self.inflight.append(_Run(rid, False, len(g) - 1))
+        self.s.cover(len(g))
+
+    def _n_spec(self) -> int:
+        return sum(1 for r in self.inflight if r.spec and not r.cancelled)
+
+    def _speculate(self) -> int:
+        """Launches micro-batches while the oldest result is outstanding. One micro-batch is launched
+        even when the result is already there if none is in flight (a one-stage pipeline computes
+        every run inside submit, so it would otherwise never speculate)."""
+        launched = 0
+        while self._n_spec() < self.policy.max_in_flight:
+            if (launched or self._n_spec()) and self.s.poll():
+                break
+            if not self._launch_spec(launched):
+                break
+            launched += 1
+        return launched
+
+    def _launch_spec(self, burst: int) -> bool:
+        s = self.s
+        limits = self.policy.limits(burst, self.n_rejected, depth=self._n_spec())
+        if limits is None:
+            return False
+        ctx = self.tip
+        root = len(ctx) - 1
+        room = s.n_ctx - len(ctx)
+        if room <= 0:
+            return False
+        tree = trim_tree(self.drafter.propose(ctx, limits), room)
+        if not len(tree):
+            self.n_rejected += 1
+            return False
+        if s.kv_n_free < len(tree) + 2:
+            return False  # a full cache pauses speculation
+        buf, seqs = s.acquire(self.policy.n_parallel)
+        if buf < 0:
+            return False  # a full ring pauses speculation
+        t = TreeBatch.build(tree, root, seqs)
+        if self.tip_seq >= 0 and root >= s.canon_end:
+            # the chain's drafted tokens beyond the canonical ones live in tip_seq: share them
+            for sq in t.branch_seq:
+                s.copy(self.tip_seq, sq, s.canon_end, root + 1)
+        f = len(s.gen)
+        rid = s.submit(t.tokens(), t.positions(), t.node_seqs, spec=True)
+        s.stats.spec_runs_launched += 1
+        s.stats.draft_n += len(tree)
+        self.inflight.append(_Run(rid, True, root, ctx[f - 1:], f - 1, t, buf))
+        self.tip = ctx + t.branch0_tokens()
+        self.tip_seq, self.tip_buf = t.branch_seq[0], buf
+        return True
+
+    # ------------------------------------------------------------------------------------ validity
+    def _walk(self, r: _Run) -> Optional[int]:
+        """The node of run r at position len(gen)-1 (-1: its tip), or None if r contradicts the accepted
+        tokens or can no longer predict anything undecided."""
+        end = self._prefix_end(r)
+        if end is None:
+            return None
+        node, pos = end
+        return node if pos == len(self.s.gen) - 1 else None
+
+    def _prefix_end(self, r: _Run) -> Optional[Tuple[int, int]]:
+        """How far run r agrees with the accepted tokens: (node, its position) of the deepest node on
+        the accepted path, or None if the context r assumed contradicts them."""
+        g = self.s.gen
+        f = len(g)
+        assert r.batch is not None
+        for k in range(r.check_from, min(f, r.pos + 1)):
+            if r.ctx[k - r.check_from] != g[k]:
+                return None
+        node, pos = -1, r.pos
+        while pos < f - 1:
+            nxt = r.batch.follow(node, g[pos + 1])
+            if nxt is None:
+                break
+            node, pos = nxt, pos + 1
+        return node, pos
+
+    def _cover(self) -> Optional[Tuple[_Run, int]]:
+        """The oldest speculative run in flight that holds the last accepted token at its position,
+        with that node (its row predicts the next token; its cell becomes canonical when verified)."""
+        for r in self.inflight:
+            if r.spec and not r.cancelled:
+                node = self._walk(r)
+                if node is not None and node >= 0:
+                    return r, node
+        return None
+
+    def _release(self, r: _Run) -> None:
+        if r.buf >= 0:
+            self.s.release(r.buf)
+            if r.buf == self.tip_buf:
+                self._reset_tip()
+            r.buf = -1
+
+    def _reset_tip(self) -> None:
+        self.tip = list(self.s.gen)
+        self.tip_seq = self.tip_buf = -1
+
+    def _after_accept(self) -> None:
+        """Cancels the runs the accepted tokens contradict, then makes sure the last accepted token
+        has its canonical entry computed (a non-speculative run, unless a micro-batch holds it)."""
+        s = self.s
+        self.n_rejected = 0
+        cancel = []
+        for r in self.inflight:
+            if r.spec and not r.cancelled and self._walk(r) is None:
+                end = self._prefix_end(r)
+                if end is not None and r.batch is not None and r.batch.children.get(end[0]):
+                    # its own draft was wrong (not the chain before it): the policy learns from it
+                    self.policy.observe(end[1] - r.pos, rejected=True)
+                r.cancelled = True
+                cancel.append(r.run_id)
+                self._release(r)
+        s.cancel(cancel)
+        g = s.gen
+        # The next micro-batch continues the tip; the tip's sequence must hold every non-canonical
+        # position up to the last accepted token (new runs copy [canon_end, root] from it).
+        tip_ok = self.tip_seq >= 0 and len(self.tip) >= len(g) and self.tip[: len(g)] == g
+        cover = self._cover()
+        if cover is None:
+            if not tip_ok or len(self.tip) == len(g):
+                self._reset_tip()
+            self._launch_ns()
+            return
+        self.ns_skipped += 1
+        if not tip_ok:
+            r, node = cover
+            assert r.batch is not None
+            self.tip = list(g)
+            self.tip_seq, self.tip_buf = r.batch.node_seqs[node][0], r.buf
+
+    def _drain(self) -> None:
+        """Cancels what is in flight, consumes every outstanding result and frees the buffers."""
+        self.s.cancel([r.run_id for r in self.inflight if r.spec and not r.cancelled], invalidated=False)
+        self.s.drain()
+        while self.inflight:
+            self._release(self.inflight.popleft())
+
+
+def pipeinfer(s: Session, drafter: Drafter, policy: SpeculationPolicy) -> Iterator[int]:
+    return PipeInferDecoder(s, drafter, policy).tokens()

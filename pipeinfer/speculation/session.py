@@ -1,0 +1,150 @@
+"""One generation's session on the target: the canonical tokens, every KV operation, the runs in flight.
+
+A decoder (iterative.py, synchronous.py, pipeinfer.py) never calls the target directly: it launches
+runs, takes their results, and edits the KV cache through a Session, so that one object knows the
+generation's state and the simulator can swap the target for a virtual one.
+
+KV layout (every mode): sequence 0 is canonical and visible to every sequence; positions below
+`canon_end` hold their canonical entry (committed, or the run that computes it is launched). Each
+speculative run owns a buffer of the KV multibuffer ring (one sequence per draft-tree branch) holding
+only its own drafted tokens. Committing confirmed drafts is one `commit` (sequence 0 added to their
+cells), dropping a run is one `release` (its sequences cleared): O(1) events, not O(buffers).
+
+It must not decide what to speculate (policy.py) or which drafts are right (verification.py).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from pipeinfer.speculation.interfaces import RunResult, Target
+from pipeinfer.speculation.stats import DecodeStats
+from pipeinfer.speculation.verification import verify_position
+
+__all__ = ["Session"]
+
+
+class Session:
+    """The state of one generation on a Target.
+
+    Args:
+        target: the target pipeline (native, simulated, or a slot view).
+        sampler: the sampler of this generation (greedy or not; its probs() give the distribution).
+        tokens: prompt + accepted tokens; the session appends accepted tokens to this very list.
+        first_logits: logits row of the last prompt token.
+        n_ctx: context size: generation stops when len(tokens) reaches it.
+        stats: counters to fill.
+        clock: seconds (monotonic); the simulator passes its virtual clock.
+        trace: when a list, (time, event, fields) tuples are appended to it (launches, results,
+            cancellations, accepted tokens) for timelines.
+
+    Attributes:
+        gen: prompt + accepted tokens.
+        canon_end: positions below it have their canonical KV entry (or its run is launched).
+    """
+
+    def __init__(self, target: Target, sampler: Any, tokens: List[int], first_logits: np.ndarray, n_ctx: int,
+                 stats: DecodeStats, clock: Optional[Callable[[], float]] = None,
+                 trace: Optional[list] = None) -> None:
+        self.target = target
+        self.sampler = sampler
+        self.gen = tokens
+        self.first_logits = first_logits
+        self.n_ctx = n_ctx
+        self.stats = stats
+        self.now = clock or time.perf_counter
+        self.trace = trace
+        self.canon_end = len(tokens)
+        self.argmax_only = bool(sampler.is_greedy)
+
+    # ------------------------------------------------------------------------------------- tokens
+    @property
+    def full(self) -> bool:
+        return len(self.gen) >= self.n_ctx
+
+    def decide(self, row: np.ndarray, candidates: Sequence[int]) -> Tuple[int, int]:
+        """The token at position len(gen) given its logits row (or the id the last stage chose, for
+        argmax-only runs) and the drafted candidates for it: (token, index of the accepted candidate
+        or -1)."""
+        if np.ndim(row) == 0:
+            tok = int(row)
+            return tok, next((i for i, c in enumerate(candidates) if c == tok), -1)
+        probs = None if self.sampler.is_greedy else self.sampler.probs(row, self.gen)
+        return verify_position(probs, row, candidates, self.sampler.rng)
+
+    def accept(self, tok: int) -> None:
+        self.gen.append(tok)
+        self._event("accept", pos=len(self.gen) - 1)
+
+    # --------------------------------------------------------------------------------------- runs
+    def submit(self, tokens: Sequence[int], pos: Sequence[int], seqs: Any, spec: bool = False) -> int:
+        """Launches a run with every row verified exactly (each row equals a one-token step)."""
+        n = len(tokens)
+        self.stats.runs_launched += 1
+        rid = self.target.submit(np.asarray(tokens, np.int32), np.asarray(pos, np.int32), seqs, np.ones(n, np.uint8),
+                                 exact_rows=True, argmax_only=self.argmax_only)
+        self._event("launch", run=rid, n=n, pos=int(pos[0]) if n else -1, spec=spec)
+        return rid
+
+    def poll(self) -> bool:
+        return self.target.poll()
+
+    def wait(self) -> RunResult:
+        rid, skipped, rows = self.target.wait()
+        self._event("result", run=rid, skipped=bool(skipped))
+        return rid, skipped, rows
+
+    def cancel(self, run_ids: Sequence[int], invalidated: bool = True) -> None:
+        """Cancels runs on every stage; `invalidated` counts them as runs a rejection made useless
+        (False when a generation ends with runs in flight)."""
+        if run_ids:
+            self.target.cancel(list(run_ids))
+            if invalidated:
+                self.stats.runs_cancelled += len(run_ids)
+            self._event("cancel", runs=list(run_ids))
+
+    @property
+    def n_in_flight(self) -> int:
+        return self.target.n_in_flight
+
+    def drain(self) -> None:
+        """Consumes every outstanding result (the native count is authoritative: an interrupt can land
+        between a wait and the caller's bookkeeping)."""
+        while self.target.n_in_flight:
+            self.wait()
+
+    # ----------------------------------------------------------------------------------------- KV
+    @property
+    def kv_n_free(self) -> int:
+        return self.target.kv_n_free
+
+    def acquire(self, n_branches: int) -> Tuple[int, List[int]]:
+        """A free speculative buffer and the sequences of its first n_branches branches, or (-1, [])."""
+        buf = self.target.spec_acquire()
+        if buf < 0:
+            return -1, []
+        return buf, [self.target.spec_seq(buf, j) for j in range(n_branches)]
+
+    def release(self, buf: int) -> None:
+        self.target.spec_release(buf)
+
+    def copy(self, src: int, dst: int, p0: int, p1: int) -> None:
+        """Shares the cells of `src` at [p0, p1) with `dst` (metadata only)."""
+        self.target.kv_seq_cp(src, dst, p0, p1)
+
+    def commit(self, seq: int, end: int) -> None:
+        """Makes `seq`'s cells from the canonical frontier up to position `end` canonical."""
+        if end > self.canon_end:
+            self.target.spec_commit(seq, self.canon_end, end)
+            self.canon_end = end
+
+    def cover(self, end: int) -> None:
+        """Records that a non-speculative run launched now computes the canonical entries below `end`."""
+        self.canon_end = max(self.canon_end, end)
+
+    # ------------------------------------------------------------------------------------- tracing
+    def _event(self, kind: str, **fields: Any) -> None:
+        if self.trace is not None:
+            self.trace.append((self.now(), kind, fields))
