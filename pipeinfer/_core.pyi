@@ -13,7 +13,7 @@ from pipeinfer import ShapeError
 from pipeinfer import TransportError
 from pipeinfer import UnsupportedError
 import typing
-__all__: list[str] = ['GGUFError', 'GGUFFile', 'KVCacheFullError', 'MPITransport', 'ModelError', 'PipeinferError', 'Pipeline', 'ShapeError', 'ThreadPool', 'Transport', 'TransportError', 'UnsupportedError', 'attention', 'dequantize', 'kernel_isa', 'local_group', 'local_kill', 'matmul', 'mpi_abort_world', 'mpi_launched', 'quant_types', 'quantize', 'round_to_f16', 'serve_mpi_worker', 'set_kernel_isa', 'split_layers_by_bytes', 'stream_read_gbps', 'stream_read_sum', 'vec_dot']
+__all__: list[str] = ['GGUFError', 'GGUFFile', 'KVCacheFullError', 'MPITransport', 'ModelError', 'PipeinferError', 'Pipeline', 'ShapeError', 'ThreadPool', 'Transport', 'TransportError', 'UnsupportedError', 'attention', 'dequantize', 'kernel_isa', 'local_group', 'local_kill', 'matmul', 'mpi_abort_world', 'mpi_fault_seen', 'mpi_launched', 'mpi_report_startup_failure', 'quant_types', 'quantize', 'round_to_f16', 'serve_mpi_worker', 'set_kernel_isa', 'split_layers_by_bytes', 'stream_read_gbps', 'stream_read_sum', 'vec_dot']
 class PipeinferError(Exception):
     pass
 class GGUFFile:
@@ -253,6 +253,10 @@ def mpi_abort_world(code: typing.SupportsInt | typing.SupportsIndex) -> None:
     """
     MPI_Abort on the world communicator.
     """
+def mpi_fault_seen() -> bool:
+    """
+    True if this process saw a dead or silent rank or an MPI error.
+    """
 def mpi_launched() -> bool:
     """
     True if started by an MPI launcher (environment check only).
@@ -273,6 +277,10 @@ def repack(type: str, w: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8], 
 def round_to_f16(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> numpy.typing.NDArray[numpy.float32]:
     """
     Each value of x (float32, flattened) rounded to the nearest f16, as the KV cache stores it.
+    """
+def mpi_report_startup_failure(kind: str, text: str, heartbeat_s: typing.SupportsFloat | typing.SupportsIndex = 0.5, dead_after_s: typing.SupportsFloat | typing.SupportsIndex = 10.0) -> bool:
+    """
+    Reports an error raised on this MPI rank before it joined the pipeline to the other ranks (runtime/startup-failure.h); False if it had joined already or the report failed.
     """
 def serve_mpi_worker(path: str, heartbeat_s: typing.SupportsFloat | typing.SupportsIndex = 0.5, dead_after_s: typing.SupportsFloat | typing.SupportsIndex = 10.0) -> None:
     """

@@ -1,15 +1,18 @@
-"""How this process was started: alone (local transport) or as one rank of an MPI job.
+"""How this process was started: alone (local transport) or as one rank of an MPI job, and what a
+rank does when it fails before it joined the job.
 
 Reads the launcher's environment only; MPI itself is initialised by the native transport when a
 pipeline is created.
 """
 from __future__ import annotations
 
+import functools
 import importlib.metadata
+import math
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional, TypeVar
 
 _RANK_VARS = ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "SLURM_PROCID")
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "SLURM_NTASKS")
@@ -60,3 +63,55 @@ def find_mpiexec() -> Optional[str]:
         if c.is_file() and os.access(c, os.X_OK):
             return str(c)
     return None
+
+
+_Init = TypeVar("_Init", bound=Callable[..., None])
+
+
+def _error_kind(exc: BaseException) -> str:
+    """The kind name a CONTROL ERROR message carries for `exc` (csrc/runtime/stage-worker.h)."""
+    from pipeinfer import _core
+
+    kinds = ((_core.GGUFError, "gguf"), (_core.ModelError, "model"), (_core.UnsupportedError, "unsupported"),
+             (_core.KVCacheFullError, "kv_full"), ((ValueError, TypeError), "invalid"))
+    for cls, kind in kinds:
+        if isinstance(exc, cls):
+            return kind
+    return "other"
+
+
+def report_startup_failure(exc: BaseException, transport: Any = "auto", dead_after_s: Any = 10.0,
+                           heartbeat_s: float = 0.5) -> bool:
+    """Tells the other ranks of this MPI job that this rank failed before joining it (with `exc`).
+
+    Without this, a rank that fails before it creates its transport (a model file missing on one
+    node, a bad argument) leaves the others waiting in MPI_Init for ever. The head then raises the
+    error naming this rank; a worker that gets the head's error raises it naming rank 0. Does nothing
+    (returns False) outside an MPI job, with transport="local", or once this process has joined.
+    """
+    try:
+        if transport not in ("auto", "mpi") or resolve_transport(transport) != "mpi":
+            return False
+    except RuntimeError:
+        return False
+    if not (isinstance(dead_after_s, (int, float)) and math.isfinite(dead_after_s) and dead_after_s > 2 * heartbeat_s):
+        dead_after_s = 10.0  # the failure may be this very argument: report with the default
+    from pipeinfer import _core
+
+    return _core.mpi_report_startup_failure(_error_kind(exc), f"{type(exc).__name__}: {exc}",
+                                            heartbeat_s=heartbeat_s, dead_after_s=float(dead_after_s))
+
+
+def reports_startup_failure(init: _Init) -> _Init:
+    """Decorates ``Pipeline.__init__``: an exception it raises on an MPI rank that has not yet joined
+    the job is reported to the other ranks (`report_startup_failure`) before it propagates."""
+
+    @functools.wraps(init)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except Exception as exc:
+            report_startup_failure(exc, kwargs.get("transport", "auto"), kwargs.get("dead_after_s", 10.0))
+            raise
+
+    return wrapper  # type: ignore[return-value]

@@ -168,6 +168,7 @@ class Pipeline:
         ...     print(piece, end="")
     """
 
+    @launch.reports_startup_failure
     def __init__(
         self,
         model: Union[str, Path],

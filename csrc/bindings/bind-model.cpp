@@ -131,6 +131,7 @@ void register_model(py::module_& m) {
                  cfg.n_spec_buffers = n_spec_buffers;
                  cfg.n_spec_branches = n_spec_branches;
                  cfg.repack = repack;
+                 if (transport == "mpi") register_mpi_exit_hook();
                  // Loading maps the file, binds tensors and starts the stages; no Python object is touched.
                  py::gil_scoped_release release;
                  return std::make_unique<pipeline>(cfg);
@@ -239,9 +240,16 @@ void register_model(py::module_& m) {
         }, "Counters of every stage (a list of dicts, stage order).")
         .def("close", &pipeline::close, py::call_guard<py::gil_scoped_release>());
     m.def("split_layers_by_bytes", &split_layers_by_bytes, py::arg("layer_bytes"), py::arg("n_stages"));
-    m.def("serve_mpi_worker", &serve_mpi_worker, py::arg("path"), py::arg("heartbeat_s") = 0.5,
-          py::arg("dead_after_s") = 10.0, py::call_guard<py::gil_scoped_release>(),
-          "Runs this MPI rank as a pipeline worker until the head shuts the pipeline down.");
+    m.def(
+        "serve_mpi_worker",
+        [](const std::string& path, double heartbeat_s, double dead_after_s) {
+            register_mpi_exit_hook();
+            // Safe: serving touches no Python object (the path was copied above).
+            py::gil_scoped_release release;
+            serve_mpi_worker(path, heartbeat_s, dead_after_s);
+        },
+        py::arg("path"), py::arg("heartbeat_s") = 0.5, py::arg("dead_after_s") = 10.0,
+        "Runs this MPI rank as a pipeline worker until the head shuts the pipeline down.");
 }
 
 } // namespace pipeinfer

@@ -1,5 +1,6 @@
 // Test hooks for the transports of transport/transport.h: _core.Transport (an endpoint),
-// _core.local_group, _core.local_kill, _core.MPITransport, _core.mpi_launched, _core.mpi_abort_world.
+// _core.local_group, _core.local_kill, _core.MPITransport, _core.mpi_launched, _core.mpi_abort_world,
+// _core.mpi_fault_seen; the MPI exit hook; _core.mpi_report_startup_failure (runtime/startup-failure.h).
 // Payloads cross as bytes; tags as ints (EVENT=1, RESULT=2, CANCEL=3, CONTROL=4).
 #include <pybind11/stl.h>
 
@@ -7,6 +8,7 @@
 
 #include "bindings/register.h"
 #include "common/error.h"
+#include "runtime/startup-failure.h"
 #include "transport/transport.h"
 
 namespace py = pybind11;
@@ -26,17 +28,40 @@ py::tuple to_py(message&& m) {
     return py::make_tuple(m.src, py::bytes(reinterpret_cast<const char*>(m.data.data()), m.data.size()));
 }
 
-// Registers mpi_quiesce with Python's atexit once, when the first MPI transport is made: Python atexit
-// callbacks run LIFO, so this one runs before the finaliser of an mpi4py imported earlier, and our
-// heartbeat threads stop before anybody calls MPI_Finalize.
-void register_quiesce_at_exit() {
-    static bool done = false;
-    if (done) return;
-    py::module_::import("atexit").attr("register")(py::cpp_function([] { mpi_quiesce(); }));
-    done = true;
+// At interpreter exit: stops the heartbeat threads, and if this process saw a fault (a dead or
+// stopped rank: MPI_Finalize would hang, and hydra would wait for a stopped rank for ever) ends the
+// whole job with MPI_Abort, after flushing Python's own stdout/stderr buffers (an abort skips the
+// interpreter's final flush, and the error report would be lost).
+void mpi_exit_hook() {
+    mpi_quiesce();
+    if (!mpi_fault_seen()) return;
+    for (const char* name : {"stdout", "stderr"}) {
+        try {
+            py::object stream = py::module_::import("sys").attr(name);
+            if (!stream.is_none()) stream.attr("flush")();
+        } catch (const py::error_already_set&) {
+        }
+    }
+    // Safe: no Python object is touched; MPI_Abort does not return when MPI is up.
+    py::gil_scoped_release release;
+    try {
+        mpi_abort_world(1);
+    } catch (const transport_error&) {
+        // MPI never came up (an init that overran its deadline) or is finalised: nothing to end
+    }
 }
 
 } // namespace
+
+// Python atexit callbacks run LIFO: registered when the first MPI transport is about to be made, the
+// hook runs before the finaliser of an mpi4py imported earlier, so our heartbeat threads stop before
+// anybody calls MPI_Finalize.
+void register_mpi_exit_hook() {
+    static bool done = false;
+    if (done) return;
+    py::module_::import("atexit").attr("register")(py::cpp_function(&mpi_exit_hook));
+    done = true;
+}
 
 void register_transport(py::module_& m) {
     py::class_<transport, std::shared_ptr<transport>>(m, "Transport",
@@ -107,7 +132,7 @@ void register_transport(py::module_& m) {
     m.def(
         "MPITransport",
         [](double heartbeat_s, double dead_after_s) {
-            register_quiesce_at_exit();
+            register_mpi_exit_hook();
             transport_options o;
             o.heartbeat_s = heartbeat_s;
             o.dead_after_s = dead_after_s;
@@ -123,6 +148,18 @@ void register_transport(py::module_& m) {
         py::arg("heartbeat_s") = 0.5, py::arg("dead_after_s") = 10.0,
         "This process's MPI endpoint (initialises MPI if needed; collective over all ranks).");
     m.def("mpi_abort_world", &mpi_abort_world, py::arg("code"), "MPI_Abort on the world communicator.");
+    m.def("mpi_fault_seen", &mpi_fault_seen, "True if this process saw a dead or silent rank or an MPI error.");
+    m.def(
+        "mpi_report_startup_failure",
+        [](const std::string& kind, const std::string& text, double heartbeat_s, double dead_after_s) {
+            register_mpi_exit_hook();
+            // Safe: joining the job and sending touch no Python object (arguments copied above).
+            py::gil_scoped_release release;
+            return report_startup_failure(kind, text, heartbeat_s, dead_after_s);
+        },
+        py::arg("kind"), py::arg("text"), py::arg("heartbeat_s") = 0.5, py::arg("dead_after_s") = 10.0,
+        "Reports an error raised on this MPI rank before it joined the pipeline to the other ranks "
+        "(runtime/startup-failure.h); False if it had joined already or the report failed.");
 }
 
 } // namespace pipeinfer

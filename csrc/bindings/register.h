@@ -10,4 +10,7 @@ void register_quant(pybind11::module_& m);
 void register_kernels(pybind11::module_& m);
 void register_transport(pybind11::module_& m);
 void register_model(pybind11::module_& m);
+// Registers, once, the interpreter-exit hook of MPI transports (bind-transport.cpp); called before
+// any binding creates one.
+void register_mpi_exit_hook();
 } // namespace pipeinfer

@@ -8,6 +8,7 @@
 #include "common/error.h"
 #include "gguf/gguf-reader.h"
 #include "runtime/stage-worker.h"
+#include "runtime/startup-failure.h"
 
 namespace pipeinfer {
 
@@ -133,7 +134,7 @@ void pipeline::handshake(const pipeline_config& cfg) {
             continue;
         }
         control r = decode_control(m.data, m.src);
-        if (r.type == control_type::ERROR) rethrow_remote_error(r.error_kind, r.text, m.src);
+        if (r.type == control_type::ERROR) rethrow_remote_error(r, m.src, *tp_);
         if (r.type != control_type::READY) {
             throw transport_error(format("rank %d sent control type %d during the handshake", m.src, (int)r.type), m.src);
         }
@@ -156,7 +157,7 @@ void pipeline::check_control() {
     message m;
     while (tp_->try_recv(-1, msg_tag::CONTROL, m)) {
         control c = decode_control(m.data, m.src);
-        if (c.type == control_type::ERROR) rethrow_remote_error(c.error_kind, c.text, m.src);
+        if (c.type == control_type::ERROR) rethrow_remote_error(c, m.src, *tp_);
         throw transport_error(format("unexpected control message type %d from rank %d", (int)c.type, m.src), m.src);
     }
 }
@@ -322,7 +323,7 @@ std::vector<stage_report> pipeline::stats() {
             continue;
         }
         control c = decode_control(m.data, m.src);
-        if (c.type == control_type::ERROR) rethrow_remote_error(c.error_kind, c.text, m.src);
+        if (c.type == control_type::ERROR) rethrow_remote_error(c, m.src, *tp_);
         if (c.type != control_type::STATS) {
             throw transport_error(format("unexpected control message type %d from rank %d", (int)c.type, m.src), m.src);
         }
@@ -392,12 +393,8 @@ void serve_mpi_worker(const std::string& model_path, double heartbeat_s, double 
     try {
         file = std::shared_ptr<const gguf_file>(gguf_file::from_path(model_path));
     } catch (const std::exception& e) {
-        control c;
-        c.type = control_type::ERROR;
-        c.rank = tp->rank();
-        c.error_kind = error_kind_of(e);
-        c.text = e.what();
-        tp->send(0, msg_tag::CONTROL, encode_control(c));
+        tp->send(0, msg_tag::CONTROL, encode_control(error_control(tp->rank(), e)));
+        wait_for_head_to_leave(*tp, std::max(30.0, 3.0 * dead_after_s));
         throw;
     }
     try {

@@ -256,6 +256,7 @@ std::vector<uint8_t> encode_control(const control& c) {
     case control_type::ERROR:
         w.put_string(c.error_kind);
         w.put_string(c.text);
+        w.put(c.error_rank);
         break;
     case control_type::STATS:
         w.put<uint64_t>(c.reports.size());
@@ -289,6 +290,7 @@ control decode_control(const std::vector<uint8_t>& data, int src) {
     case control_type::ERROR:
         c.error_kind = r.get_string("error_kind", 64);
         c.text = r.get_string("text", 1u << 16);
+        c.error_rank = r.get<int32_t>("error_rank");
         break;
     case control_type::STATS: {
         const uint64_t n = r.get<uint64_t>("n_reports");

@@ -10,7 +10,8 @@
 //   RESULT (last stage -> head): run_id, skipped flag, logits rows (n_out × n_vocab f32)
 //   CANCEL (head -> every worker): run ids
 //   CONTROL: HELLO (head -> worker: protocol version, model fingerprint, stage config),
-//            READY / ERROR (worker -> head), STATS (last stage -> head: the STATS event's reports)
+//            READY / ERROR (worker -> head; ERROR also head -> worker when the head fails before its
+//            HELLO), STATS (last stage -> head: the STATS event's reports)
 // Every decode validates sizes, counts and ranges and throws transport_error naming the sender: a
 // message from another rank is untrusted input.
 #pragma once
@@ -22,7 +23,7 @@
 
 namespace pipeinfer {
 
-constexpr uint32_t PROTOCOL_VERSION = 2;
+constexpr uint32_t PROTOCOL_VERSION = 3;
 
 enum class event_type : uint8_t { RUN = 1, KV_OP = 2, STATS = 3, SHUTDOWN = 4 };
 enum class kv_op_type : uint8_t { SEQ_RM = 1, SEQ_CP = 2, SEQ_KEEP = 3, CLEAR = 4 };
@@ -89,6 +90,7 @@ struct control {
     int32_t rank = 0;                  // READY / ERROR: the sender
     std::string error_kind;            // ERROR: "gguf", "model", "kv_full", "unsupported", "other"
     std::string text;                  // ERROR: message
+    int32_t error_rank = -1;           // ERROR: the rank at fault (a dead or silent peer), -1: the sender
     std::vector<stage_report> reports; // STATS: every worker stage's counters (last stage -> head)
 };
 

@@ -140,12 +140,7 @@ private:
 
 void send_error(transport& tp, const std::exception& e) {
     try {
-        control c;
-        c.type = control_type::ERROR;
-        c.rank = tp.rank();
-        c.error_kind = error_kind_of(e);
-        c.text = e.what();
-        tp.send(0, msg_tag::CONTROL, encode_control(c));
+        tp.send(0, msg_tag::CONTROL, encode_control(error_control(tp.rank(), e)));
     } catch (...) {
         // best effort: the head will notice this rank's silence instead
     }
@@ -163,14 +158,27 @@ std::string error_kind_of(const std::exception& e) {
     return "other";
 }
 
-void rethrow_remote_error(const std::string& kind, const std::string& text, int rank) {
-    const std::string msg = format("rank %d: %s", rank, text.c_str());
+control error_control(int sender, const std::exception& e) {
+    control c;
+    c.type = control_type::ERROR;
+    c.rank = sender;
+    c.error_kind = error_kind_of(e);
+    c.text = e.what();
+    const auto* te = dynamic_cast<const transport_error*>(&e);
+    c.error_rank = te != nullptr && te->rank >= 0 ? te->rank : sender;
+    return c;
+}
+
+void rethrow_remote_error(const control& c, int src, transport& tp) {
+    const std::string msg = format("rank %d: %s", src, c.text.c_str());
+    const std::string& kind = c.error_kind;
+    if (kind == "transport") tp.peer_failed(c.error_rank >= 0 ? c.error_rank : src, msg);
     if (kind == "gguf") throw gguf_error(msg);
     if (kind == "model") throw model_error(msg);
     if (kind == "kv_full") throw kv_full_error(msg);
     if (kind == "unsupported") throw unsupported_type(msg);
     if (kind == "invalid") throw std::invalid_argument(msg);
-    throw transport_error(msg, rank);
+    throw transport_error(msg, c.error_rank >= 0 ? c.error_rank : src);
 }
 
 void apply_kv_op(kv_cache& kv, const kv_op& op) {
@@ -188,6 +196,8 @@ void run_worker(transport& tp, std::shared_ptr<const gguf_file> file, const std:
         std::set<int64_t> ignored;
         if (!wait_event(tp, 0, msg_tag::CONTROL, ignored, m, stop)) return;
         control c = decode_control(m.data, m.src);
+        // The head failed before it could configure the pipeline (startup-failure.h).
+        if (c.type == control_type::ERROR) rethrow_remote_error(c, m.src, tp);
         if (c.type != control_type::HELLO) {
             throw transport_error(format("rank %d expected HELLO from the head, got control type %d", tp.rank(),
                                          static_cast<int>(c.type)), 0);

@@ -27,6 +27,11 @@ void apply_kv_op(kv_cache& kv, const kv_op& op);
 
 // The kind name of an exception for a CONTROL ERROR message, and the exception rebuilt from it.
 std::string error_kind_of(const std::exception& e);
-[[noreturn]] void rethrow_remote_error(const std::string& kind, const std::string& text, int rank);
+// A CONTROL ERROR from rank `sender` carrying `e`; its error_rank is the peer of a transport_error
+// (the dead or silent rank that `sender` noticed), else the sender.
+control error_control(int sender, const std::exception& e);
+// Throws the exception a CONTROL ERROR from `src` describes; a transport_error names the rank at
+// fault (error_rank), not the rank that reported it, and is recorded on `tp` (transport::peer_failed).
+[[noreturn]] void rethrow_remote_error(const control& c, int src, transport& tp);
 
 } // namespace pipeinfer

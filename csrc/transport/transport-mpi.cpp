@@ -48,10 +48,18 @@
 //    MPI error) this module skips MPI_Finalize at exit; the head raising and exiting then makes
 //    hydra (default auto-cleanup) kill the rest, the stopped rank included. Under
 //    -disable-auto-cleanup every rank notices the fault itself (all ranks watch all peers), except a
-//    stopped one: the head must then call mpi_abort_world() after reporting the error (MPI_Abort
-//    makes hydra kill every rank, stopped ones too). Likewise when mpi4py owns MPI.
+//    stopped one, which hydra waits for for ever: a rank that saw a fault must end the job with
+//    mpi_abort_world() when it is done reporting (MPI_Abort makes hydra kill every rank, stopped
+//    ones too). The Python binding does this at interpreter exit (bind-transport.cpp); likewise
+//    when mpi4py owns MPI.
 // 6. mpiexec's exit status is the bitwise OR of the ranks' statuses (137 | 3 = 139), so it is only
 //    meaningful as zero / non-zero.
+// 7. MPI_Init_thread blocks (spinning on sched_yield, about half a core) in a PMI barrier until every
+//    rank has called it; a rank that exits before calling it is not noticed by hydra. So it runs on
+//    a helper thread with the connect deadline, and the runtime reports such a rank's own error
+//    through the transport when it can (runtime/startup-failure.h).
+// 8. /dev/shm/mpich_shm_* (one per job and node) is unlinked only by MPI_Finalize; once the
+//    transport is up its name is removed early (shm-names.h), so faults and aborts leave none.
 #include <mpi.h>
 
 #include <algorithm>
@@ -66,6 +74,7 @@
 #include <thread>
 
 #include "common/error.h"
+#include "transport/shm-names.h"
 #include "transport/transport.h"
 
 namespace pipeinfer {
@@ -96,6 +105,8 @@ struct mpi_runtime {
     bool we_initialised = false;          // MPI_Init_thread was called by this module
     int thread_level = MPI_THREAD_SINGLE;  // as granted by MPI_Init_thread / MPI_Query_thread
     std::set<class mpi_transport*> live;  // transports not yet destroyed
+    int created = 0;                      // transports ever created by this process
+    bool init_stuck = false;              // MPI_Init_thread overran its deadline (still running on its thread)
     std::atomic<bool> fault{false};       // a dead/silent peer or an MPI error was seen: skip MPI_Finalize
 };
 
@@ -140,19 +151,69 @@ private:
 
 void at_process_exit();
 
-// Initialises MPI if nobody has, records the thread level. Throws transport_error.
-void ensure_mpi_initialised() {
+// MPI_Init_thread, bounded: it blocks in a PMI barrier until every rank of the job has called it, and
+// a rank that fails before it (a missing file, a Python error) never does. So it runs on a helper
+// thread and the caller waits until deadline_ns; past it the call is abandoned (the thread stays
+// blocked inside MPI, and this process can no longer use MPI: it is expected to report and exit).
+// Returns MPI_Init_thread's result code and sets *provided.
+int init_thread_bounded(int64_t deadline_ns, int* provided) {
+    struct init_call {
+        std::mutex mu;
+        std::condition_variable cv;
+        bool done = false;
+        int rc = MPI_SUCCESS;
+        int provided = MPI_THREAD_SINGLE;
+    };
+    // Shared with the helper thread, which may outlive this call: owned by both.
+    auto call = std::make_shared<init_call>();
+    std::thread([call] {
+        int prov = MPI_THREAD_SINGLE;
+        const int rc = MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &prov);
+        std::lock_guard<std::mutex> lock(call->mu);
+        call->rc = rc;
+        call->provided = prov;
+        call->done = true;
+        call->cv.notify_all();
+    }).detach();
+    std::unique_lock<std::mutex> lock(call->mu);
+    const auto wait = std::chrono::nanoseconds(std::max<int64_t>(deadline_ns - now_ns(), 0));
+    if (!call->cv.wait_for(lock, wait, [&call] { return call->done; })) return -1;
+    *provided = call->provided;
+    return call->rc;
+}
+
+// Initialises MPI if nobody has (waiting at most until deadline_ns), records the thread level.
+// Throws transport_error.
+void ensure_mpi_initialised(int64_t deadline_ns, double limit_s) {
     mpi_runtime& rt = runtime();
     std::lock_guard<std::mutex> lock(rt.mu);
+    if (rt.init_stuck) {
+        throw transport_error("cannot create an MPI transport: an earlier MPI_Init_thread never completed");
+    }
     int initialised = 0, finalised = 0;
     PI_MPI_CHECK(MPI_Initialized(&initialised), -1, -1);
     PI_MPI_CHECK(MPI_Finalized(&finalised), -1, -1);
     if (finalised) throw transport_error("cannot create an MPI transport: MPI has already been finalised");
     if (!initialised) {
         int provided = MPI_THREAD_SINGLE;
-        PI_MPI_CHECK(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided), -1, -1);
+        const int rc = init_thread_bounded(deadline_ns, &provided);
+        if (rc == -1) {
+            rt.init_stuck = true;
+            rt.fault = true;
+            unlink_mapped_mpich_shm();
+            throw transport_error(format("MPI_Init_thread did not complete within %.0f s: a rank of this job never "
+                                         "started MPI (it failed before creating its pipeline, or does not create one)",
+                                         limit_s));
+        }
+        PI_MPI_CHECK(rc, -1, -1);
         rt.we_initialised = true;
         rt.thread_level = provided;
+        // Initialised on another thread: only full thread support lets this one make MPI calls.
+        if (provided != MPI_THREAD_MULTIPLE) {
+            throw transport_error(format("the MPI library grants thread level %d, pipeinfer needs MPI_THREAD_MULTIPLE "
+                                         "when it initialises MPI itself",
+                                         provided));
+        }
         // Errors on the world communicator (only touched by Comm_idup and Abort here) return codes.
         PI_MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN), -1, -1);
         std::atexit(at_process_exit);
@@ -184,6 +245,7 @@ public:
     void send(int dst, msg_tag tag, std::vector<uint8_t> data) override;
     bool try_recv(int src, msg_tag tag, message& out) override;
     double silent_for(int peer) const override;
+    void peer_failed(int peer, const std::string& why) override;
 
     // Stops heartbeats for good and tells the peers this rank has left (destructor, process exit);
     // later calls throw.
@@ -235,28 +297,32 @@ mpi_transport::mpi_transport(const transport_options& opts) : transport(opts) {
                                            "got heartbeat_s=%g dead_after_s=%g",
                                            opts.heartbeat_s, opts.dead_after_s));
     }
-    ensure_mpi_initialised();
+    // Every rank must join (MPI_Init_thread, then the communicator duplication); a rank that never does
+    // must not hang the others, nor make them spin: both steps wait with a deadline.
+    const double connect_s = std::max(30.0, 3.0 * opts.dead_after_s);
+    const int64_t deadline = now_ns() + static_cast<int64_t>(connect_s * 1e9);
+    ensure_mpi_initialised(deadline, connect_s);
     mpi_runtime& rt = runtime();
     threaded_ = rt.thread_level == MPI_THREAD_MULTIPLE;
 
-    // Non-blocking duplicate: every rank must create its transport; a rank that never does must not
-    // hang the others (nor make them spin), so wait with back-off and a deadline.
     MPI_Request req = MPI_REQUEST_NULL;
     PI_MPI_CHECK(MPI_Comm_idup(MPI_COMM_WORLD, &comm_, &req), -1, -1);
-    const double connect_s = std::max(30.0, 3.0 * opts.dead_after_s);
-    const int64_t deadline = now_ns() + static_cast<int64_t>(connect_s * 1e9);
     poll_backoff bo;
     for (int done = 0;;) {
         PI_MPI_CHECK(MPI_Test(&req, &done, MPI_STATUS_IGNORE), -1, -1);
         if (done) break;
         if (now_ns() > deadline) {
             runtime().fault = true;
+            unlink_mapped_mpich_shm();
             throw transport_error(format("MPI transport: MPI_Comm_idup of MPI_COMM_WORLD did not complete within "
                                          "%.0f s: not every rank created its transport (or one died first)",
                                          connect_s));
         }
         bo.wait();
     }
+    // Every rank has completed MPI_Init (the duplication needs all of them), so every local rank has
+    // mapped the job's shared-memory segments: their names can go (shm-names.h).
+    unlink_mapped_mpich_shm();
     PI_MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN), -1, -1);
     PI_MPI_CHECK(MPI_Comm_rank(comm_, &rank_), -1, -1);
     PI_MPI_CHECK(MPI_Comm_size(comm_, &size_), rank_, -1);
@@ -272,6 +338,7 @@ mpi_transport::mpi_transport(const transport_options& opts) : transport(opts) {
     {
         std::lock_guard<std::mutex> lock(rt.mu);
         rt.live.insert(this);
+        ++rt.created;
     }
     if (size_ > 1 && threaded_) hb_thread_ = std::thread([this] { heartbeat_loop(); });
 }
@@ -281,6 +348,10 @@ mpi_transport::~mpi_transport() {
     mpi_runtime& rt = runtime();
     {
         std::lock_guard<std::mutex> lock(rt.mu);
+        // A peer dead when this transport goes still makes MPI_Finalize hang: remember it as a fault.
+        for (int p = 0; p < size_; ++p) {
+            if (peer_dead(p)) rt.fault = true;
+        }
         rt.live.erase(this);
     }
     int finalised = 1;
@@ -361,6 +432,11 @@ void mpi_transport::heartbeat_loop() {
         lock.lock();
         hb_cv_.wait_for(lock, interval, [this] { return hb_stop_; });
     }
+}
+
+void mpi_transport::peer_failed(int peer, const std::string& why) {
+    runtime().fault = true;
+    if (peer >= 0 && peer < size_ && peer != rank_) mark_failed(peer, why);
 }
 
 void mpi_transport::mark_failed(int peer, const std::string& why) {
@@ -597,21 +673,12 @@ void quiesce_all() {
 
 // std::atexit handler, registered only when this module initialised MPI.
 void at_process_exit() {
-    mpi_runtime& rt = runtime();
     quiesce_all();
     int finalised = 1;
     if (MPI_Finalized(&finalised) != MPI_SUCCESS || finalised) return;
     // A peer that is dead or silent (and did not say bye) would never reach the PMI barrier inside
-    // MPI_Finalize.
-    {
-        std::lock_guard<std::mutex> lock(rt.mu);
-        for (mpi_transport* t : rt.live) {
-            for (int p = 0; p < t->size(); ++p) {
-                if (t->peer_dead(p)) rt.fault = true;
-            }
-        }
-    }
-    if (rt.fault) return;  // skip MPI_Finalize: it would hang (see the file comment)
+    // MPI_Finalize: skip it (see the file comment).
+    if (mpi_fault_seen()) return;
     MPI_Finalize();
 }
 
@@ -634,6 +701,23 @@ std::unique_ptr<transport> make_mpi_transport(const transport_options& opts) {
 }
 
 void mpi_quiesce() { quiesce_all(); }
+
+int mpi_transports_created() {
+    mpi_runtime& rt = runtime();
+    std::lock_guard<std::mutex> lock(rt.mu);
+    return rt.created;
+}
+
+bool mpi_fault_seen() {
+    mpi_runtime& rt = runtime();
+    std::lock_guard<std::mutex> lock(rt.mu);
+    for (mpi_transport* t : rt.live) {
+        for (int p = 0; p < t->size(); ++p) {
+            if (t->peer_dead(p)) rt.fault = true;
+        }
+    }
+    return rt.fault;
+}
 
 void mpi_abort_world(int code) {
     int initialised = 0, finalised = 0;

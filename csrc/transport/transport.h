@@ -61,6 +61,12 @@ public:
     // Seconds since a message (any tag, heartbeats included) last came from `peer`.
     virtual double silent_for(int peer) const = 0;
 
+    // Records that `peer` failed as another rank reported it (`why`: that report): waits involving it
+    // then throw transport_error naming it, and an MPI process counts it as a fault (the job is ended
+    // with MPI_Abort at exit instead of a MPI_Finalize that would hang). peer < 0: a fault not tied to
+    // one peer. The local transport learns of deaths directly and ignores this.
+    virtual void peer_failed(int peer, const std::string& why) {}
+
     // Waits for a message: polls try_recv, spinning briefly and then sleeping with growing back-off
     // (a few µs up to 1 ms) so that a waiting rank leaves the CPU to computing ones. Throws
     // transport_error if `timeout_s` (< 0: none) passes, or if any peer is dead or has been silent for
@@ -111,11 +117,19 @@ void local_group_kill(transport& any_endpoint, int r);
 // (PMI_RANK, PMIX_RANK, OMPI_COMM_WORLD_SIZE, ...), without initialising MPI.
 bool mpi_launched();
 // Initialises MPI if needed (MPI_THREAD_MULTIPLE for the heartbeat thread; checks the level
-// granted), duplicates MPI_COMM_WORLD with MPI_ERRORS_RETURN, starts heartbeats. Collective: every
-// rank must call it (as its first MPI step, in the same order as any other communicator creation);
-// throws transport_error if the others do not within max(30 s, 3 * dead_after_s), if MPI is
-// unavailable or fails. std::invalid_argument unless dead_after_s > 2 * heartbeat_s > 0.
+// granted), duplicates MPI_COMM_WORLD with MPI_ERRORS_RETURN, starts heartbeats, and unlinks the
+// names of MPICH's shared-memory segments (shm-names.h). Collective: every rank must call it (as its
+// first MPI step, in the same order as any other communicator creation); throws transport_error if
+// the others do not within max(30 s, 3 * dead_after_s) (MPI_Init_thread included: a rank that never
+// starts MPI cannot hang this one), if MPI is unavailable or fails. std::invalid_argument unless
+// dead_after_s > 2 * heartbeat_s > 0.
 std::unique_ptr<transport> make_mpi_transport(const transport_options& opts);
+// How many MPI transports this process has created (0: it never joined the job through one).
+int mpi_transports_created();
+// True if this process saw an MPI fault: a dead or silent peer, an MPI error, a broken message
+// stream. After one, MPI_Finalize would hang (transport-mpi.cpp), so the job can only be ended with
+// mpi_abort_world().
+bool mpi_fault_seen();
 // Ends the job from this rank after an unrecoverable error (MPI_Abort on the world communicator),
 // after flushing stdio and waiting 250 ms so the launcher can forward the error already printed.
 // Throws transport_error if MPI is not initialised (or already finalised).

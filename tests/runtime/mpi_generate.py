@@ -2,6 +2,9 @@
 one JSON line with the tokens and stage stats; other ranks serve and return when rank 0 closes.
 
     mpiexec -n N python mpi_generate.py MODEL N_TOKENS [--pidfile-dir DIR] [--dead-after S] [--mode M] [--repack] ...
+
+With --pidfile-dir every rank writes DIR/rank<r>.pid at start and the head writes DIR/generating once the
+first token is out. A TransportError is printed as "TransportError(rank=<rank at fault>): <message>" (exit 3).
 """
 import argparse
 import json
@@ -21,7 +24,8 @@ ap.add_argument("--mode", default=None)
 ap.add_argument("--draft", default=None)
 ap.add_argument("--repack", action="store_true")
 ap.add_argument("--slow", type=float, default=0.0, help="seconds to sleep between tokens on the head")
-ap.add_argument("--model-rank1", default=None, help="a different model file for rank 1 (fault test)")
+ap.add_argument("--model-rank", action="append", default=[],
+                help="RANK:PATH, another model path for that rank (fault tests: missing, different)")
 a = ap.parse_args()
 
 rank = int(os.environ.get("PMI_RANK", "0"))
@@ -29,7 +33,7 @@ if a.pidfile_dir:
     with open(os.path.join(a.pidfile_dir, f"rank{rank}.pid"), "w") as f:
         f.write(str(os.getpid()))
 try:
-    model = a.model_rank1 if (a.model_rank1 and rank == 1) else a.model
+    model = dict(x.split(":", 1) for x in a.model_rank).get(str(rank), a.model)
     pipe = pipeinfer.Pipeline(model, n_ctx=256, n_threads=1, dead_after_s=a.dead_after, mode=a.mode,
                               draft=a.draft, repack=a.repack)
     if pipe.is_head:
@@ -39,6 +43,8 @@ try:
         for i, _ in enumerate(s):
             if i == 0:
                 print("FIRST", flush=True)
+                if a.pidfile_dir:
+                    open(os.path.join(a.pidfile_dir, "generating"), "w").close()
             if a.slow:
                 time.sleep(a.slow)
         stats = pipe.stage_stats()

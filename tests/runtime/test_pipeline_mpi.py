@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mpi_helpers import MPIJob, have_mpiexec, run_mpi
+from mpi_helpers import MPIJob, have_mpiexec, pid_alive, run_mpi
 
 import pipeinfer
 
@@ -115,7 +115,90 @@ def test_more_ranks_than_layers_fails_cleanly_on_every_rank(tiny_model):
 def test_ranks_with_different_model_files_fail_at_the_handshake(tiny_model):
     a, _ = tiny_model("llama", "q8_0", n_layer=4)
     b, _ = tiny_model("llama", "q8_0", n_layer=4, seed=9)  # same shapes, other weights
-    r = run_mpi(SCRIPT, 2, [str(a), "4", "--model-rank1", str(b)], timeout_s=120)
+    r = run_mpi(SCRIPT, 2, [str(a), "4", "--model-rank", f"1:{b}"], timeout_s=120)
     assert r.returncode != 0
     assert "rank 1 loaded a different model file" in r.stderr
     assert not r.leftover_pids
+
+
+# ---- faults around startup and hangs: a clear error in bounded time, then nothing left running ----
+
+DEAD_AFTER_S = 3.0
+# Allowance on top of dead_after_s: heartbeat granularity, interpreter start and exit, hydra tearing
+# the job down, and a machine loaded by other jobs.
+FAULT_MARGIN_S = 25.0
+
+
+def _job_shm_names(pids):
+    """Names of /dev/shm files the given processes map, with whether each is still linked."""
+    names = {}
+    for pid in pids:
+        try:
+            maps = Path(f"/proc/{pid}/maps").read_text()
+        except OSError:
+            continue
+        for line in maps.splitlines():
+            if "/dev/shm/mpich_" in line:
+                path = line.split("/dev/shm/", 1)[1]
+                names[path.split(" ")[0]] = not path.endswith("(deleted)")
+    return names
+
+
+@pytest.mark.parametrize("n_ranks, failing", [(2, 1), (3, 2), (3, 0)], ids=["worker-of-2", "worker-of-3", "head-of-3"])
+def test_rank_failing_before_it_joins_is_named_with_its_error(tiny_model, tmp_path, n_ranks, failing):
+    """A rank whose model path is missing fails in Python before MPI starts; it joins the job only to
+    report, so the others raise its error (naming it) at once instead of waiting in MPI_Init for ever."""
+    path, _ = tiny_model("llama", "q8_0", n_layer=4)
+    missing = tmp_path / "missing-on-this-node.gguf"
+    r = run_mpi(SCRIPT, n_ranks, [str(path), "4", "--model-rank", f"{failing}:{missing}",
+                                  "--dead-after", str(DEAD_AFTER_S)], timeout_s=120)
+    assert not r.timed_out, r.stderr
+    assert r.returncode != 0
+    assert r.elapsed_s < DEAD_AFTER_S + FAULT_MARGIN_S
+    # The head names the failed worker with the worker's own message; a failed head is named so by
+    # every worker.
+    names = f"rank {failing}: ValueError: model '{missing}' is neither an existing file"
+    assert r.stderr.count(names) == (n_ranks - 1 if failing == 0 else 1), r.stderr
+    assert not r.leftover_pids
+
+
+@pytest.mark.parametrize("n_ranks, victim", [(3, 2), (3, 0), (2, 1)], ids=["w2-of-3", "head-of-3", "w1-of-2"])
+def test_stopped_rank_under_a_supervisor_ends_the_whole_job(tiny_model, tmp_path, n_ranks, victim):
+    """The README's supervisor pattern (-disable-auto-cleanup): hydra never notices a stopped rank.
+    The ranks that see it go silent raise TransportError naming it (not the rank that reported it),
+    and the job ends with MPI_Abort at their exit: no mpiexec, proxy, wrapper shell or stopped rank
+    is left in the process table, and no shared-memory segment in /dev/shm."""
+    path, _ = tiny_model("llama", "q8_0", n_layer=4)
+    job = MPIJob(SCRIPT, n_ranks, [str(path), "400", "--pidfile-dir", str(tmp_path), "--dead-after",
+                                   str(DEAD_AFTER_S), "--slow", "0.05"], timeout_s=150, supervise=True)
+    pidfiles = [tmp_path / f"rank{r}.pid" for r in range(n_ranks)]
+    deadline = time.time() + 90
+    while not all(f.exists() and f.read_text() for f in pidfiles) or not (tmp_path / "generating").exists():
+        if job.proc.poll() is not None or time.time() > deadline:
+            r = job.wait()
+            pytest.fail(f"job did not start generating: rc={r.returncode}\n{r.stdout}\n{r.stderr}")
+        time.sleep(0.05)
+    pids = [int(f.read_text()) for f in pidfiles]
+    shm = _job_shm_names(pids)
+    t_stop = time.time()
+    os.kill(pids[victim], signal.SIGSTOP)
+    r = job.wait()  # kills what is left of the job past its timeout, the stopped rank included
+    elapsed = time.time() - t_stop
+    # Ranks killed at the very end may still be exiting (their environment is already gone, so the
+    # job scan misses them): give them a moment.
+    deadline = time.time() + 10
+    alive = [p for p in pids if pid_alive(p)]
+    while alive and time.time() < deadline:
+        time.sleep(0.05)
+        alive = [p for p in alive if pid_alive(p)]
+    assert not r.timed_out, f"the job hit its timeout:\n{r.stdout}\n{r.stderr}"
+    assert r.returncode != 0
+    assert f"TransportError(rank={victim})" in r.stderr, r.stderr
+    assert f"rank {victim} has been silent for" in r.stderr
+    assert "TransportError(rank=" not in r.stderr.replace(f"TransportError(rank={victim})", "")
+    assert elapsed < DEAD_AFTER_S + FAULT_MARGIN_S
+    assert not r.leftover_pids
+    assert not alive, f"rank processes still alive: {alive}"
+    # MPICH's segment names were unlinked once the job was up: none can outlive it.
+    assert shm and not any(shm.values()), shm
+    assert not any(Path("/dev/shm", name).exists() for name in shm)

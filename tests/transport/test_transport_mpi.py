@@ -100,10 +100,12 @@ def head_error(result: mpi_helpers.MPIResult) -> re.Match:
         # Hung worker: hydra notices nothing; the head's heartbeat check does, and its exit without
         # MPI_Finalize makes hydra kill the rest, the stopped rank included.
         (3, 1, signal.SIGSTOP, False, False),
-        # Hung worker without hydra's auto-cleanup: the head ends the job with mpi_abort_world.
+        # Hung worker without hydra's auto-cleanup: the head ends the job with mpi_abort_world, called
+        # by the script or else by the binding's exit hook after the fault.
         (4, 2, signal.SIGSTOP, True, True),
+        (3, 2, signal.SIGSTOP, True, False),
     ],
-    ids=["kill-w1-of-3", "kill-w3-of-4", "stop-w1-of-3", "stop-w2-of-4-abort"],
+    ids=["kill-w1-of-3", "kill-w3-of-4", "stop-w1-of-3", "stop-w2-of-4-abort", "stop-w2-of-3-exit-hook"],
 )
 def test_head_names_the_failed_worker_and_nothing_remains(tmp_path, n_ranks, victim, sig, supervise, abort):
     job, pids = start_fault_job(tmp_path, n_ranks, supervise=supervise, abort=abort)
