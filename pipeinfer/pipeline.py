@@ -82,6 +82,7 @@ class Stream:
         self.finish_reason: Optional[str] = None
         self.timings = Timings()
         self.stage_stats: List[Dict[str, Any]] = []  # per stage, counted over this generation only
+        self.trace: Optional[list] = [] if getattr(pipeline, "_trace", False) else None  # head events
         self._it = pipeline._run(self, prompt_ids, params, max_tokens)
 
     def metrics(self) -> Dict[str, Any]:
@@ -110,7 +111,7 @@ class Stream:
         """A finished stream with no output (what a non-head MPI rank gets)."""
         s = cls.__new__(cls)
         s.prompt_tokens, s.tokens, s.text, s.finish_reason, s.timings = [], [], "", "worker", Timings()
-        s.mode, s.stats = "worker", DecodeStats()
+        s.mode, s.stats, s.stage_stats, s.trace = "worker", DecodeStats(), [], None
         s._it = iter(())
         return s
 
@@ -157,6 +158,9 @@ class Pipeline:
             ``"pipeinfer"`` (asynchronous continuous speculation; the default when a drafter is given).
         speculation: the speculation policy (``pipeinfer.SpeculationPolicy``: n_draft, p_accept,
             p_split, n_parallel, p_recovery, p_decay, max_in_flight).
+        trace: record timelines: every stage's run spans (``Stream.stage_stats[i]["spans"]``) and the
+            head's launches, results, cancellations and accepted tokens (``Stream.trace``), on the
+            monotonic clock of ``time.perf_counter``.
 
     Under ``mpiexec -n N`` every rank runs the same code: rank 0 is the head and generates; the
     constructor of any other rank serves that rank's pipeline stage and returns once the head closes
@@ -186,6 +190,7 @@ class Pipeline:
         draft: Any = None,
         mode: Optional[str] = None,
         speculation: Optional[SpeculationPolicy] = None,
+        trace: bool = False,
     ) -> None:
         self.config = EngineConfig(n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch, stages=stages,
                                    layer_split=layer_split, transport=transport, act_f16=act_f16,
@@ -223,8 +228,9 @@ class Pipeline:
             n_stages=self.config.stages, stage_layers=self._stage_layers(), transport=kind,
             act_f16=self.config.act_f16, heartbeat_s=self.config.heartbeat_s,
             dead_after_s=self.config.dead_after_s, n_spec_buffers=n_buffers,
-            n_spec_branches=self.policy.n_parallel, repack=self.config.repack,
+            n_spec_branches=self.policy.n_parallel, repack=self.config.repack, trace=bool(trace),
         )
+        self._trace = bool(trace)
         if self.tokenizer.n_vocab > self._native.n_vocab:
             raise _core.ModelError(
                 f"{self.model_path}: the tokenizer has {self.tokenizer.n_vocab} tokens but the model's "
@@ -473,7 +479,7 @@ class Pipeline:
         s.timings.cached_n = reused
         s.timings.prompt_ms = 1e3 * (t_prefill - t0)
         gen = list(ids)
-        session = Session(self._native, sampler, gen, logits.copy(), self.n_ctx, s.stats)
+        session = Session(self._native, sampler, gen, logits.copy(), self.n_ctx, s.stats, trace=s.trace)
         if self.mode == "iterative":
             tokens = DECODERS["iterative"](session)
         else:

@@ -65,6 +65,11 @@ py::dict report_dict(const stage_report& r) {
     d["idle_s"] = r.idle_s;
     d["kv_cells_used"] = r.kv_cells_used;
     d["weight_bytes"] = r.weight_bytes;
+    py::list spans;
+    for (const trace_span& t : r.spans) {
+        spans.append(py::make_tuple(t.run_id, t.t0, t.t1, t.n_tokens, t.layers_run, t.skipped));
+    }
+    d["spans"] = spans;  // (run_id, t0, t1, n_tokens, layers_run, skipped), steady-clock seconds
     return d;
 }
 
@@ -114,7 +119,7 @@ void register_model(py::module_& m) {
         .def(py::init([](const std::string& path, int64_t n_ctx, int n_threads, int n_seq_max, int n_stages,
                          std::vector<int64_t> stage_layers, const std::string& transport, bool act_f16,
                          double heartbeat_s, double dead_after_s, int max_delay_us, uint64_t delay_seed,
-                         int n_spec_buffers, int n_spec_branches, bool repack) {
+                         int n_spec_buffers, int n_spec_branches, bool repack, bool trace) {
                  pipeline_config cfg;
                  cfg.model_path = path;
                  cfg.n_ctx = n_ctx;
@@ -132,6 +137,7 @@ void register_model(py::module_& m) {
                  cfg.n_spec_branches = n_spec_branches;
                  cfg.repack = repack;
                  if (transport == "mpi") register_mpi_exit_hook();
+                 cfg.trace = trace;
                  // Loading maps the file, binds tensors and starts the stages; no Python object is touched.
                  py::gil_scoped_release release;
                  return std::make_unique<pipeline>(cfg);
@@ -140,7 +146,8 @@ void register_model(py::module_& m) {
              py::arg("n_stages") = 1, py::arg("stage_layers") = std::vector<int64_t>{},
              py::arg("transport") = "local", py::arg("act_f16") = false, py::arg("heartbeat_s") = 0.5,
              py::arg("dead_after_s") = 10.0, py::arg("max_delay_us") = 0, py::arg("delay_seed") = 0,
-             py::arg("n_spec_buffers") = 0, py::arg("n_spec_branches") = 1, py::arg("repack") = false)
+             py::arg("n_spec_buffers") = 0, py::arg("n_spec_branches") = 1, py::arg("repack") = false,
+             py::arg("trace") = false)
         .def(
             "decode",
             [](py::object self_obj, const i32_array& tokens, const i32_array& pos, const py::object& seq_ids,

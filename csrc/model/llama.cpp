@@ -9,6 +9,7 @@
 #include "gguf/gguf-reader.h"
 #include "kernels/attention.h"
 #include "kernels/ops.h"
+#include "quant/repack.h"
 
 namespace pipeinfer {
 
@@ -132,8 +133,8 @@ void llama_stage::ffn_layer(int il, size_t n) {
     for (size_t i = 0; i < n * d; ++i) x_[i] += tmp_[i];
 }
 
-void llama_stage::head(const batch& b, std::vector<float>& out) {
-    head_rows(compact_output_rows(b), out);
+bool llama_stage::head(const batch& b, std::vector<float>& out, const std::function<bool()>& cancelled) {
+    return head_rows(compact_output_rows(b), out, cancelled);
 }
 
 size_t llama_stage::compact_output_rows(const batch& b) {
@@ -147,12 +148,12 @@ size_t llama_stage::compact_output_rows(const batch& b) {
     return r;
 }
 
-void llama_stage::head_rows(size_t r, std::vector<float>& out) {
+bool llama_stage::head_rows(size_t r, std::vector<float>& out, const std::function<bool()>& cancelled) {
     const int64_t d = hp_.n_embd;
     for (size_t i = 0; i < r; ++i) rmsnorm_row(&x_[i * d], w_.output_norm.data(), d, hp_.rms_eps, &xn_[i * d]);
     std::vector<float>& logits = argmax_ ? logits_tmp_ : out;
     logits.resize(r * static_cast<size_t>(n_vocab_));
-    if (r > 0) matmul(w_.output, xn_.data(), static_cast<int64_t>(r), logits.data(), pool_, mm_, exact_);
+    if (r > 0 && !output_matmul(r, logits.data(), cancelled)) return false;
     if (argmax_) {
         out.resize(r);
         for (size_t i = 0; i < r; ++i) {
@@ -160,6 +161,39 @@ void llama_stage::head_rows(size_t r, std::vector<float>& out) {
             out[i] = static_cast<float>(std::max_element(row, row + n_vocab_) - row);  // first maximum
         }
     }
+    return true;
+}
+
+bool llama_stage::output_matmul(size_t r, float* logits, const std::function<bool()>& cancelled) {
+    // The output head is often the largest matrix of the model (a vocabulary of 150k rows): it runs in
+    // slices of rows, with a cancellation check between them, so that a run cancelled while its last
+    // stage is here stops within a fraction of the head. Every output element is the same dot as in
+    // one call (rows are independent).
+    const weight_view& w = w_.output;
+    const int64_t n_slices = cancelled ? OUTPUT_SLICES : 1;
+    const int64_t step = ((w.n_out + n_slices - 1) / n_slices + REPACK_ROWS - 1) / REPACK_ROWS * REPACK_ROWS;
+    if (step >= w.n_out) {
+        matmul(w, xn_.data(), static_cast<int64_t>(r), logits, pool_, mm_, exact_);
+        return true;
+    }
+    slice_out_.resize(r * static_cast<size_t>(step));
+    for (int64_t j0 = 0; j0 < w.n_out; j0 += step) {
+        if (j0 > 0 && cancelled()) return false;
+        const int64_t nj = std::min(step, w.n_out - j0);
+        weight_view part = w;
+        part.n_out = nj;
+        part.data = w.data + static_cast<size_t>(j0) * w.row_bytes;
+        if (w.repacked != nullptr && j0 > 0) part.repacked = w.repacked + repack_bytes(w.type, w.n_in, j0);  // j0 % 16 == 0
+        float* dst = r == 1 ? logits + j0 : slice_out_.data();
+        matmul(part, xn_.data(), static_cast<int64_t>(r), dst, pool_, mm_, exact_);
+        if (r > 1) {
+            for (size_t i = 0; i < r; ++i) {
+                std::copy_n(slice_out_.data() + i * static_cast<size_t>(nj), nj,
+                            logits + i * static_cast<size_t>(n_vocab_) + j0);
+            }
+        }
+    }
+    return true;
 }
 
 bool llama_stage::forward(const batch& b, const float* in, std::vector<float>& out,
@@ -204,14 +238,13 @@ bool llama_stage::forward(const batch& b, const float* in, std::vector<float>& o
             const size_t r = compact_output_rows(b);
             if (r > 0) ffn_layer(il, r);  // no row wanted (e.g. a prefill for the cache only): done
             ++stats_.layers_run;
-            head_rows(r, out);
-            return true;
+            return head_rows(r, out, cancelled);
         }
         ffn_layer(il, n);
         ++stats_.layers_run;
     }
     if (is_last()) {
-        head(b, out);
+        return head(b, out, cancelled);
     } else {
         out.assign(x_.begin(), x_.end());
     }

@@ -81,13 +81,17 @@ private:
     void embed(const batch& b);
     void attention_layer(int il, const batch& b, const std::vector<int32_t>& cells);
     void ffn_layer(int il, size_t n);
-    void head(const batch& b, std::vector<float>& out);
+    // The output norm and head (last stage); false if `cancelled` turned true between head slices.
+    bool head(const batch& b, std::vector<float>& out, const std::function<bool()>& cancelled);
     // Moves the rows of x_ whose logits are wanted to the front (batch order); returns their count.
     size_t compact_output_rows(const batch& b);
     // Output norm + output head on the first r rows of x_: out = (r, n_vocab).
-    void head_rows(size_t r, std::vector<float>& out);
+    bool head_rows(size_t r, std::vector<float>& out, const std::function<bool()>& cancelled);
+    bool output_matmul(size_t r, float* logits, const std::function<bool()>& cancelled);
+    static constexpr int64_t OUTPUT_SLICES = 8;  // cancellation checks within the output head
     bool argmax_ = false;                         // the current batch's argmax_only
     std::vector<float> logits_tmp_;               // (n_outputs, n_vocab) f32 when argmax_only
+    std::vector<float> slice_out_;                // (n_outputs, head slice rows) f32: a sliced output head
 
     std::shared_ptr<const gguf_file> file_;
     llama_hparams hp_;

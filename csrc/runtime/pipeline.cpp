@@ -1,6 +1,7 @@
 #include "runtime/pipeline.h"
 
 #include <chrono>
+#include <limits>
 #include <thread>
 #include <numeric>
 #include <stdexcept>
@@ -20,7 +21,13 @@ std::vector<int64_t> resolve_split(const gguf_file& f, const llama_hparams& hp, 
                                    int n_stages) {
     std::vector<int64_t> split = cfg.stage_layers;
     if (split.empty()) {
-        split = split_layers_by_bytes(layer_bytes(f, hp), n_stages);
+        // Every token's cost on a stage follows the weight bytes it reads; the last stage also reads
+        // the output head (output.weight, or the tied token embedding), often the largest matrix.
+        std::vector<size_t> cost = layer_bytes(f, hp);
+        const gguf_tensor_info* head = f.find_tensor("output.weight");
+        if (head == nullptr) head = f.find_tensor("token_embd.weight");
+        if (head != nullptr && !cost.empty()) cost.back() += head->nbytes;
+        split = split_layers_by_bytes(cost, n_stages);
     }
     if (static_cast<int>(split.size()) != n_stages) {
         throw std::invalid_argument(format("layer split has %zu stages but the pipeline has %d", split.size(), n_stages));
@@ -39,7 +46,8 @@ std::vector<int64_t> resolve_split(const gguf_file& f, const llama_hparams& hp, 
 
 } // namespace
 
-pipeline::pipeline(const pipeline_config& cfg) : n_seq_max_(cfg.n_seq_max), act_f16_(cfg.act_f16) {
+pipeline::pipeline(const pipeline_config& cfg)
+    : n_seq_max_(cfg.n_seq_max), act_f16_(cfg.act_f16), trace_(cfg.trace) {
     if (cfg.n_spec_buffers < 0) {
         throw std::invalid_argument(format("n_spec_buffers must be >= 0, got %d", cfg.n_spec_buffers));
     }
@@ -123,6 +131,7 @@ void pipeline::handshake(const pipeline_config& cfg) {
     c.h.act_f16 = act_f16_;
     c.h.seq0_shared = ring_ != nullptr;
     c.h.repack = cfg.repack;
+    c.h.trace = cfg.trace;
     c.h.stage_layers = split_;
     const std::vector<uint8_t> msg = encode_control(c);
     for (int r = 1; r < n_stages(); ++r) tp_->send(r, msg_tag::CONTROL, msg);
@@ -166,8 +175,19 @@ int64_t pipeline::submit(const batch& b) {
     if (closed_) throw std::runtime_error("the pipeline is closed");
     const auto t0 = clock_type::now();
     const int64_t id = next_id_++;
+    const uint64_t layers_before = head_->stats().layers_run;
     head_->forward(b, nullptr, head_out_);
-    head_busy_s_ += std::chrono::duration<double>(clock_type::now() - t0).count();
+    const auto t1 = clock_type::now();
+    head_busy_s_ += std::chrono::duration<double>(t1 - t0).count();
+    if (trace_) {
+        trace_span sp;
+        sp.run_id = id;
+        sp.t0 = std::chrono::duration<double>(t0.time_since_epoch()).count();
+        sp.t1 = std::chrono::duration<double>(t1.time_since_epoch()).count();
+        sp.n_tokens = static_cast<int32_t>(b.n_tokens());
+        sp.layers_run = static_cast<int32_t>(head_->stats().layers_run - layers_before);
+        head_spans_.push_back(sp);
+    }
     outstanding_.push_back(id);
     if (n_stages() == 1) {
         run_result r;
@@ -313,6 +333,8 @@ std::vector<stage_report> pipeline::stats() {
     h.busy_s = head_busy_s_;
     h.kv_cells_used = head_->kv().n_used();
     h.weight_bytes = head_->weight_bytes();
+    h.spans = std::move(head_spans_);
+    head_spans_.clear();
     std::vector<stage_report> out{h};
     if (n_stages() == 1 || closed_) return out;
     tp_->send(1, msg_tag::EVENT, encode_stats({}));
@@ -357,23 +379,37 @@ std::vector<int64_t> split_layers_by_bytes(const std::vector<size_t>& layer_byte
         throw std::invalid_argument(format("cannot split %lld layers into %d stages (need 1..%lld stages)",
                                            (long long)n_layer, n_stages, (long long)n_layer));
     }
-    const double total = static_cast<double>(std::accumulate(layer_bytes.begin(), layer_bytes.end(), size_t{0}));
-    std::vector<int64_t> out;
-    int64_t begin = 0;
-    double acc = 0.0;
-    for (int s = 0; s < n_stages; ++s) {
-        const int remaining_stages = n_stages - s - 1;
-        const double target = total * static_cast<double>(s + 1) / n_stages;
-        int64_t end = begin + 1;
-        acc += static_cast<double>(layer_bytes[static_cast<size_t>(begin)]);
-        while (end < n_layer - remaining_stages &&
-               acc + 0.5 * static_cast<double>(layer_bytes[static_cast<size_t>(end)]) <= target) {
-            acc += static_cast<double>(layer_bytes[static_cast<size_t>(end)]);
-            ++end;
+    // Contiguous partition minimising the costliest stage (the pipeline's throughput), ties broken by
+    // the smallest sum of squared stage costs (the most even split): dynamic programming over
+    // (stages used, layers covered), O(n_stages * n_layer^2).
+    std::vector<double> prefix(static_cast<size_t>(n_layer) + 1, 0.0);
+    for (int64_t i = 0; i < n_layer; ++i) prefix[i + 1] = prefix[i] + static_cast<double>(layer_bytes[i]);
+    struct cell {
+        double max = 0.0, sq = 0.0;
+        int64_t cut = -1;  // layers covered by the stages before the last one
+    };
+    const double inf = std::numeric_limits<double>::infinity();
+    std::vector<std::vector<cell>> best(static_cast<size_t>(n_stages) + 1,
+                                        std::vector<cell>(static_cast<size_t>(n_layer) + 1, cell{inf, inf, -1}));
+    best[0][0] = cell{0.0, 0.0, -1};
+    for (int s = 1; s <= n_stages; ++s) {
+        for (int64_t end = s; end <= n_layer - (n_stages - s); ++end) {
+            cell& b = best[s][end];
+            for (int64_t cut = s - 1; cut < end; ++cut) {
+                const cell& p = best[s - 1][cut];
+                if (p.max == inf) continue;
+                const double c = prefix[end] - prefix[cut];
+                const double mx = std::max(p.max, c), sq = p.sq + c * c;
+                if (mx < b.max || (mx == b.max && sq < b.sq)) b = cell{mx, sq, cut};
+            }
         }
-        if (s == n_stages - 1) end = n_layer;
-        out.push_back(end - begin);
-        begin = end;
+    }
+    std::vector<int64_t> out(static_cast<size_t>(n_stages));
+    int64_t end = n_layer;
+    for (int s = n_stages; s >= 1; --s) {
+        const int64_t cut = best[s][end].cut;
+        out[static_cast<size_t>(s - 1)] = end - cut;
+        end = cut;
     }
     return out;
 }

@@ -37,6 +37,7 @@ struct pipeline_config {
     int n_spec_branches = 1;             // sequences per buffer (draft-tree branches)
     double heartbeat_s = 0.5;
     double dead_after_s = 10.0;          // a silent worker is declared dead after this long
+    bool trace = false;                  // every stage records a trace_span per run (stats() returns them)
     int max_delay_us = 0;                // local transport: random message delay (tests)
     uint64_t delay_seed = 0;
 };
@@ -85,7 +86,8 @@ public:
     // Makes the cells of `seq` at positions [p0, p1) canonical (adds sequence 0): one event.
     void spec_commit(int32_t seq, int32_t p0, int32_t p1);
 
-    // Counters of every stage (asks the workers; waits for runs in flight to pass).
+    // Counters of every stage (asks the workers; waits for runs in flight to pass). When tracing, each
+    // report carries the spans of the runs its stage computed since the previous call.
     std::vector<stage_report> stats();
     // Stops the workers (idempotent).
     void close();
@@ -123,12 +125,14 @@ private:
     run_result current_;                                 // the result wait() returned last
     std::vector<float> head_out_;                        // stage 0 output
     double head_busy_s_ = 0.0;
+    bool trace_ = false;
+    std::vector<trace_span> head_spans_;                 // stage 0 runs since the last stats() (tracing)
     bool closed_ = false;
 };
 
 // Splits n_layer layers into n_stages contiguous ranges, balancing weight bytes (per-layer bytes
-// given); every stage gets at least one layer. Throws std::invalid_argument if n_stages is not in
-// [1, n_layer].
+// given; the caller adds the output head's bytes to the last layer, whose stage computes it); every
+// stage gets at least one layer. Throws std::invalid_argument if n_stages is not in [1, n_layer].
 std::vector<int64_t> split_layers_by_bytes(const std::vector<size_t>& layer_bytes, int n_stages);
 
 // An MPI worker rank: loads the model file and serves its stage until the head shuts the pipeline

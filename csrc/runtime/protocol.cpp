@@ -13,6 +13,7 @@ namespace {
 constexpr uint64_t MAX_TOKENS = 1u << 20;   // tokens per run
 constexpr uint64_t MAX_SEQ_REFS = 1u << 24; // sequence ids per run (all tokens)
 constexpr uint64_t MAX_FLOATS = uint64_t{1} << 31;
+constexpr uint64_t MAX_SPANS = uint64_t{1} << 20;  // trace spans per stage report
 
 void put_batch(wire_writer& w, const batch& b) {
     w.put_array(b.pos.data(), b.pos.size());
@@ -63,6 +64,15 @@ void put_report(wire_writer& w, const stage_report& s) {
     w.put(s.idle_s);
     w.put(s.kv_cells_used);
     w.put(s.weight_bytes);
+    w.put<uint64_t>(s.spans.size());
+    for (const trace_span& t : s.spans) {
+        w.put(t.run_id);
+        w.put(t.t0);
+        w.put(t.t1);
+        w.put(t.n_tokens);
+        w.put(t.layers_run);
+        w.put<uint8_t>(t.skipped ? 1 : 0);
+    }
 }
 
 stage_report get_report(wire_reader& r) {
@@ -81,6 +91,18 @@ stage_report get_report(wire_reader& r) {
     s.idle_s = r.get<double>("idle_s");
     s.kv_cells_used = r.get<int64_t>("kv_cells_used");
     s.weight_bytes = r.get<uint64_t>("weight_bytes");
+    const uint64_t n = r.get<uint64_t>("n_spans");
+    if (n > MAX_SPANS) r.fail("n_spans", format("%llu spans, at most %llu", (unsigned long long)n,
+                                                 (unsigned long long)MAX_SPANS));
+    s.spans.resize(static_cast<size_t>(n));
+    for (trace_span& t : s.spans) {
+        t.run_id = r.get<int64_t>("span.run_id");
+        t.t0 = r.get<double>("span.t0");
+        t.t1 = r.get<double>("span.t1");
+        t.n_tokens = r.get<int32_t>("span.n_tokens");
+        t.layers_run = r.get<int32_t>("span.layers_run");
+        t.skipped = r.get<uint8_t>("span.skipped") != 0;
+    }
     return s;
 }
 
@@ -249,6 +271,7 @@ std::vector<uint8_t> encode_control(const control& c) {
         w.put<uint8_t>(c.h.act_f16 ? 1 : 0);
         w.put<uint8_t>(c.h.seq0_shared ? 1 : 0);
         w.put<uint8_t>(c.h.repack ? 1 : 0);
+        w.put<uint8_t>(c.h.trace ? 1 : 0);
         w.put_array(c.h.stage_layers.data(), c.h.stage_layers.size());
         break;
     case control_type::READY:
@@ -283,6 +306,7 @@ control decode_control(const std::vector<uint8_t>& data, int src) {
         c.h.act_f16 = r.get<uint8_t>("act_f16") != 0;
         c.h.seq0_shared = r.get<uint8_t>("seq0_shared") != 0;
         c.h.repack = r.get<uint8_t>("repack") != 0;
+        c.h.trace = r.get<uint8_t>("trace") != 0;
         c.h.stage_layers = r.get_array<int64_t>("stage_layers", 65536);
         break;
     case control_type::READY:

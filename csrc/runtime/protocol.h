@@ -5,7 +5,7 @@
 //     RUN      run_id, flags, batch (pos, per-token seq ids, logits flags), then activations
 //              (n_tokens × n_embd, f32 or f16) unless the run was skipped upstream
 //     KV_OP    seq_rm / seq_cp / seq_keep / clear with its arguments
-//     STATS    collects each stage's counters on the way to the last stage
+//     STATS    collects each stage's counters (and, when tracing, its run spans) on the way to the last stage
 //     SHUTDOWN stop serving
 //   RESULT (last stage -> head): run_id, skipped flag, logits rows (n_out × n_vocab f32)
 //   CANCEL (head -> every worker): run ids
@@ -23,7 +23,7 @@
 
 namespace pipeinfer {
 
-constexpr uint32_t PROTOCOL_VERSION = 3;
+constexpr uint32_t PROTOCOL_VERSION = 4;
 
 enum class event_type : uint8_t { RUN = 1, KV_OP = 2, STATS = 3, SHUTDOWN = 4 };
 enum class kv_op_type : uint8_t { SEQ_RM = 1, SEQ_CP = 2, SEQ_KEEP = 3, CLEAR = 4 };
@@ -37,6 +37,15 @@ struct kv_op {
     int32_t p1 = -1;
 };
 
+// One run's compute on one stage, for timelines (recorded when the pipeline traces).
+struct trace_span {
+    int64_t run_id = 0;
+    double t0 = 0.0, t1 = 0.0;     // steady-clock seconds (one clock for every process of one machine)
+    int32_t n_tokens = 0;
+    int32_t layers_run = 0;        // layers computed (fewer than the stage's when cancelled mid-run)
+    bool skipped = false;          // cancelled before or during the run
+};
+
 // Counters of one stage, as reported through a STATS event.
 struct stage_report {
     int32_t rank = 0;
@@ -47,6 +56,7 @@ struct stage_report {
     double idle_s = 0.0;   // time waiting for the next event
     int64_t kv_cells_used = 0;
     uint64_t weight_bytes = 0;
+    std::vector<trace_span> spans;  // runs computed since the previous STATS (tracing pipelines only)
 };
 
 struct run_event {
@@ -81,6 +91,7 @@ struct hello {
     bool act_f16 = false;
     bool seq0_shared = false;          // KV: sequence 0 visible to every sequence (speculation)
     bool repack = false;               // row-interleaved weights (quant/repack.h)
+    bool trace = false;                // record a trace_span per run for timelines
     std::vector<int64_t> stage_layers; // layers per stage, one entry per rank
 };
 

@@ -17,6 +17,8 @@ double seconds_since(clock_type::time_point t) {
     return std::chrono::duration<double>(clock_type::now() - t).count();
 }
 
+double clock_seconds(clock_type::time_point t) { return std::chrono::duration<double>(t.time_since_epoch()).count(); }
+
 // Waits for the next message with `tag` from `src`, draining cancellations meanwhile. Returns false
 // if *stop was raised.
 bool wait_event(transport& tp, int src, msg_tag tag, std::set<int64_t>& cancelled, message& out,
@@ -33,7 +35,8 @@ bool wait_event(transport& tp, int src, msg_tag tag, std::set<int64_t>& cancelle
 
 class stage_server {
 public:
-    stage_server(transport& tp, llama_stage& st, bool act_f16) : tp_(tp), st_(st), act_f16_(act_f16) {
+    stage_server(transport& tp, llama_stage& st, bool act_f16, bool trace)
+        : tp_(tp), st_(st), act_f16_(act_f16), trace_(trace) {
         report_.rank = tp.rank();
         report_.layer_begin = st.layer_begin();
         report_.layer_end = st.layer_end();
@@ -72,6 +75,7 @@ private:
 
     void on_run(run_event& r) {
         const auto t0 = clock_type::now();
+        const uint64_t layers_before = st_.stats().layers_run;
         bool skipped = r.skipped || cancelled_.count(r.run_id) != 0;
         std::vector<float> out;
         if (!skipped) {
@@ -89,6 +93,16 @@ private:
         // Runs reach this stage in increasing id order: cancellations of earlier ids are stale.
         cancelled_.erase(cancelled_.begin(), cancelled_.upper_bound(r.run_id));
         report_.busy_s += seconds_since(t0);
+        if (trace_) {
+            trace_span sp;
+            sp.run_id = r.run_id;
+            sp.t0 = clock_seconds(t0);
+            sp.t1 = clock_seconds(clock_type::now());
+            sp.n_tokens = static_cast<int32_t>(r.b.n_tokens());
+            sp.layers_run = static_cast<int32_t>(st_.stats().layers_run - layers_before);
+            sp.skipped = skipped;
+            spans_.push_back(sp);
+        }
         if (last()) {
             run_result res;
             res.run_id = r.run_id;
@@ -119,7 +133,10 @@ private:
         report_.bytes_sent = tp_.bytes_sent();
         report_.messages_sent = tp_.messages_sent();
         report_.kv_cells_used = st_.kv().n_used();
+        report_.spans = std::move(spans_);
+        spans_.clear();
         reports.push_back(report_);
+        report_.spans.clear();
         if (last()) {
             control c;
             c.type = control_type::STATS;
@@ -134,8 +151,10 @@ private:
     transport& tp_;
     llama_stage& st_;
     bool act_f16_;
+    bool trace_;
     std::set<int64_t> cancelled_;
     stage_report report_;
+    std::vector<trace_span> spans_;  // runs since the last STATS event (tracing only)
 };
 
 void send_error(transport& tp, const std::exception& e) {
@@ -223,7 +242,7 @@ void run_worker(transport& tp, std::shared_ptr<const gguf_file> file, const std:
         ready.type = control_type::READY;
         ready.rank = tp.rank();
         tp.send(0, msg_tag::CONTROL, encode_control(ready));
-        stage_server(tp, st, h.act_f16).serve(stop);
+        stage_server(tp, st, h.act_f16, h.trace).serve(stop);
     } catch (const std::exception& e) {
         send_error(tp, e);
         throw;

@@ -26,7 +26,7 @@ def main(argv: list) -> int:
         drafter = build_drafter(spec.draft, _core.GGUFFile(spec.model).metadata())
     pipe = pipeinfer.Pipeline(spec.model, n_ctx=spec.n_ctx, n_threads=spec.n_threads, transport="mpi",
                               mode=spec.mode if rank == 0 else None, draft=drafter,
-                              speculation=SpeculationPolicy(**spec.policy))
+                              speculation=SpeculationPolicy(**spec.policy), trace=spec.trace if rank == 0 else False)
     if not pipe.is_head:
         return 0
     res = generate_once(pipe, spec.prompt, spec.n_gen)

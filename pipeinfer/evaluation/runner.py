@@ -17,7 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from pipeinfer import launch
 
@@ -51,6 +51,9 @@ class RunSpec:
         n_threads: compute threads per stage.
         n_ctx: context cells.
         link: for MPI: a netem.LinkProfile as dict (None: default transport, shared memory).
+        rank_prefix: for MPI: a command prefix every rank runs under (e.g. the emulated cluster's
+            cgroup join, cgroups.CgroupCluster.rank_prefix).
+        trace: record per-stage run spans and the head's events (the record's "timeline").
         labels: free-form fields copied into the record (experiment, model name, ...).
     """
 
@@ -65,6 +68,8 @@ class RunSpec:
     n_threads: int = 1
     n_ctx: int = 1024
     link: Optional[Dict[str, Any]] = None
+    rank_prefix: Optional[List[str]] = None
+    trace: bool = False
     labels: Dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> Dict[str, Any]:
@@ -111,6 +116,10 @@ def generate_once(pipe: Any, spec_prompt: str, n_gen: int) -> Dict[str, Any]:
     out["stages_detail"] = [{k: st.get(k) for k in ("layer_begin", "layer_end", "runs", "runs_skipped", "tokens",
                                                      "layers_run", "layers_skipped", "bytes_sent", "busy_s", "idle_s")}
                             for st in s.stage_stats]
+    if s.trace is not None:
+        out["timeline"] = {"t_start": t0, "t_prefill_end": t0 + m["prompt_ms"] / 1e3,
+                           "stages": [[list(sp) for sp in st.get("spans", [])] for st in s.stage_stats],
+                           "head": [[t, kind, fields] for t, kind, fields in s.trace]}
     return out
 
 
@@ -129,7 +138,8 @@ def run_local(spec: RunSpec) -> Dict[str, Any]:
     meta = _core.GGUFFile(spec.model).metadata()
     drafter = build_drafter(spec.draft, meta) if spec.mode != "iterative" else None
     with pipeinfer.Pipeline(spec.model, n_ctx=spec.n_ctx, n_threads=spec.n_threads, stages=spec.stages,
-                            transport="local", mode=spec.mode, draft=drafter, speculation=_policy(spec)) as pipe:
+                            transport="local", mode=spec.mode, draft=drafter, speculation=_policy(spec),
+                            trace=spec.trace) as pipe:
         return generate_once(pipe, spec.prompt, spec.n_gen)
 
 
@@ -155,10 +165,13 @@ def run_mpi(spec: RunSpec, timeout_s: float = 600.0) -> Dict[str, Any]:
         if spec.link is not None:
             cmd += netem.rank_prefix()
             env.update(netem.tcp_env())
+        if spec.rank_prefix:
+            cmd += list(spec.rank_prefix)
         cmd += [sys.executable, "-m", "pipeinfer.evaluation.mpi_rank", str(spec_path), str(out_path)]
         try:
+            # cwd: a source checkout's pipeinfer/ folder (no extension) must not shadow the package
             p = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                               timeout=timeout_s + 30)
+                               timeout=timeout_s + 30, cwd=tmp)
         except subprocess.TimeoutExpired as e:
             raise EvaluationError(f"mpiexec -n {spec.stages} timed out after {timeout_s:.0f} s") from e
         if p.returncode != 0 or not out_path.exists():
@@ -177,7 +190,8 @@ def _pkg_path() -> str:
 def run(spec: RunSpec, reference: Optional[Sequence[int]] = None) -> Dict[str, Any]:
     """Runs spec and returns its record: the spec's fields, its labels, the metrics, and output_ok
     (tokens equal to `reference`, when given). Failures are recorded in `error`, not raised."""
-    rec: Dict[str, Any] = {k: v for k, v in spec.to_json().items() if k not in ("draft", "policy", "labels")}
+    rec: Dict[str, Any] = {k: v for k, v in spec.to_json().items()
+                           if k not in ("draft", "policy", "labels", "rank_prefix")}
     rec.update(spec.labels)
     rec["policy"] = dict(spec.policy)
     from pipeinfer.evaluation.drafting import drafter_label

@@ -1,13 +1,19 @@
 """PipeInfer: asynchronous continuous speculation over the pipeline (arXiv 2407.11798, section III).
 
-After every acceptance the head launches a one-token non-speculative run of the last accepted token
-(its canonical KV entry) and keeps launching speculative micro-batches continuing the furthest valid
-speculation while earlier runs are in flight; results are verified in launch order, and runs
-invalidated by a rejection are cancelled on every stage at once (early inference cancellation).
+After every acceptance the head launches a run of the last accepted token (its canonical KV entry)
+and keeps launching speculative micro-batches continuing the furthest valid speculation while earlier
+runs are in flight; results are verified in launch order, and runs invalidated by a rejection are
+cancelled on every stage at once (early inference cancellation).
 
-The non-speculative run is skipped when a micro-batch in flight already holds the accepted token at
-its position: then that micro-batch's verification commits the token's entry (with good drafts most
-non-speculative runs would otherwise arrive stale).
+Where the run of the accepted token goes (the paper's "non-speculative run"): it anchors the chain.
+The first micro-batch drafted after an acceptance carries the accepted token as its row 0 (written to
+the canonical sequence; the drafts to the micro-batch's buffer), so one pass over the weights serves
+both; a separate one-token run would read every stage's weights once more, and the last stage (with
+the output head, often the costliest) twice per rejection. The run is one token only when nothing is
+drafted, and for the first token of a generation (so the first decoded token comes as fast as with
+plain decoding). An anchor is never cancelled: when it is launched, no older valid run is in flight.
+The anchor is skipped when a micro-batch in flight already holds the accepted token at its position:
+that micro-batch's verification then commits the token's entry.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ import numpy as np
 from pipeinfer.speculation.interfaces import Drafter
 from pipeinfer.speculation.policy import SpeculationPolicy
 from pipeinfer.speculation.session import Session
+from pipeinfer.speculation.tree import DraftTree
 from pipeinfer.speculation.verification import TreeBatch, trim_tree, verify_tree
 
 __all__ = ["PipeInferDecoder", "pipeinfer"]
@@ -27,16 +34,25 @@ __all__ = ["PipeInferDecoder", "pipeinfer"]
 
 @dataclass
 class _Run:
-    """A launched run, as the head remembers it."""
+    """A launched run, as the head remembers it.
+
+    A run with `batch` is speculative (its drafts continue the tip at `pos`); `anchor` runs also carry
+    the tip itself as row 0 (its canonical entry). Without `batch` it is a one-token run of the token
+    at `pos`.
+    """
 
     run_id: int
-    spec: bool
-    pos: int  # non-speculative: the token's position; speculative: the position of the tip it continues
+    pos: int  # the position of the tip its drafts continue (one-token runs: the token's position)
+    batch: Optional[TreeBatch] = None
     ctx: List[int] = field(default_factory=list)  # speculative: the tokens it assumed at [check_from, pos]
     check_from: int = 0
-    batch: Optional[TreeBatch] = None
     buf: int = -1
+    anchor: bool = False
     cancelled: bool = False
+
+    @property
+    def spec(self) -> bool:
+        return self.batch is not None
 
 
 class PipeInferDecoder:
@@ -65,7 +81,7 @@ class PipeInferDecoder:
             if s.full:
                 return
             self._reset_tip()
-            self._launch_ns()
+            self._launch_anchor(draft=False)  # the first decoded token as fast as plain decoding
             while self.inflight:
                 self._speculate()
                 rid, skipped, out = s.wait()
@@ -73,6 +89,8 @@ class PipeInferDecoder:
                 if r.run_id != rid:
                     raise RuntimeError(f"pipeline returned run {rid} while run {r.run_id} was expected")
                 if r.cancelled or skipped:
+                    if r.anchor:
+                        raise RuntimeError(f"run {rid} holds a canonical entry but was skipped")
                     self._release(r)
                     continue
                 n_before = len(s.gen)
@@ -94,14 +112,14 @@ class PipeInferDecoder:
         confirmed path and releases the run's buffer."""
         s = self.s
         node = self._walk(r)
-        if node is None or node == -1:
+        if node is None or (node == -1 and not r.anchor):
             self._release(r)
             return
         t = r.batch
         assert t is not None
         n_before = len(s.gen)
         # drafted tokens already confirmed by earlier runs count as accepted drafts too
-        s.stats.draft_n_accepted += t.tree.depth(node)
+        s.stats.draft_n_accepted += t.tree.depth(node) if node >= 0 else 0
         try:
             yield from verify_tree(s, t, out.copy(), node)
             s.stats.verifications += 1
@@ -116,11 +134,23 @@ class PipeInferDecoder:
             self._release(r)
 
     # ------------------------------------------------------------------------------------ launching
-    def _launch_ns(self) -> None:
-        g = self.s.gen
-        rid = self.s.submit([g[-1]], [len(g) - 1], np.zeros(1, np.int32))
-        self.inflight.append(_Run(rid, False, len(g) - 1))
-        self.s.cover(len(g))
+    def _launch_anchor(self, draft: bool = True) -> None:
+        """Launches the run of the last accepted token, with a first micro-batch of drafts continuing
+        it when `draft` and the policy and drafter give some."""
+        s = self.s
+        g = s.gen
+        root = len(g) - 1
+        t = self._draft(g, burst=0) if draft else None
+        if t is None:
+            rid = s.submit([g[-1]], [root], np.zeros(1, np.int32))
+            self.inflight.append(_Run(rid, root))
+            s.cover(len(g))
+            return
+        tree, buf, seqs = t
+        batch = TreeBatch.build(tree, root, seqs, root_row=True)
+        rid = s.submit([g[-1]] + batch.tokens(), [root] + batch.positions(), [[0]] + batch.node_seqs, spec=True)
+        s.cover(len(g))
+        self._record_spec(rid, batch, buf, anchor=True)
 
     def _n_spec(self) -> int:
         return sum(1 for r in self.inflight if r.spec and not r.cancelled)
@@ -138,37 +168,51 @@ class PipeInferDecoder:
             launched += 1
         return launched
 
-    def _launch_spec(self, burst: int) -> bool:
+    def _draft(self, ctx: List[int], burst: int) -> Optional[Tuple[DraftTree, int, List[int]]]:
+        """A draft tree continuing ctx with a KV buffer for it, or None (the policy declines, nothing
+        is drafted, or the cache or the buffer ring is full)."""
         s = self.s
         limits = self.policy.limits(burst, self.n_rejected, depth=self._n_spec())
-        if limits is None:
-            return False
-        ctx = self.tip
-        root = len(ctx) - 1
         room = s.n_ctx - len(ctx)
-        if room <= 0:
-            return False
+        if limits is None or room <= 0:
+            return None
         tree = trim_tree(self.drafter.propose(ctx, limits), room)
         if not len(tree):
             self.n_rejected += 1
-            return False
+            return None
         if s.kv_n_free < len(tree) + 2:
-            return False  # a full cache pauses speculation
+            return None  # a full cache pauses speculation
         buf, seqs = s.acquire(self.policy.n_parallel)
         if buf < 0:
-            return False  # a full ring pauses speculation
-        t = TreeBatch.build(tree, root, seqs)
+            return None  # a full ring pauses speculation
+        return tree, buf, seqs
+
+    def _record_spec(self, rid: int, batch: TreeBatch, buf: int, anchor: bool = False) -> None:
+        s = self.s
+        f = len(s.gen)
+        ctx = self.tip if not anchor else list(s.gen)
+        s.stats.spec_runs_launched += 1
+        s.stats.draft_n += len(batch.tree)
+        self.inflight.append(_Run(rid, batch.root_pos, batch, ctx[f - 1:], f - 1, buf, anchor))
+        self.tip = ctx + batch.branch0_tokens()
+        self.tip_seq, self.tip_buf = batch.branch_seq[0], buf
+
+    def _launch_spec(self, burst: int) -> bool:
+        """Launches a micro-batch continuing the tip; False when nothing was launched."""
+        s = self.s
+        ctx = self.tip
+        root = len(ctx) - 1
+        t = self._draft(ctx, burst)
+        if t is None:
+            return False
+        tree, buf, seqs = t
+        batch = TreeBatch.build(tree, root, seqs)
         if self.tip_seq >= 0 and root >= s.canon_end:
             # the chain's drafted tokens beyond the canonical ones live in tip_seq: share them
-            for sq in t.branch_seq:
+            for sq in batch.branch_seq:
                 s.copy(self.tip_seq, sq, s.canon_end, root + 1)
-        f = len(s.gen)
-        rid = s.submit(t.tokens(), t.positions(), t.node_seqs, spec=True)
-        s.stats.spec_runs_launched += 1
-        s.stats.draft_n += len(tree)
-        self.inflight.append(_Run(rid, True, root, ctx[f - 1:], f - 1, t, buf))
-        self.tip = ctx + t.branch0_tokens()
-        self.tip_seq, self.tip_buf = t.branch_seq[0], buf
+        rid = s.submit(batch.tokens(), batch.positions(), batch.node_seqs, spec=True)
+        self._record_spec(rid, batch, buf)
         return True
 
     # ------------------------------------------------------------------------------------ validity
@@ -227,6 +271,8 @@ class PipeInferDecoder:
         cancel = []
         for r in self.inflight:
             if r.spec and not r.cancelled and self._walk(r) is None:
+                if r.anchor:
+                    raise RuntimeError(f"run {r.run_id} holds a canonical entry but its drafts' context was contradicted")
                 end = self._prefix_end(r)
                 if end is not None and r.batch is not None and r.batch.children.get(end[0]):
                     # its own draft was wrong (not the chain before it): the policy learns from it
@@ -241,9 +287,8 @@ class PipeInferDecoder:
         tip_ok = self.tip_seq >= 0 and len(self.tip) >= len(g) and self.tip[: len(g)] == g
         cover = self._cover()
         if cover is None:
-            if not tip_ok or len(self.tip) == len(g):
-                self._reset_tip()
-            self._launch_ns()
+            self._reset_tip()
+            self._launch_anchor()
             return
         self.ns_skipped += 1
         if not tip_ok:

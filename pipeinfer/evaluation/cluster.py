@@ -1,0 +1,174 @@
+"""`pipeinfer bench cluster`: the three decoding modes on an emulated cluster (cgroups.py), swept over
+the drafter's error rate.
+
+This module owns the experiment: which configurations run in which order (modes interleaved inside
+each repeat, so ratios are taken inside one run), the greedy-output check against iterative decoding,
+the per-rank CPU-share check, and the result document (records, timelines). It must not set up cgroups
+itself (cgroups.py) or know how one run executes (runner.py).
+
+Drafters (`drafter`): "oracle" replays the target's own greedy continuation (acceptance 1, no drafting
+cost) corrupted by NoisyDrafter at each error rate E; "ngram"; or a draft model (path or known name).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from pipeinfer.evaluation.cgroups import CgroupCluster
+from pipeinfer.evaluation.experiments import PAPER_PROMPT
+from pipeinfer.evaluation.machine import machine_facts
+from pipeinfer.evaluation.results import write_results
+from pipeinfer.evaluation.runner import EvaluationError, Progress, RunSpec, run
+
+__all__ = ["ClusterSettings", "run_cluster"]
+
+MODES = ("iterative", "speculative", "pipeinfer")
+
+
+@dataclass
+class ClusterSettings:
+    """One emulated-cluster sweep.
+
+    Args:
+        stages: target pipeline stages (MPI ranks of the target model).
+        quota: CPUs per rank (0.45: four ranks fit in two cores with room to spare).
+        quotas: per-rank CPUs instead of `quota` (heterogeneous nodes), one per rank.
+        period_us: the CFS period.
+        model: target model (path or known name).
+        drafter: "oracle", "ngram", or a draft model path / known name.
+        errors: error rates swept with the oracle drafter.
+        modes: decoding modes, run in this order inside each repeat.
+        n_gen: tokens generated per run (greedy).
+        repeats: sweeps (each a full interleaved pass), for the spread.
+        policy: SpeculationPolicy keyword arguments.
+        trace: record timelines (per-rank run spans, head events).
+        n_ctx: context cells.
+        out: result folder.
+    """
+
+    stages: int = 4
+    quota: float = 0.45
+    quotas: Optional[List[float]] = None
+    period_us: int = 10000
+    model: str = "qwen2.5-coder-0.5b"
+    drafter: str = "oracle"
+    errors: Sequence[float] = (0.0, 0.1, 0.3, 0.5, 1.0)
+    modes: Sequence[str] = MODES
+    n_gen: int = 64
+    repeats: int = 1
+    policy: Dict[str, Any] = field(default_factory=dict)
+    trace: bool = True
+    n_ctx: int = 1024
+    prompt: str = PAPER_PROMPT
+    out: Path = Path("bench-results")
+    progress: bool = True
+
+    @property
+    def n_ranks(self) -> int:
+        return self.stages
+
+    def rank_quotas(self) -> List[float]:
+        if self.quotas is not None:
+            if len(self.quotas) != self.n_ranks:
+                raise ValueError(f"quotas has {len(self.quotas)} entries for {self.n_ranks} ranks")
+            return list(self.quotas)
+        return [self.quota] * self.n_ranks
+
+
+def _resolve(name: str) -> str:
+    from pipeinfer.models import resolve
+
+    return str(resolve(name))
+
+
+def _draft_spec(st: ClusterSettings, truth: List[int], error: Optional[float]) -> Dict[str, Any]:
+    if st.drafter == "oracle":
+        return {"kind": "replay", "truth": truth, "error_rate": error, "seed": 1}
+    if st.drafter == "ngram":
+        return {"kind": "ngram"}
+    return {"kind": "model", "path": _resolve(st.drafter), "name": Path(st.drafter).stem}
+
+
+def run_cluster(st: ClusterSettings) -> Dict[str, Any]:
+    """Runs the sweep on an emulated cluster and writes cluster.json / cluster.csv (+ plots); raises
+    EvaluationError after writing when a run failed or its greedy output differs from iterative."""
+    model = _resolve(st.model)
+    quotas = st.rank_quotas()
+    errors = list(st.errors) if st.drafter == "oracle" else [None]
+    spec_modes = [m for m in st.modes if m != "iterative"]
+    plan_per_repeat = (1 if "iterative" in st.modes else 0) + len(errors) * len(spec_modes)
+    prog = Progress("cluster", plan_per_repeat * st.repeats + 1, st.progress)
+    ref = run(RunSpec(model=model, mode="iterative", prompt=st.prompt, n_gen=st.n_gen, n_ctx=st.n_ctx))
+    if ref.get("error"):
+        raise EvaluationError(f"reference iterative run failed: {ref['error']}")
+    want = list(ref["tokens_out"])
+    truth = list(ref["prompt_tokens"]) + want
+    prog.step(f"reference: {len(want)} greedy tokens")
+    records: List[Dict[str, Any]] = []
+    with CgroupCluster(quotas, st.period_us) as cl:
+        prog.note(f"cgroup {cl.version}: {len(quotas)} ranks, quotas {quotas} CPU, period {st.period_us} us")
+        for rep in range(st.repeats):
+            plan = ([("iterative", None)] if "iterative" in st.modes else []) + \
+                   [(m, e) for e in errors for m in spec_modes]
+            for mode, err in plan:
+                spec = RunSpec(model=model, mode=mode, prompt=st.prompt, n_gen=st.n_gen, stages=st.stages,
+                               transport="mpi", n_ctx=st.n_ctx,
+                               draft=None if mode == "iterative" else _draft_spec(st, truth, err),
+                               rank_prefix=cl.rank_prefix(), trace=st.trace,
+                               labels={"repeat": rep, "error_rate": err})
+                if st.policy:
+                    spec.policy = dict(st.policy)
+                cl.start_accounting()
+                rec = run(spec, want)
+                share = cl.check_shares()
+                rec["cpu_share_used"] = share["share_used"]
+                rec["cpu_share_ok"] = share["ok"]
+                rec["throttled"] = cl.throttled()
+                records.append(rec)
+                prog.step(f"rep {rep} {mode} E={err}: {_line(rec)}")
+    doc = {"experiment": "cluster", "machine": machine_facts(), "settings": _settings_doc(st),
+           "quotas": quotas, "cgroup": cl.version, "records": records, "ratios": ratios(records)}
+    paths = write_results(st.out, "cluster", doc)
+    prog.note(f"wrote {paths['json']} and {paths['csv']}")
+    bad = [r for r in records if r.get("error") or r.get("output_ok") is False]
+    if bad:
+        raise EvaluationError(f"{len(bad)} cluster run(s) failed or differ from iterative: "
+                              + "; ".join(f"{r['mode']} E={r.get('error_rate')}: {r.get('error') or 'output differs'}"
+                                          for r in bad))
+    return doc
+
+
+def ratios(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Per (repeat, error rate): pipeinfer / speculative and each mode / iterative of the same repeat."""
+    out = []
+    reps = sorted({r.get("repeat", 0) for r in records})
+    for rep in reps:
+        rr = [r for r in records if r.get("repeat", 0) == rep and not r.get("error")]
+        it = next((r["predicted_per_second"] for r in rr if r["mode"] == "iterative"), None)
+        for err in sorted({r.get("error_rate") for r in rr if r["mode"] != "iterative"}, key=lambda e: -1 if e is None else e):
+            by = {r["mode"]: r["predicted_per_second"] for r in rr if r.get("error_rate") == err and r["mode"] != "iterative"}
+            row: Dict[str, Any] = {"repeat": rep, "error_rate": err, "iterative": it, **by}
+            if "pipeinfer" in by and "speculative" in by:
+                row["pipeinfer/speculative"] = by["pipeinfer"] / by["speculative"]
+            for m, v in by.items():
+                if it:
+                    row[f"{m}/iterative"] = v / it
+            out.append(row)
+    return out
+
+
+def _line(rec: Dict[str, Any]) -> str:
+    if rec.get("error"):
+        return f"ERROR {rec['error'][:300]}"
+    ok = "ok" if rec.get("output_ok") else "OUTPUT DIFFERS"
+    share = ",".join(f"{s:.2f}" for s in rec.get("cpu_share_used", []))
+    return (f"{rec['predicted_per_second']:.2f} tok/s, acceptance {rec['acceptance_rate']:.2f}, "
+            f"cancelled {rec['runs_cancelled']}, ttft {rec['ttft_decode_ms']:.0f} ms, share [{share}], {ok}")
+
+
+def _settings_doc(st: ClusterSettings) -> Dict[str, Any]:
+    d = asdict(st)
+    d["out"] = str(st.out)
+    return d
+
