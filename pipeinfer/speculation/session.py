@@ -57,7 +57,9 @@ class Session:
         self.now = clock or time.perf_counter
         self.trace = trace
         self.canon_end = len(tokens)
-        self.argmax_only = bool(sampler.is_greedy)
+        # Greedy runs may let the last stage choose each row's argmax (4 bytes back instead of a logits
+        # row) only when nothing changes the logits first (bias, penalties).
+        self.argmax_only = bool(sampler.is_greedy) and not _processes_logits(sampler.params)
 
     # ------------------------------------------------------------------------------------- tokens
     @property
@@ -70,9 +72,12 @@ class Session:
         or -1)."""
         if np.ndim(row) == 0:
             tok = int(row)
-            return tok, next((i for i, c in enumerate(candidates) if c == tok), -1)
-        probs = None if self.sampler.is_greedy else self.sampler.probs(row, self.gen)
-        return verify_position(probs, row, candidates, self.sampler.rng)
+        elif self.sampler.is_greedy:
+            # the argmax of the processed logits (bias and penalties apply at temperature 0 too)
+            tok = int(np.argmax(self.sampler.adjusted_logits(row, self.gen)))
+        else:
+            return verify_position(self.sampler.probs(row, self.gen), row, candidates, self.sampler.rng)
+        return tok, next((i for i, c in enumerate(candidates) if c == tok), -1)
 
     def accept(self, tok: int) -> None:
         self.gen.append(tok)
@@ -148,3 +153,10 @@ class Session:
     def _event(self, kind: str, **fields: Any) -> None:
         if self.trace is not None:
             self.trace.append((self.now(), kind, fields))
+
+
+def _processes_logits(params: Any) -> bool:
+    """True when the sampling parameters change logits before the choice (bias, penalties)."""
+    penalties = params.repeat_last_n != 0 and (params.repeat_penalty != 1.0 or params.presence_penalty != 0.0
+                                               or params.frequency_penalty != 0.0)
+    return bool(params.logit_bias) or penalties

@@ -90,13 +90,15 @@ def test_cancellation_skips_work_with_a_wrong_drafter(tiny_model):
     path, _ = tiny_model("qwen2", "q8_0", n_layer=13, n_embd=256, n_ff=512, seed=4)
     path = str(path)
     with pipeinfer.Pipeline(path, n_ctx=160, n_threads=1) as p:
-        want = p.generate(PROMPT, max_tokens=N, temperature=0, logit_bias=NO_EOG).tokens
+        no_eog = {**NO_EOG, **{t: -1e6 for t in p.tokenizer.eog_ids}}  # this model's own end ids too
+        want = p.generate(PROMPT, max_tokens=N, temperature=0, logit_bias=no_eog).tokens
+    assert len(want) == N
     pol = SpeculationPolicy(n_draft=3, p_accept=0.0, max_in_flight=4, adaptive=False)
     skipped = 0
     for _ in range(8):
         with pipeinfer.Pipeline(path, n_ctx=160, n_threads=1, layer_split=[1, 4, 4, 4],
                                 draft=WrongDrafter(PROMPT + want, n_vocab=320), speculation=pol) as p:
-            s = p.generate(PROMPT, max_tokens=N, temperature=0, logit_bias=NO_EOG)
+            s = p.generate(PROMPT, max_tokens=N, temperature=0, logit_bias=no_eog)
             assert s.tokens == want
             assert s.stats.runs_cancelled > 0
             skipped = sum(st["layers_skipped"] + st["runs_skipped"] for st in s.stage_stats[1:])
