@@ -6,7 +6,6 @@ Per generated token only the token id crosses into C++ and one logits row comes 
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,17 +235,6 @@ class Pipeline:
                 f"{self.model_path}: the tokenizer has {self.tokenizer.n_vocab} tokens but the model's "
                 f"embedding has {self._native.n_vocab} rows"
             )
-
-    def _drafting_cost(self) -> float:
-        """Cost of one draft token in target tokens: a draft model on the head reads its weights once
-        per token, so about its file size over the target's (decoding is memory-bound); 0 otherwise."""
-        path = getattr(self.drafter, "path", None)
-        if path is None:
-            return 0.0
-        try:
-            return os.path.getsize(path) / os.path.getsize(self.model_path)
-        except OSError:
-            return 0.0
 
     def _stage_layers(self) -> List[int]:
         if not self.config.layer_split:
@@ -479,12 +467,12 @@ class Pipeline:
         s.timings.cached_n = reused
         s.timings.prompt_ms = 1e3 * (t_prefill - t0)
         gen = list(ids)
-        session = Session(self._native, sampler, gen, logits.copy(), self.n_ctx, s.stats, trace=s.trace)
+        session = Session(self._native, sampler, gen, logits.copy(), self.n_ctx, s.stats, trace=s.trace,
+                          costs=self.policy.costs)
         if self.mode == "iterative":
             tokens = DECODERS["iterative"](session)
         else:
             self.drafter.begin(ids)
-            self.policy.reset(drafting_cost=self._drafting_cost())
             tokens = DECODERS[self.mode](session, self.drafter, self.policy)
         limit = self.n_ctx - len(ids)
         if max_tokens is not None:

@@ -109,6 +109,8 @@ class ModelDrafter(Drafter):
         stats: DrafterStats.
     """
 
+    cheap = False  # every draft token is a forward pass of the draft model on the head
+
     def __init__(self, model: Union[str, os.PathLike], n_ctx: int = 0, n_threads: int = 1, max_branches: int = 4,
                  *, n_batch: int = 512, reuse: bool = True, repack: bool = False) -> None:
         from pipeinfer.models import resolve

@@ -1,29 +1,34 @@
-"""Measures the inputs of the pipeline model (simulate.py) on this machine.
+"""The simulator's costs, fitted from traced runs (timelines of `pipeinfer bench cluster`).
 
-This module owns the calibration runs and the fitting: per-stage compute time as a function of the batch
-size (from the engine's per-stage busy time over single batches of 1..8 tokens), the head's per-token
-overhead and the per-hop link cost (the residual of iterative decoding after compute), the drafter's time
-per drafted token, and the message sizes (from the GGUF metadata). It must not simulate.
+This module owns the fitting: from the per-stage run spans and the head's events of one or more
+traced generations on the same pipeline it estimates each stage's compute time as a function of the
+batch size, the hop latency, and the head's time between taking a result and launching the next
+run. It must not simulate (simulate.py) or run anything.
 
-Fits:
-- stage s, batch b: busy_s(b) = fixed_s + per_token_s * b, least squares over the batch sizes (clipped >= 0).
-- head overhead h (per token of iterative decoding, one stage): wall time per token - stage_0(1).
-- per-hop latency (N stages): (wall per token - sum_s stage_s(1) - h) / N (N hops: N-1 activations + logits).
+Fits (all spans of the runs given; skipped runs excluded):
+- stage s: duration = fixed_s + per_token_s * n_tokens, least squares (both clipped at 0).
+- hop latency: the median of (start on stage s+1) - (end on stage s) over runs that found stage s+1
+  idle, and of (result seen by the head) - (end on the last stage) over runs the head was waiting for.
+- head: the median time from a result taken to the start of the next run launched with nothing valid
+  ahead of it (verification, drafting on the head, the policy), split into head_result_s.
 """
 from __future__ import annotations
 
-import time
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["fit_linear", "measure_stage_costs", "calibrate", "sim_config"]
+from pipeinfer.evaluation.simulate import Link, SimConfig, StageCost
+
+__all__ = ["fit_linear", "from_traces"]
 
 
 def fit_linear(bs: Sequence[float], ts: Sequence[float]) -> "tuple[float, float]":
     """Least-squares (fixed, slope) of t = fixed + slope * b, both clipped at 0."""
     b = np.asarray(bs, dtype=np.float64)
     t = np.asarray(ts, dtype=np.float64)
+    if len(b) == 0:
+        raise ValueError("fit_linear needs at least one sample")
     if len(set(b.tolist())) < 2:
         return max(float(t.mean()), 0.0), 0.0
     slope, fixed = np.polyfit(b, t, 1)
@@ -34,107 +39,65 @@ def fit_linear(bs: Sequence[float], ts: Sequence[float]) -> "tuple[float, float]
     return float(fixed), float(slope)
 
 
-def measure_stage_costs(pipe: Any, ids: Sequence[int], batch_sizes: Sequence[int] = (1, 2, 4, 8),
-                        repeats: int = 3) -> List[Dict[str, float]]:
-    """Per-stage (fixed_s, per_token_s, n_layers) from the engine's busy time over single batches."""
-    samples: List[List[tuple]] = []
-    pipe.eval_logits(list(ids[: max(batch_sizes)]))  # warm the pages
-    for b in batch_sizes:
-        for _ in range(repeats):
-            before = pipe.stage_stats()
-            pipe.eval_logits(list(ids[:b]))
-            after = pipe.stage_stats()
-            if not samples:
-                samples = [[] for _ in after]
-            for s, (x, y) in enumerate(zip(before, after)):
-                samples[s].append((b, y["busy_s"] - x["busy_s"]))
-    out = []
-    for s, st in enumerate(pipe.stage_stats()):
-        fixed, slope = fit_linear([b for b, _ in samples[s]], [t for _, t in samples[s]])
-        out.append({"fixed_s": fixed, "per_token_s": slope,
-                    "n_layers": max(1, int(st.get("layer_end", 1)) - int(st.get("layer_begin", 0)))})
-    return out
-
-
-def _draft_costs(drafter: Any, truth: Sequence[int], n_prompt: int, n_draft: int, steps: int = 12) -> Dict[str, float]:
-    from pipeinfer.drafters import DraftLimits
-
-    limits = DraftLimits(n_draft=n_draft)
-    drafter.begin(list(truth[:n_prompt]))
-    ts = []
-    for i in range(steps):
-        ctx = list(truth[: n_prompt + 2 * i])
-        t0 = time.perf_counter()
-        tree = drafter.propose(ctx, limits)
-        ts.append((time.perf_counter() - t0) / max(1, len(tree) or n_draft))
-    return {"draft_fixed_s": 0.0, "draft_per_token_s": float(np.median(ts))}
-
-
-def calibrate(model: str, prompt: str, *, stages: int, n_threads: int = 1, n_ctx: int = 1024, n_gen: int = 24,
-              draft: Optional[Mapping[str, Any]] = None, head_s: Optional[float] = None,
-              policy_n_draft: int = 4) -> Dict[str, Any]:
-    """Measures the model inputs with `stages` local stages.
-
-    Args:
-        head_s: the head overhead per token from a one-stage calibration (measured here when stages == 1;
-            required otherwise, so that the residual is split into head and links).
-        draft: drafter spec (drafting.py) whose time per drafted token is measured (None: 0).
-
-    Returns:
-        dict with stages (list of fixed_s, per_token_s, n_layers), head_s, hop_latency_s,
-        act_bytes_per_token, logits_bytes_per_row, draft_fixed_s, draft_per_token_s, iter_wall_per_token_s
-        and the reference tokens (truth: prompt + generated).
-    """
-    import pipeinfer
-    from pipeinfer.evaluation.drafting import build_drafter
-
-    with pipeinfer.Pipeline(model, n_ctx=n_ctx, n_threads=n_threads, stages=stages, transport="local") as pipe:
-        meta = pipe.metadata
-        arch = meta.get("general.architecture")
-        n_embd = int(meta.get(f"{arch}.embedding_length", 0))
-        ids = pipe.tokenize(prompt, parse_special=True)
-        ids = (ids * 8)[: max(8, len(ids))]
-        costs = measure_stage_costs(pipe, ids)
-        pipe.generate(prompt, max_tokens=2, temperature=0, parse_special=True)
-        pipe.reset()
-        s = pipe.generate(prompt, max_tokens=n_gen, temperature=0, parse_special=True)
-        wall = s.timings.predicted_ms / 1e3 / max(1, s.timings.predicted_n - 1)
-        truth = list(s.prompt_tokens) + list(s.tokens)
-        n_prompt = len(s.prompt_tokens)
-        n_vocab = pipe.n_vocab
-        drafter = build_drafter(draft, meta) if draft else None
-    compute1 = sum(c["fixed_s"] + c["per_token_s"] for c in costs)
-    if stages == 1:
-        head = max(0.0, wall - compute1)
-        hop = 0.0
-    else:
-        if head_s is None:
-            raise ValueError("calibrate with stages > 1 needs head_s from a one-stage calibration")
-        head = head_s
-        hop = max(0.0, (wall - compute1 - head) / stages)
-    out: Dict[str, Any] = {
-        "stages": costs, "head_s": head, "hop_latency_s": hop, "iter_wall_per_token_s": wall,
-        "act_bytes_per_token": 4 * n_embd, "logits_bytes_per_row": 4 * n_vocab, "truth": truth,
-        "n_prompt": n_prompt, "draft_fixed_s": 0.0, "draft_per_token_s": 0.0,
-    }
-    if drafter is not None:
-        try:
-            out.update(_draft_costs(drafter, truth, n_prompt, policy_n_draft))
-        finally:
-            drafter.close()
-    return out
-
-
-def sim_config(cal: Mapping[str, Any], *, acceptance: float, policy: Any, n_tokens: int,
-               link: Any = None, seed: int = 0) -> Any:
-    """A simulate.SimConfig from a calibration (link: a simulate.Link; default: the measured hop latency)."""
-    from pipeinfer.evaluation.simulate import Link, SimConfig, StageCost
-
-    stages = [StageCost(c["fixed_s"], c["per_token_s"], int(c["n_layers"])) for c in cal["stages"]]
-    return SimConfig(
-        stages=stages, link=link if link is not None else Link(cal["hop_latency_s"]),
-        act_bytes_per_token=cal["act_bytes_per_token"], logits_bytes_per_row=cal["logits_bytes_per_row"],
-        head_submit_s=cal["head_s"] / 2, head_result_s=cal["head_s"] / 2, draft_fixed_s=cal["draft_fixed_s"],
-        draft_per_token_s=cal["draft_per_token_s"], acceptance=acceptance, policy=policy, n_tokens=n_tokens,
-        seed=seed,
-    )
+def from_traces(records: Sequence[Mapping[str, Any]], act_bytes_per_token: float = 0.0) -> Dict[str, Any]:
+    """Fits a SimConfig to the timelines of `records` (runner records with a "timeline" and
+    "stages_detail", all on the same pipeline). Returns {"config": SimConfig, "fit": details}."""
+    timelines = [r["timeline"] for r in records if r.get("timeline")]
+    if not timelines:
+        raise ValueError("no traced record to calibrate from (run with trace=True)")
+    n_stages = len(timelines[0]["stages"])
+    samples: List[List[tuple]] = [[] for _ in range(n_stages)]
+    hop: List[float] = []
+    result_hop: List[float] = []
+    head: List[float] = []
+    for tl in timelines:
+        t_end = tl["t_prefill_end"]
+        spans = [{sp[0]: sp for sp in stage if sp[1] >= t_end} for stage in tl["stages"]]
+        for s, by_id in enumerate(spans):
+            for rid, t0, t1, n, layers, skipped in by_id.values():
+                if not skipped:
+                    samples[s].append((n, t1 - t0))
+        for s in range(n_stages - 1):
+            ends = sorted(sp[2] for sp in spans[s + 1].values())
+            for rid, sp in spans[s].items():
+                nxt = spans[s + 1].get(rid)
+                if nxt is None or sp[5] or nxt[5]:
+                    continue
+                prev_end = max((e for e in ends if e <= nxt[1]), default=-np.inf)
+                if prev_end <= sp[2]:  # stage s+1 was idle when the run left stage s
+                    hop.append(nxt[1] - sp[2])
+        events = tl["head"]
+        results = [(t, f["run"]) for t, kind, f in events if kind == "result"]
+        for t, rid in results:
+            last = spans[-1].get(rid)
+            if last is not None and not last[5]:
+                result_hop.append(t - last[2])
+        # the head's time from a result to the stage-0 start of the next run launched right after it
+        stage0 = spans[0]
+        for i, (t, kind, f) in enumerate(events):
+            if kind != "result":
+                continue
+            nxt = next((e for e in events[i + 1:] if e[1] in ("launch", "result")), None)
+            if nxt is not None and nxt[1] == "launch" and nxt[2]["run"] in stage0:
+                head.append(stage0[nxt[2]["run"]][1] - t)
+    stages = []
+    fit: Dict[str, Any] = {"stages": []}
+    for s in range(n_stages):
+        if not samples[s]:
+            raise ValueError(f"no span of stage {s} to fit")
+        fixed, slope = fit_linear([n for n, _ in samples[s]], [d for _, d in samples[s]])
+        detail = timelines and records[0].get("stages_detail", [])
+        n_layers = 1
+        if detail and s < len(detail):
+            n_layers = max(1, int(detail[s]["layer_end"]) - int(detail[s]["layer_begin"]))
+        stages.append(StageCost(fixed, slope, n_layers))
+        fit["stages"].append({"fixed_s": fixed, "per_token_s": slope, "n_layers": n_layers, "samples": len(samples[s])})
+    latency = float(np.median(hop)) if hop else 0.0
+    res_lat = float(np.percentile(result_hop, 25)) if result_hop else latency
+    head_s = float(np.median(head)) if head else 0.0
+    fit.update(hop_latency_s=latency, result_latency_s=res_lat, head_s=head_s, hop_samples=len(hop),
+               head_samples=len(head))
+    # the result hop is one more link; its extra latency over the others is head time (polling)
+    cfg = SimConfig(stages=stages, link=Link(latency), act_bytes_per_token=act_bytes_per_token,
+                    head_result_s=head_s + max(0.0, res_lat - latency))
+    return {"config": cfg, "fit": fit}

@@ -41,7 +41,7 @@ class ClusterSettings:
         modes: decoding modes, run in this order inside each repeat.
         n_gen: tokens generated per run (greedy).
         repeats: sweeps (each a full interleaved pass), for the spread.
-        policy: SpeculationPolicy keyword arguments.
+        policy: SpeculationPolicy keyword arguments ({}: the engine's defaults).
         trace: record timelines (per-rank run spans, head events).
         n_ctx: context cells.
         out: result folder.
@@ -117,8 +117,7 @@ def run_cluster(st: ClusterSettings) -> Dict[str, Any]:
                                draft=None if mode == "iterative" else _draft_spec(st, truth, err),
                                rank_prefix=cl.rank_prefix(), trace=st.trace,
                                labels={"repeat": rep, "error_rate": err})
-                if st.policy:
-                    spec.policy = dict(st.policy)
+                spec.policy = dict(st.policy)  # {}: the engine's defaults
                 cl.start_accounting()
                 rec = run(spec, want)
                 share = cl.check_shares()
@@ -129,6 +128,11 @@ def run_cluster(st: ClusterSettings) -> Dict[str, Any]:
                 prog.step(f"rep {rep} {mode} E={err}: {_line(rec)}")
     doc = {"experiment": "cluster", "machine": machine_facts(), "settings": _settings_doc(st),
            "quotas": quotas, "cgroup": cl.version, "records": records, "ratios": ratios(records)}
+    if st.trace and st.drafter == "oracle":
+        doc["validation"] = validate(records, truth, len(ref["prompt_tokens"]), st)
+        v = doc["validation"]
+        prog.note(f"simulator vs measured: mean |error| {100 * v['mean_abs_rel_error']:.1f}% "
+                  f"(max {100 * v['max_abs_rel_error']:.1f}%) over {v['n']} runs")
     paths = write_results(st.out, "cluster", doc)
     prog.note(f"wrote {paths['json']} and {paths['csv']}")
     bad = [r for r in records if r.get("error") or r.get("output_ok") is False]
@@ -137,6 +141,38 @@ def run_cluster(st: ClusterSettings) -> Dict[str, Any]:
                               + "; ".join(f"{r['mode']} E={r.get('error_rate')}: {r.get('error') or 'output differs'}"
                                           for r in bad))
     return doc
+
+
+def validate(records: List[Dict[str, Any]], truth: List[int], n_prompt: int, st: ClusterSettings) -> Dict[str, Any]:
+    """The simulator (the engine's decoders on a virtual pipeline) against every measured run: costs
+    fitted from the first repeat's iterative run and its synchronous run with the fewest errors (so the
+    other runs are predictions), then each run simulated with the same drafter, errors and policy."""
+    from pipeinfer.evaluation import calibrate
+    from pipeinfer.evaluation.drafting import ReplayDrafter
+    from pipeinfer.evaluation.simulate import simulate
+    from pipeinfer.drafters import NoisyDrafter
+    from pipeinfer.speculation import SpeculationPolicy
+
+    ok = [r for r in records if not r.get("error") and r.get("timeline")]
+    first = [r for r in ok if r.get("repeat", 0) == 0]
+    basis = [r for r in first if r["mode"] == "iterative"]
+    spec = sorted((r for r in first if r["mode"] == "speculative"), key=lambda r: r.get("error_rate") or 0.0)
+    basis += spec[:1]
+    cal = calibrate.from_traces(basis)
+    rows = []
+    for r in ok:
+        drafter = None
+        if r["mode"] != "iterative":
+            drafter = NoisyDrafter(ReplayDrafter(truth, 1 << 20), float(r["error_rate"]), seed=1)
+        sim = simulate(cal["config"], r["mode"], drafter, truth, n_prompt, st.n_gen,
+                       SpeculationPolicy(**r.get("policy", {})))
+        pred = sim.predicted_per_second
+        rows.append({"mode": r["mode"], "error_rate": r.get("error_rate"), "repeat": r.get("repeat", 0),
+                     "measured": r["predicted_per_second"], "simulated": pred,
+                     "rel_error": pred / r["predicted_per_second"] - 1.0, "calibration": r in basis})
+    errs = [abs(x["rel_error"]) for x in rows]
+    return {"fit": cal["fit"], "runs": rows, "n": len(rows), "mean_abs_rel_error": float(sum(errs) / len(errs)),
+            "max_abs_rel_error": max(errs)}
 
 
 def ratios(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:

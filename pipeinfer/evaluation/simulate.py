@@ -1,50 +1,40 @@
-"""A discrete-event model of the pipeline and of the three decoding modes' head policies.
+"""A pipeline in virtual time that runs the engine's own decoders (pipeinfer.speculation), unchanged.
 
-This module owns the model only: it takes costs (seconds, bytes, probabilities) and returns predicted
-timings. It must not run models or measure anything (calibrate.py measures the inputs here).
+This module owns `SimTarget`, an implementation of the speculation package's Target protocol over a
+discrete-event model of the pipeline, and `simulate`, which runs one greedy generation of a decoder
+(iterative, synchronous or PipeInfer, with the real SpeculationPolicy and its controller) against it.
+The decoder cannot tell the difference: every run it launches, every result it waits for, every
+cancellation and every draft goes through the same calls as on the native pipeline; only the clock
+is virtual. It must not measure anything (calibrate.py fits the costs).
 
-What is modelled:
-- The head (rank 0) is one serial resource: it computes stage 0 of every run it launches (as
-  `_core.Pipeline.submit` does on the caller's thread), drafts, and processes every result (sampling,
-  verification, Python bookkeeping: `head_result_s`; launching costs `head_submit_s`).
-- Stages 1..N-1 each serve runs first-in first-out; a run of b tokens costs `fixed_s + per_token_s * b`.
-- Each hop (stage i -> i+1, and the last stage -> head) is a serial link: a message of n bytes occupies it
-  for 8 n / bandwidth and arrives `latency_s` after it leaves. Activations are `act_bytes_per_token` per
-  token, results `logits_bytes_per_row` per token (exact rows: one logits row per batch token).
-- Cancellation (PipeInfer spec section 4): a cancel message reaches every worker stage `latency_s` after
-  the head sends it; a run not yet started there is skipped, a run in progress stops at the next layer
-  boundary. Skipped runs still travel to the head as empty messages (latency only).
-- Draft correctness: the target's greedy text is a fixed sequence. A token drafted from a context that
-  agrees with it is right with probability `acceptance` (independently per token); every token drafted
-  after a wrong one is wrong. So a k-token chain is accepted up to its first error: a truncated geometric.
-- The head policies mirror pipeinfer.speculation: `iterative` (one token in flight), `speculative` (draft,
-  verify in one run of 1 + k tokens, repeat) and `pipeinfer` (after each acceptance a one-token
-  non-speculative run; speculative micro-batches continuing the furthest speculation while the oldest
-  result is outstanding, at most max_in_flight; results consumed in launch order; runs contradicted by
-  an acceptance cancelled). The draft length comes from a real pipeinfer.SpeculationPolicy (adaptive
-  or fixed), fed with the simulated verifications, as in the engine.
-
-Not modelled: CPU contention between the head's threads and co-located stages (each stage is assumed
-to own its cores), draft trees (chains only), drafters that propose nothing, KV capacity.
-
-Metrics follow pipeinfer.pipeline.Timings: time 0 is the end of prefill, the first token (sampled from
-the prompt's logits) is emitted at time 0; speed = tokens / time of the last token; ttft_decode =
-time of the second token (the first one a decode run produced); ITL = mean gap between tokens.
+The model:
+- The head (rank 0) is one serial resource: `submit` computes stage 0 of the run on its clock, plus
+  `head_submit_s`; taking a result costs `head_result_s`; drafting on the head costs
+  `draft_fixed_s + draft_per_token_s * k` (TimedDrafter).
+- Stages 1..N-1 serve runs first in first out; a run of b tokens costs `fixed_s + per_token_s * b`.
+- Each hop is a serial link: n bytes occupy it for 8 n / bandwidth and arrive `latency_s` after they
+  leave; activations are `act_bytes_per_token` per token, results `result_bytes_per_row` per row.
+- A cancellation reaches every worker one link latency after the head sends it; a run not started
+  there is skipped, a run in progress stops at the next layer boundary. Skipped runs still travel.
+- The target's text is a fixed sequence (`truth`); a row at position p returns truth[p + 1]. The
+  decoders only read rows whose context they accepted, which is truth by construction, so this is
+  the target's greedy choice exactly. Drafts come from the real drafters (typically a NoisyDrafter
+  over a replay of the truth: the oracle drafter of the experiments).
 """
 from __future__ import annotations
 
-import copy
 import heapq
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Deque, Dict, List, Optional, Sequence
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from pipeinfer.speculation import SpeculationPolicy
+from pipeinfer.speculation import (DECODERS, DecodeStats, Drafter, DraftLimits, DraftTree, Session,
+                                   SpeculationPolicy)
 
-__all__ = ["StageCost", "Link", "SimConfig", "SimResult", "simulate", "MODES"]
+__all__ = ["StageCost", "Link", "SimConfig", "SimTarget", "TimedDrafter", "SimResult", "simulate", "MODES"]
 
 MODES = ("iterative", "speculative", "pipeinfer")
 _INF = math.inf
@@ -88,98 +78,39 @@ class Link:
 
 @dataclass
 class SimConfig:
-    """Inputs of one simulated generation (see the module docstring for the meaning of each cost).
+    """The simulated pipeline's costs (module docstring).
 
     Args:
         stages: per-stage costs; stages[0] runs on the head.
-        link: the cost of every hop (same for all hops).
-        act_bytes_per_token: activation bytes per token per hop (n_embd * 4 for f32).
-        logits_bytes_per_row: result bytes per token sent from the last stage to the head (n_vocab * 4).
-        head_submit_s / head_result_s: head overhead per launched run / per processed result.
-        draft_fixed_s / draft_per_token_s: the head's drafting time for a k-token chain.
-        acceptance: probability that a drafted token continuing a right context is right.
-        policy: speculation policy (a copy is used; its state is reset).
-        n_tokens: tokens to generate (the first one comes from the prompt's logits).
-        cancel: early inference cancellation on (PipeInfer) or off (runs always computed in full).
-        seed: random seed of the draft errors.
+        link: every hop's cost.
+        act_bytes_per_token: activation bytes per token per hop (4 n_embd for f32).
+        result_bytes_per_row: result bytes per row, last stage to head (4 for greedy argmax ids).
+        head_submit_s / head_result_s: the head's time per launch / per result taken.
+        draft_fixed_s / draft_per_token_s: the head's drafting time for k tokens.
     """
 
     stages: List[StageCost]
     link: Link = field(default_factory=Link)
     act_bytes_per_token: float = 0.0
-    logits_bytes_per_row: float = 0.0
+    result_bytes_per_row: float = 4.0
     head_submit_s: float = 0.0
     head_result_s: float = 0.0
     draft_fixed_s: float = 0.0
     draft_per_token_s: float = 0.0
-    acceptance: float = 0.0
-    policy: SpeculationPolicy = field(default_factory=SpeculationPolicy)
-    n_tokens: int = 64
-    cancel: bool = True
-    seed: int = 0
 
     def __post_init__(self) -> None:
         if not self.stages:
             raise ValueError("stages must hold at least one StageCost")
-        if not 0.0 <= self.acceptance <= 1.0:
-            raise ValueError(f"acceptance must be in [0, 1], got {self.acceptance}")
-        if self.n_tokens < 2:
-            raise ValueError(f"n_tokens must be >= 2 (the first comes from prefill), got {self.n_tokens}")
-
-
-@dataclass
-class SimResult:
-    mode: str
-    token_times: List[float]
-    runs_launched: int
-    runs_cancelled: int
-    draft_n: int
-    draft_n_accepted: int
-    stage_busy_s: List[float]
-
-    @property
-    def predicted_per_second(self) -> float:
-        t = self.token_times[-1]
-        return len(self.token_times) / t if t > 0 else _INF
-
-    @property
-    def ttft_decode_ms(self) -> float:
-        return 1e3 * self.token_times[1]
-
-    @property
-    def itl_ms_mean(self) -> float:
-        return 1e3 * float(np.mean(np.diff(self.token_times)))
-
-    def as_dict(self) -> Dict[str, Any]:
-        return {
-            "mode": self.mode,
-            "tokens": len(self.token_times),
-            "predicted_per_second": self.predicted_per_second,
-            "ttft_decode_ms": self.ttft_decode_ms,
-            "itl_ms_mean": self.itl_ms_mean,
-            "runs_launched": self.runs_launched,
-            "runs_cancelled": self.runs_cancelled,
-            "draft_n": self.draft_n,
-            "draft_n_accepted": self.draft_n_accepted,
-            "acceptance_rate": self.draft_n_accepted / self.draft_n if self.draft_n else 0.0,
-            "stage_busy_s": list(self.stage_busy_s),
-        }
-
-
-# ------------------------------------------------------------------------------------------- the world
 
 
 @dataclass
 class _Run:
     rid: int
-    n: int  # batch tokens
-    spec: bool
-    pos: int  # non-speculative: the token's position; speculative: the root's position
-    k: int = 0  # drafted tokens (speculative)
-    wrong_at: float = _INF  # first wrong position among context + drafts (speculative)
-    cancel_at: float = _INF  # when the head cancelled it
+    n: int
+    rows: np.ndarray  # int32 (n,): the target's greedy token after each position
+    cancel_at: float = _INF
     skipped: bool = False
-    arrived: float = _INF  # when its result reached the head
+    arrived: float = _INF
 
 
 class _World:
@@ -204,9 +135,7 @@ class _World:
 
     def advance(self, t: float) -> None:
         while self.events and self.events[0][0] <= t:
-            tt, _, fn, args = heapq.heappop(self.events)
-            self.now = tt
-            fn(*args)
+            self.step()
         self.now = max(self.now, t)
 
     def step(self) -> bool:
@@ -218,12 +147,12 @@ class _World:
         fn(*args)
         return True
 
-    # a run leaves stage `s` at time t (stage 0: the head, after computing it)
     def send(self, s: int, r: _Run, t: float) -> None:
+        """A run leaves stage s at time t (stage 0: the head, after computing it)."""
         c = self.cfg
-        nbytes = 0.0 if r.skipped else r.n * (c.logits_bytes_per_row if s == self.n - 1 else c.act_bytes_per_token)
+        per = c.result_bytes_per_row if s == self.n - 1 else c.act_bytes_per_token
         start = max(t, self.link_free[s])
-        done = start + c.link.transfer_s(nbytes)
+        done = start + c.link.transfer_s(0.0 if r.skipped else r.n * per)
         self.link_free[s] = done
         arrive = done + c.link.latency_s
         if s == self.n - 1:
@@ -246,21 +175,22 @@ class _World:
         self.current[s] = r
         self.started[s] = self.now
         self.version[s] += 1
-        if r.skipped or self._cancel_seen(s, r) <= self.now:
+        if r.skipped or self._cancel_seen(r) <= self.now:
             r.skipped = True
             self._at(self.now, self._finish, s, self.version[s])
         else:
             self._at(self.now + self.cfg.stages[s].time(r.n), self._finish, s, self.version[s])
-            if self._cancel_seen(s, r) < _INF:
-                self._at(self._cancel_seen(s, r), self._cancel_arrives, s, r)
+            if self._cancel_seen(r) < _INF:
+                self._at(self._cancel_seen(r), self._cancel_arrives, s, r)
 
-    def _cancel_seen(self, s: int, r: _Run) -> float:
-        return r.cancel_at + self.cfg.link.latency_s if self.cfg.cancel else _INF
+    def _cancel_seen(self, r: _Run) -> float:
+        return r.cancel_at + self.cfg.link.latency_s
 
     def _finish(self, s: int, version: int) -> None:
         if version != self.version[s]:
             return  # superseded by an earlier stop (cancellation mid-run)
         r = self.current[s]
+        assert r is not None
         self.busy[s] += self.now - self.started[s]
         self.current[s] = None
         self.send(s, r, self.now)
@@ -278,190 +208,207 @@ class _World:
         self._at(max(done, self.now), self._finish, s, self.version[s])
 
     def cancel(self, r: _Run, t: float) -> None:
-        r.cancel_at = t
+        r.cancel_at = min(r.cancel_at, t)
         for s in range(1, self.n):
-            if self.current[s] is r and self.cfg.cancel:
+            if self.current[s] is r:
                 self._at(t + self.cfg.link.latency_s, self._cancel_arrives, s, r)
 
 
-# -------------------------------------------------------------------------------------------- the head
+class SimTarget:
+    """The Target protocol in virtual time (module docstring).
 
+    Args:
+        cfg: the costs.
+        truth: the target's token sequence (prompt and greedy continuation).
+        n_ctx: context cells.
+        n_buffers / n_branches: the speculative KV buffers (ring bookkeeping only).
+    """
 
-class _Head:
-    def __init__(self, cfg: SimConfig) -> None:
+    n_vocab = 1 << 30
+
+    def __init__(self, cfg: SimConfig, truth: Sequence[int], n_ctx: int, n_buffers: int = 4, n_branches: int = 1) -> None:
         self.cfg = cfg
+        self.truth = np.asarray(truth, np.int32)
+        self.n_ctx = n_ctx
+        self.n_stages = len(cfg.stages)
         self.world = _World(cfg)
         self.t = 0.0
-        self.rng = np.random.default_rng(cfg.seed)
-        self.policy = copy.deepcopy(cfg.policy)
-        self.policy.reset()
-        self.times: List[float] = [0.0]  # the first token, from the prompt's logits
-        self.f = 1  # tokens decided (positions 0..f-1; the prompt is folded into position 0)
         self.next_id = 0
-        self.inflight: Deque[_Run] = deque()
-        self.n_launched = self.n_cancelled = self.draft_n = self.draft_acc = 0
+        self.outstanding: Deque[_Run] = deque()
+        self.by_id: Dict[int, _Run] = {}
+        self.n_branches = n_branches
+        self.free = list(range(n_buffers))
         self.busy0 = 0.0
+        self.launched: List[int] = []  # tokens of every run launched
 
-    # -- engine calls
-    def submit(self, n: int, spec: bool, pos: int, **kw: Any) -> _Run:
+    def now(self) -> float:
+        return self.t
+
+    def charge(self, seconds: float) -> None:
+        """The head spends `seconds` (drafting, its own bookkeeping)."""
+        self.t += seconds
+
+    # ---- runs
+    def submit(self, tokens: np.ndarray, pos: np.ndarray, seq_ids: Any, logits: np.ndarray, exact_rows: bool = True,
+               argmax_only: bool = True) -> int:
         c = self.cfg
         self.world.advance(self.t)
-        r = _Run(self.next_id, n, spec, pos, **kw)
+        p = np.asarray(pos, np.int64) + 1
+        rows = np.where(p < len(self.truth), self.truth[np.minimum(p, len(self.truth) - 1)], 0).astype(np.int32)
+        r = _Run(self.next_id, len(p), rows)  # beyond the truth: the generation has ended there anyway
+        self.launched.append(r.n)
         self.next_id += 1
-        self.n_launched += 1
-        d = c.stages[0].time(n)
+        d = c.stages[0].time(r.n)
         self.t += c.head_submit_s + d
         self.busy0 += d
-        if len(c.stages) == 1:
+        if self.n_stages == 1:
             r.arrived = self.t  # a one-stage pipeline computes the run inside submit
         else:
             self.world.send(0, r, self.t)
-        self.inflight.append(r)
-        return r
+        self.outstanding.append(r)
+        self.by_id[r.rid] = r
+        return r.rid
 
     def poll(self) -> bool:
         self.world.advance(self.t)
-        return bool(self.inflight) and self.inflight[0].arrived <= self.t
+        return bool(self.outstanding) and self.outstanding[0].arrived <= self.t
 
-    def wait(self) -> _Run:
-        r = self.inflight[0]
+    def wait(self) -> Tuple[int, bool, np.ndarray]:
+        r = self.outstanding[0]
         self.world.advance(self.t)
         while r.arrived == _INF:
             if not self.world.step():
                 raise RuntimeError("simulation deadlock: a run never reached the head")
         self.t = max(self.t, r.arrived) + self.cfg.head_result_s
-        return self.inflight.popleft()
+        self.outstanding.popleft()
+        self.by_id.pop(r.rid, None)
+        return r.rid, r.skipped, (np.zeros(0, np.int32) if r.skipped else r.rows)
 
-    def cancel(self, runs: Sequence[_Run]) -> None:
+    def cancel(self, run_ids: Sequence[int]) -> None:
         self.world.advance(self.t)
-        for r in runs:
-            self.world.cancel(r, self.t)
-        self.n_cancelled += len(runs)
+        for rid in run_ids:
+            r = self.by_id.get(rid)
+            if r is not None:
+                self.world.cancel(r, self.t)
 
-    def draft(self, k: int, tip_wrong: float, root: int) -> float:
-        """Drafts k tokens after `root`; returns the first wrong position (inf: none)."""
-        self.t += self.cfg.draft_fixed_s + self.cfg.draft_per_token_s * k
-        self.draft_n += k
-        if tip_wrong < _INF:
-            return tip_wrong
-        for j in range(1, k + 1):
-            if self.rng.random() >= self.cfg.acceptance:
-                return root + j
-        return _INF
+    @property
+    def n_in_flight(self) -> int:
+        return len(self.outstanding)
 
-    def emit(self, n: int) -> bool:
-        """n tokens accepted now; True once n_tokens are reached."""
-        for _ in range(n):
-            self.times.append(self.t)
-            self.f += 1
-            if len(self.times) >= self.cfg.n_tokens:
-                return True
-        return False
+    # ---- KV (bookkeeping only: the simulated target has no cache)
+    @property
+    def kv_n_free(self) -> int:
+        return self.n_ctx * 8
 
-    def result(self, mode: str) -> SimResult:
-        busy = [self.busy0] + self.world.busy[1:]
-        return SimResult(mode, self.times[: self.cfg.n_tokens], self.n_launched, self.n_cancelled, self.draft_n,
-                         self.draft_acc, busy)
+    def kv_seq_rm(self, seq: int, p0: int, p1: int) -> None:
+        pass
 
-    # -- the three policies
-    def iterative(self) -> None:
-        while True:
-            self.submit(1, False, self.f - 1)
-            self.wait()
-            if self.emit(1):
-                return
+    def kv_seq_cp(self, src: int, dst: int, p0: int, p1: int) -> None:
+        pass
 
-    def speculative(self) -> None:
-        while True:
-            limits = self.policy.limits()
-            k = limits.n_draft if limits is not None else 0
-            root = self.f - 1
-            wrong = self.draft(k, _INF, root) if k else _INF
-            self.submit(1 + k, True, root, k=k, wrong_at=wrong)
-            self.wait()
-            matched = (min(wrong, root + k + 1) - root - 1) if k else 0
-            self.draft_acc += matched
-            if k:
-                self.policy.observe(matched, rejected=matched < k)
-            if self.emit(matched + 1):
-                return
+    def kv_seq_pos_max(self, seq: int) -> int:
+        return -1
 
-    def pipeinfer(self) -> None:
-        self.n_rejected = 0
-        self.tip_len, self.tip_wrong = self.f, _INF
-        self._launch_ns()
-        self._speculate()
-        while self.inflight:
-            self._speculate()
-            r = self.wait()
-            if r.cancel_at < _INF or r.skipped:
-                continue
-            if not r.spec:
-                if r.pos != self.f - 1:
-                    continue  # stale: a speculative run already decided this position
-                if self.emit(1):
-                    return
-                self._after_accept()
-                continue
-            depth = self._walk(r)
-            if depth is None or depth == 0:
-                continue
-            f = self.f
-            matched = min(r.wrong_at, r.pos + r.k + 1) - f
-            self.draft_acc += depth + matched
-            self.policy.observe(matched, rejected=f + matched <= r.pos + r.k)
-            if self.emit(matched + 1):
-                return
-            self._after_accept()
+    def spec_acquire(self) -> int:
+        return self.free.pop(0) if self.free else -1
 
-    def _launch_ns(self) -> None:
-        self.submit(1, False, self.f - 1)
+    def spec_release(self, buffer: int) -> None:
+        self.free.append(buffer)
 
-    def _n_spec(self) -> int:
-        return sum(1 for r in self.inflight if r.spec and r.cancel_at == _INF)
+    def spec_seq(self, buffer: int, branch: int = 0) -> int:
+        return 1 + buffer * self.n_branches + branch
 
-    def _launch_spec(self, burst: int) -> bool:
-        limits = self.policy.limits(burst, self.n_rejected)
-        if limits is None:
-            return False
-        k = limits.n_draft
-        root = self.tip_len - 1
-        wrong = self.draft(k, self.tip_wrong, root)
-        self.submit(k, True, root, k=k, wrong_at=wrong)
-        self.tip_len, self.tip_wrong = root + 1 + k, wrong
-        return True
+    def spec_commit(self, seq: int, p0: int, p1: int) -> None:
+        pass
 
-    def _speculate(self) -> None:
-        launched = 0
-        while self._n_spec() < self.policy.max_in_flight:
-            if (launched or self._n_spec()) and self.poll():
-                break
-            if not self._launch_spec(launched):
-                break
-            launched += 1
-
-    def _walk(self, r: _Run) -> Optional[int]:
-        """Depth of r's node at position f-1 (0: its root), None if r contradicts the accepted tokens or
-        can no longer predict an undecided position."""
-        f = self.f
-        if r.wrong_at < f or f - 1 > r.pos + r.k:
-            return None
-        return max(0, f - 1 - r.pos)
-
-    def _after_accept(self) -> None:
-        self.n_rejected = 0
-        stale = [r for r in self.inflight if r.spec and r.cancel_at == _INF and self._walk(r) is None]
-        if stale:
-            self.cancel(stale)
-        if self.tip_len <= self.f or self.tip_wrong < self.f:
-            self.tip_len, self.tip_wrong = self.f, _INF
-        self._launch_ns()
+    def stage_busy(self) -> List[float]:
+        return [self.busy0] + self.world.busy[1:]
 
 
-def simulate(cfg: SimConfig, mode: str) -> SimResult:
-    """Simulates one generation of cfg.n_tokens tokens in `mode` ("iterative", "speculative", "pipeinfer")."""
+class TimedDrafter(Drafter):
+    """A drafter whose calls cost the simulated head draft_fixed_s + draft_per_token_s per drafted token."""
+
+    def __init__(self, base: Drafter, target: SimTarget) -> None:
+        self.base = base
+        self.target = target
+        self.n_vocab = base.n_vocab
+        self.cheap = base.cheap and target.cfg.draft_per_token_s == 0.0
+
+    def propose(self, context: Sequence[int], limits: DraftLimits) -> DraftTree:
+        tree = self.base.propose(context, limits)
+        c = self.target.cfg
+        self.target.charge(c.draft_fixed_s + c.draft_per_token_s * len(tree))
+        return tree
+
+
+@dataclass
+class SimResult:
+    mode: str
+    token_times: List[float]  # when each token was accepted (the first: 0, from the prompt's logits)
+    stats: Dict[str, Any]  # the decoder's DecodeStats
+    stage_busy_s: List[float]
+    launched: List[int] = field(default_factory=list)  # tokens of every run launched
+
+    @property
+    def predicted_per_second(self) -> float:
+        t = self.token_times[-1]
+        return len(self.token_times) / t if t > 0 else _INF
+
+    @property
+    def ttft_decode_ms(self) -> float:
+        return 1e3 * self.token_times[1] if len(self.token_times) > 1 else 0.0
+
+    @property
+    def itl_ms_mean(self) -> float:
+        return 1e3 * float(np.mean(np.diff(self.token_times))) if len(self.token_times) > 1 else 0.0
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {"mode": self.mode, "tokens": len(self.token_times), "predicted_per_second": self.predicted_per_second,
+                "ttft_decode_ms": self.ttft_decode_ms, "itl_ms_mean": self.itl_ms_mean, **self.stats,
+                "stage_busy_s": list(self.stage_busy_s)}
+
+
+def simulate(cfg: SimConfig, mode: str, drafter: Optional[Drafter], truth: Sequence[int], n_prompt: int,
+             n_tokens: int, policy: Optional[SpeculationPolicy] = None) -> SimResult:
+    """One greedy generation of n_tokens tokens after truth[:n_prompt], by the engine's decoder for `mode`.
+
+    Time 0 is the end of prefill (the first token comes from the prompt's logits at time 0), as in the
+    engine's timings; the policy (a copy is not made: pass a fresh one to start unmeasured) measures
+    in virtual time.
+    """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    head = _Head(cfg)
-    getattr(head, mode)()
-    return head.result(mode)
+    if len(truth) < n_prompt + n_tokens:
+        raise ValueError(f"truth holds {len(truth)} tokens, fewer than the prompt + n_tokens")
+    policy = policy if policy is not None else SpeculationPolicy()
+    target = SimTarget(cfg, truth, n_ctx=n_prompt + n_tokens, n_buffers=policy.n_buffers,
+                       n_branches=policy.n_parallel)
+    gen = [int(t) for t in truth[:n_prompt]]
+    stats = DecodeStats()
+    trace: list = []
+    s = Session(target, _Greedy(), gen, np.int32(truth[n_prompt]), target.n_ctx, stats, clock=target.now, trace=trace,
+                costs=policy.costs)
+    if mode == "iterative":
+        tokens = DECODERS[mode](s)
+    else:
+        if drafter is None:
+            raise ValueError(f"mode {mode!r} needs a drafter")
+        tokens = DECODERS[mode](s, TimedDrafter(drafter, target), policy)
+    times = []
+    for tok in tokens:
+        times.append(target.now())
+        if len(times) >= n_tokens:
+            break
+    tokens.close()
+    if gen[n_prompt:n_prompt + len(times)] != [int(t) for t in truth[n_prompt:n_prompt + len(times)]]:
+        raise RuntimeError("the simulated decoder emitted tokens that differ from the truth")
+    return SimResult(mode, times, stats.as_dict(), target.stage_busy(), list(target.launched))
+
+
+class _Greedy:
+    """A greedy sampler that processes nothing: the session then lets the 'last stage' choose (ids)."""
+
+    is_greedy = True
+    rng = None
+    params = type("P", (), {"logit_bias": None, "repeat_last_n": 0, "repeat_penalty": 1.0, "presence_penalty": 0.0,
+                            "frequency_penalty": 0.0})()

@@ -68,9 +68,13 @@ class Drafter(abc.ABC):
     Attributes:
         n_vocab: size of the vocabulary the drafter proposes in (None for drafters that only copy tokens
             from the context and so work with any vocabulary).
+        cheap: asking for a draft costs the head next to nothing (lookups, or drafts made on another
+            rank), so the policy may ask for drafts it will not run, to keep measuring acceptance while
+            speculation is off. False for drafters that compute on the head (a draft model).
     """
 
     n_vocab: Optional[int] = None
+    cheap: bool = True
 
     def begin(self, prompt: Sequence[int]) -> None:
         """A new generation starts with these prompt tokens (drafters may precompute; default: nothing)."""

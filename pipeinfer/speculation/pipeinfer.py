@@ -14,6 +14,12 @@ drafted, and for the first token of a generation (so the first decoded token com
 plain decoding). An anchor is never cancelled: when it is launched, no older valid run is in flight.
 The anchor is skipped when a micro-batch in flight already holds the accepted token at its position:
 that micro-batch's verification then commits the token's entry.
+
+How much to speculate is the policy's choice: k drafts per micro-batch and D micro-batches chained
+behind the anchor, or none (plain decoding), from what speculation measurably yields on this pipeline
+(policy.py). It chooses at every anchor (an epoch runs from one anchor to the next, i.e. until a
+rejection) and again whenever a verification extends the chain; every stretch of one arm is reported
+to the policy with its accepted tokens and duration.
 """
 from __future__ import annotations
 
@@ -23,9 +29,11 @@ from typing import Deque, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from pipeinfer.speculation.costs import Arm
 from pipeinfer.speculation.interfaces import Drafter
 from pipeinfer.speculation.policy import SpeculationPolicy
 from pipeinfer.speculation.session import Session
+from pipeinfer.speculation.shadow import ShadowDrafts, best_k
 from pipeinfer.speculation.tree import DraftTree
 from pipeinfer.speculation.verification import TreeBatch, trim_tree, verify_tree
 
@@ -70,10 +78,14 @@ class PipeInferDecoder:
         self.tip_seq = -1
         self.tip_buf = -1
         self.ns_skipped = 0
+        self.arm = Arm(0)  # the arm in use
+        self._since = (0.0, 0)  # when it was chosen, and the tokens accepted before
+        self.shadow = ShadowDrafts(drafter, policy)
 
     # ------------------------------------------------------------------------------------ the loop
     def tokens(self) -> Iterator[int]:
         s = self.s
+        self.policy.begin(s.target.n_stages, chained=True)
         tok, _ = s.decide(s.first_logits, ())
         s.accept(tok)
         yield tok
@@ -81,7 +93,7 @@ class PipeInferDecoder:
             if s.full:
                 return
             self._reset_tip()
-            self._launch_anchor(draft=False)  # the first decoded token as fast as plain decoding
+            self._launch_anchor(first=True)
             while self.inflight:
                 self._speculate()
                 rid, skipped, out = s.wait()
@@ -95,10 +107,13 @@ class PipeInferDecoder:
                     continue
                 n_before = len(s.gen)
                 if r.spec:
-                    yield from self._verify(r, out)
+                    for tok in self._verify(r, out):
+                        self.shadow.check(s.gen)
+                        yield tok
                 elif r.pos == len(s.gen) - 1:  # else stale: a speculative run decided this position
                     tok, _ = s.decide(out[0], ())
                     s.accept(tok)
+                    self.shadow.check(s.gen)
                     yield tok
                 if s.full:
                     return
@@ -126,7 +141,7 @@ class PipeInferDecoder:
             s.stats.accepted_lengths.append(len(s.gen) - n_before)
             s.stats.draft_n_accepted += len(t.matched)
             last = t.matched[-1] if t.matched else node
-            self.policy.observe(len(t.matched), rejected=bool(t.children.get(last)))
+            self.policy.verified(len(t.matched), rejected=bool(t.children.get(last)))
             # the path's cells from the canonical frontier to the deepest confirmed node become canonical
             s.commit(t.node_seqs[last][0], n_before + len(t.matched))
         finally:
@@ -134,13 +149,17 @@ class PipeInferDecoder:
             self._release(r)
 
     # ------------------------------------------------------------------------------------ launching
-    def _launch_anchor(self, draft: bool = True) -> None:
-        """Launches the run of the last accepted token, with a first micro-batch of drafts continuing
-        it when `draft` and the policy and drafter give some."""
+    def _launch_anchor(self, first: bool = False) -> None:
+        """Starts an epoch: the policy chooses its arm, and the run of the last accepted token is
+        launched with the arm's first micro-batch of drafts (one token alone when the arm drafts
+        nothing, nothing is drafted, or for the generation's first decoded token)."""
         s = self.s
         g = s.gen
+        self._choose(report=not first)
+        if self.arm.off:
+            self.shadow.propose(g, best_k(self.policy) or self.policy.n_draft)
         root = len(g) - 1
-        t = self._draft(g, burst=0) if draft else None
+        t = None if first else self._draft(g, burst=0)
         if t is None:
             rid = s.submit([g[-1]], [root], np.zeros(1, np.int32))
             self.inflight.append(_Run(rid, root))
@@ -152,15 +171,32 @@ class PipeInferDecoder:
         s.cover(len(g))
         self._record_spec(rid, batch, buf, anchor=True)
 
+    def _choose(self, report: bool = True) -> bool:
+        """Reports the stretch of the arm in use to the policy and asks it for the arm to use now;
+        True if it changed."""
+        s = self.s
+        now = s.now()
+        if report:
+            self.policy.epoch(self.arm, len(s.gen) - self._since[1], now - self._since[0])
+        arm = self.policy.plan()
+        changed = arm != self.arm
+        self.arm = arm
+        self._since = (now, len(s.gen))
+        return changed
+
     def _n_spec(self) -> int:
         return sum(1 for r in self.inflight if r.spec and not r.cancelled)
 
+    def _n_chained(self) -> int:
+        return sum(1 for r in self.inflight if r.spec and not r.cancelled and not r.anchor)
+
     def _speculate(self) -> int:
-        """Launches micro-batches while the oldest result is outstanding. One micro-batch is launched
-        even when the result is already there if none is in flight (a one-stage pipeline computes
-        every run inside submit, so it would otherwise never speculate)."""
+        """Launches micro-batches continuing the tip, up to the arm's depth, while the oldest result is
+        outstanding. One micro-batch is launched even when the result is already there if none is in
+        flight (a one-stage pipeline computes every run inside submit, so it would otherwise never
+        speculate)."""
         launched = 0
-        while self._n_spec() < self.policy.max_in_flight:
+        while self._n_chained() < self.arm.depth:
             if (launched or self._n_spec()) and self.s.poll():
                 break
             if not self._launch_spec(launched):
@@ -172,11 +208,14 @@ class PipeInferDecoder:
         """A draft tree continuing ctx with a KV buffer for it, or None (the policy declines, nothing
         is drafted, or the cache or the buffer ring is full)."""
         s = self.s
-        limits = self.policy.limits(burst, self.n_rejected, depth=self._n_spec())
+        limits = self.policy.limits(self.arm, burst, self.n_rejected)
         room = s.n_ctx - len(ctx)
         if limits is None or room <= 0:
             return None
+        t0 = s.now()
         tree = trim_tree(self.drafter.propose(ctx, limits), room)
+        if s.costs is not None:
+            s.costs.observe_draft(len(tree), s.now() - t0)
         if not len(tree):
             self.n_rejected += 1
             return None
@@ -217,13 +256,17 @@ class PipeInferDecoder:
 
     # ------------------------------------------------------------------------------------ validity
     def _walk(self, r: _Run) -> Optional[int]:
-        """The node of run r at position len(gen)-1 (-1: its tip), or None if r contradicts the accepted
-        tokens or can no longer predict anything undecided."""
+        """The node of run r at position len(gen)-1 (-1: its tip, also when the tip is still ahead of the
+        accepted tokens), or None if r contradicts the accepted tokens or ends before them (it can no
+        longer predict anything undecided)."""
         end = self._prefix_end(r)
         if end is None:
             return None
         node, pos = end
-        return node if pos == len(self.s.gen) - 1 else None
+        f = len(self.s.gen)
+        if pos == f - 1:
+            return node
+        return -1 if pos > f - 1 else None
 
     def _prefix_end(self, r: _Run) -> Optional[Tuple[int, int]]:
         """How far run r agrees with the accepted tokens: (node, its position) of the deepest node on
@@ -276,7 +319,7 @@ class PipeInferDecoder:
                 end = self._prefix_end(r)
                 if end is not None and r.batch is not None and r.batch.children.get(end[0]):
                     # its own draft was wrong (not the chain before it): the policy learns from it
-                    self.policy.observe(end[1] - r.pos, rejected=True)
+                    self.policy.verified(end[1] - r.pos, rejected=True)
                 r.cancelled = True
                 cancel.append(r.run_id)
                 self._release(r)
@@ -291,6 +334,8 @@ class PipeInferDecoder:
             self._launch_anchor()
             return
         self.ns_skipped += 1
+        if not self.arm.off:
+            self._choose()  # the chain goes on: its depth and draft length may change
         if not tip_ok:
             r, node = cover
             assert r.batch is not None

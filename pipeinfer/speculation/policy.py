@@ -1,15 +1,41 @@
-"""The speculation policy: how much to speculate (pure Python; replaceable).
+"""The speculation policy: how much to speculate, decided from what speculation measurably yields here.
 
-The paper's knobs (PipeInfer, arXiv 2407.11798, section on adaptive speculation; reference code
-``run_speculation_loop``) plus a cap on runs in flight. It must not launch runs or verify drafts.
+`SpeculationPolicy` holds the user's limits (the paper's knobs: n_draft, p_accept, p_split,
+n_parallel, p_recovery, p_decay; plus the micro-batches allowed in flight) and, when `adaptive`, a
+controller that measures instead of guessing:
+
+1. Measurements (costs.py), fed by the decoders: the latency of runs by size, the spacing of results
+   of runs in flight together (the pipeline's throughput), the head's own time, the time the drafter
+   takes per token, and the acceptance of drafted tokens.
+2. Prediction: for each arm (k drafts per micro-batch, D chained micro-batches in flight; k = 0: no
+   speculation) the expected accepted tokens per second of one epoch (costs.predict).
+3. Correction by outcome: every epoch's accepted tokens and duration are compared with what was
+   predicted for its arm; each arm's prediction is scaled by its measured ratio (and an arm never run
+   by the ratio of all speculative arms), so systematic model errors (contention, interference of
+   cancelled runs) are corrected by measured tokens per second.
+4. Choice: the arm with the best corrected rate, plain decoding included (speculation must beat it
+   by a 3% margin): speculation switches itself off where it loses. While off, the acceptance keeps being measured from drafts that are proposed but
+   not run ("shadow drafts", for drafters that are cheap to ask), or by a short probe every few
+   tokens otherwise, so speculation comes back when the text becomes predictable.
+
+It must not launch runs, verify drafts or read a clock (the decoders pass the time).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Dict, List, Optional
 
+from pipeinfer.speculation.costs import Acceptance, Arm, CostModel, predict
 from pipeinfer.speculation.interfaces import DraftLimits
+
+__all__ = ["SpeculationPolicy", "Arm"]
+
+_K_CHOICES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+_PROBE_EVERY = 8  # off epochs between probes when drafts cannot be shadowed
+# Speculation must be predicted to beat plain decoding by this much: its costs beyond the model's
+# (buffers, cancelled work, drafting energy) make a tie a loss.
+_MARGIN = 0.03
 
 
 @dataclass
@@ -19,22 +45,21 @@ class SpeculationPolicy:
     Args:
         n_draft: maximum draft tokens per speculative micro-batch (all branches together).
         p_accept: a branch stops drafting when its top-1 draft probability falls below this
-            (plus the adaptive adjustment below).
+            (plus the burst adjustment below).
         p_split: a candidate with draft probability above this forks a new branch.
         n_parallel: maximum branches per micro-batch (1 = chains).
         p_recovery: cutoff increase per additional micro-batch launched in one burst (limits how far
-            ahead of verification the head speculates); reset when a result arrives.
+            ahead of verification the head speculates).
         p_decay: cutoff decrease per speculation attempt that produced no draft (lets an idle head
             speculate opportunistically); reset when a token is accepted.
-        max_in_flight: cap on speculative micro-batches in flight at once.
+        max_in_flight: most speculative micro-batches in flight at once (PipeInfer), the anchor included.
         n_buffers: KV buffers of the multibuffer ring (>= max_in_flight).
-        adaptive: shorten drafts, or stop speculating, when the observed acceptance makes them a loss
-            (see :meth:`limits`); speculation resumes with short probes to re-measure.
-        draft_cost: the cost of verifying one extra draft token, in units of one target token (a
-            k-token verification costs about 1 + draft_cost * k; memory-bound decoding makes it small).
+        adaptive: choose the draft length and the chaining depth (up to n_draft and max_in_flight), or
+            no speculation at all, from measured costs and outcomes (module docstring). False: always
+            n_draft drafts and max_in_flight micro-batches.
     """
 
-    n_draft: int = 4
+    n_draft: int = 8
     p_accept: float = 0.1
     p_split: float = 0.8
     n_parallel: int = 1
@@ -43,7 +68,6 @@ class SpeculationPolicy:
     max_in_flight: int = 4
     n_buffers: int = 0  # 0: max_in_flight
     adaptive: bool = True
-    draft_cost: float = 0.35
 
     def __post_init__(self) -> None:
         _int("n_draft", self.n_draft, 1, 256)
@@ -62,88 +86,90 @@ class SpeculationPolicy:
             raise ValueError(f"n_parallel ({self.n_parallel}) cannot exceed n_draft ({self.n_draft})")
         if not isinstance(self.adaptive, bool):
             raise ValueError(f"adaptive must be a bool, got {self.adaptive!r}")
-        if isinstance(self.draft_cost, bool) or not isinstance(self.draft_cost, (int, float)) or \
-                not 0.0 <= self.draft_cost <= 10.0:
-            raise ValueError(f"draft_cost must be a number in [0, 10], got {self.draft_cost!r}")
-        self.reset()
+        self.costs = CostModel()
+        self.acceptance = Acceptance()
+        self._arms: Dict[Arm, List[float]] = {}  # arm -> [measured tokens, predicted tokens] (discounted)
+        self._off_epochs = 0
+        self.shadowing = False  # the decoder measures acceptance from drafts it does not run while off
+        self.begin(1, chained=True)
 
-    # ---- adaptation: a running estimate of the per-token acceptance probability
-    def reset(self, drafting_cost: float = 0.0) -> None:
-        """Forgets what was observed (a new generation starts optimistic).
+    # ------------------------------------------------------------------------------- the generation
+    def begin(self, n_stages: int, chained: bool) -> None:
+        """A generation starts: on `n_stages` stages, with chained micro-batches (PipeInfer) or not
+        (synchronous). Costs measured so far are kept (they belong to the hardware); the acceptance
+        starts again from its prior (it belongs to the text)."""
+        self.costs.n_stages = max(1, n_stages)
+        self.chained = chained
+        self.acceptance.reset()
+        self._off_epochs = 0
 
-        drafting_cost: what producing one draft token costs, in target tokens (a draft model on the
-        head: about its weight bytes over the target's; 0 for draft-free drafters). It is added to
-        draft_cost when choosing the draft length.
-        """
-        self._accepted = 2.0  # pseudo-counts: prior acceptance 2/3
-        self._rejected = 1.0
-        self._skipped = 0
-        self._drafting_cost = max(0.0, float(drafting_cost))
+    def arms(self) -> List[Arm]:
+        """The arms the controller chooses among: no speculation, and k drafts (up to n_draft) with
+        0..max_in_flight-1 chained micro-batches (chained decoders only)."""
+        ks = [k for k in _K_CHOICES if k < self.n_draft] + [self.n_draft]
+        depths = range(self.max_in_flight) if self.chained else range(1)
+        return [Arm(0)] + [Arm(k, d) for k in ks for d in depths]
 
-    def observe(self, accepted: int, rejected: bool) -> None:
-        """Records a verified micro-batch: how many drafts the target confirmed, and whether it
-        stopped on a rejected draft (rather than running out of drafts)."""
-        decay = 0.9  # older observations fade: acceptance changes along a text
-        self._accepted = decay * self._accepted + accepted
-        self._rejected = decay * self._rejected + (1.0 if rejected else 0.0)
-
-    @property
-    def acceptance(self) -> float:
-        """Estimated probability that the next drafted token is accepted."""
-        return self._accepted / (self._accepted + self._rejected)
-
-    def draft_length(self) -> int:
-        """The draft length with the best expected gain, 0 if speculating is expected to lose.
-
-        With acceptance a, k drafts yield a + a^2 + ... + a^k extra tokens on average and cost
-        draft_cost * k; pick the k <= n_draft that maximises the difference.
-        """
+    def plan(self) -> Arm:
+        """The arm of the next epoch."""
         if not self.adaptive:
-            return self.n_draft
-        a = self.acceptance
-        cost = self.draft_cost + self._drafting_cost
-        best_k, best = 0, 0.0
-        gain = 0.0
-        for k in range(1, self.n_draft + 1):
-            gain += a ** k
-            value = gain - cost * k
-            if value > best + 1e-12:
-                best_k, best = k, value
-        return best_k
+            return Arm(self.n_draft, self.max_in_flight - 1 if self.chained else 0)
+        if not self.costs.known:
+            return Arm(0)  # nothing measured yet: the first run (one token) measures the pipeline
+        a = self.acceptance.value
+        best, best_rate = Arm(0), self.corrected_rate(Arm(0), a) * (1.0 + _MARGIN)
+        for arm in self.arms():
+            r = self.corrected_rate(arm, a)
+            if r > best_rate + 1e-12:
+                best, best_rate = arm, r
+        if best.off:
+            self._off_epochs += 1
+            if self._off_epochs % _PROBE_EVERY == 0 and not self.shadowing:
+                # nothing measures the acceptance while off: try the best speculative arm once
+                return max((arm for arm in self.arms() if not arm.off), key=lambda x: self.corrected_rate(x, a))
+        return best
 
-    def limits(self, burst_index: int = 0, n_rejected: int = 0, depth: int = 0) -> Optional[DraftLimits]:
-        """Draft limits for the next micro-batch, or None when the adjusted cutoff reaches 1 or (adaptive)
-        the micro-batch is expected to lose.
+    def corrected_rate(self, arm: Arm, a: float) -> float:
+        tokens, seconds = predict(arm, a, self.costs)
+        return tokens / seconds * self._correction(arm) if seconds > 0 else 0.0
 
-        burst_index: micro-batches already launched since the last result arrived;
-        n_rejected: speculation attempts without a draft since the last accepted token;
-        depth: speculative micro-batches already in flight ahead of this one in the same chain (a
-            chained micro-batch only pays off if all of them are accepted first).
-        """
-        adjust = burst_index * self.p_recovery - n_rejected * self.p_decay
+    def _correction(self, arm: Arm) -> float:
+        """Measured over predicted tokens for this arm's epochs (prior weight: 2 epochs' worth at the
+        ratio of all speculative arms, itself with a prior of 1)."""
+        spec = [v for k, v in self._arms.items() if not k.off]
+        glob = (sum(v[0] for v in spec) + 2.0) / (sum(v[1] for v in spec) + 2.0) if not arm.off else 1.0
+        m, p = self._arms.get(arm, (0.0, 0.0))
+        return (m + 2.0 * glob) / (p + 2.0)
+
+    def limits(self, arm: Arm, burst: int = 0, n_rejected: int = 0) -> Optional[DraftLimits]:
+        """Draft limits of one micro-batch of `arm` (None when the arm drafts nothing or the adjusted
+        cutoff reaches 1). burst: micro-batches already launched since the last result arrived;
+        n_rejected: speculation attempts without a draft since the last accepted token."""
+        if arm.off:
+            return None
+        adjust = burst * self.p_recovery - n_rejected * self.p_decay
         p_accept = self.p_accept + adjust
         if p_accept >= 1.0:
             return None
-        n_draft = self.draft_length()
-        if n_draft and depth and self.adaptive:
-            a = self.acceptance
-            reach = a ** (n_draft * depth)  # probability that the chain is still valid here
-            gain = sum(a ** i for i in range(1, n_draft + 1)) * reach
-            if gain <= (self.draft_cost + self._drafting_cost) * n_draft:
-                return None
-        if n_draft == 0:
-            # speculation is expected to lose: probe with one draft token now and then to notice
-            # when the text becomes predictable again
-            self._skipped += 1
-            if self._skipped % 8 != 0 or burst_index > 0:
-                return None
-            n_draft = 1
-        return DraftLimits(
-            n_draft=n_draft,
-            n_parallel=min(self.n_parallel, n_draft),
-            p_accept=min(max(p_accept, 0.0), 1.0),
-            p_split=min(max(self.p_split + adjust, 0.0), 1.0),
-        )
+        return DraftLimits(n_draft=arm.k, n_parallel=min(self.n_parallel, arm.k),
+                           p_accept=min(max(p_accept, 0.0), 1.0), p_split=min(max(self.p_split + adjust, 0.0), 1.0))
+
+    # ----------------------------------------------------------------------------- measurements
+    def epoch(self, arm: Arm, tokens: int, seconds: float) -> None:
+        """An epoch of `arm` ended: it accepted `tokens` in `seconds` (launch of its anchor to the
+        launch of the next)."""
+        if seconds <= 0.0 or not self.costs.known:
+            return
+        pred_tokens, pred_seconds = predict(arm, self.acceptance.value, self.costs)
+        expected = pred_tokens / pred_seconds * seconds  # tokens the model predicted for this time
+        m, p = self._arms.get(arm, (0.0, 0.0))
+        decay = 0.8
+        self._arms[arm] = [decay * m + tokens, decay * p + expected]
+
+    def verified(self, accepted: int, rejected: bool) -> None:
+        """A verified chain of drafts (their context right): `accepted` confirmed in a row, then one
+        rejected or none."""
+        self.acceptance.observe(accepted, rejected)
 
 
 def _int(name: str, v: object, lo: int, hi: int) -> None:

@@ -15,10 +15,11 @@ It must not decide what to speculate (policy.py) or which drafts are right (veri
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
+from pipeinfer.speculation.costs import CostModel
 from pipeinfer.speculation.interfaces import RunResult, Target
 from pipeinfer.speculation.stats import DecodeStats
 from pipeinfer.speculation.verification import verify_position
@@ -39,6 +40,9 @@ class Session:
         clock: seconds (monotonic); the simulator passes its virtual clock.
         trace: when a list, (time, event, fields) tuples are appended to it (launches, results,
             cancellations, accepted tokens) for timelines.
+        costs: when given, the session measures into it: the latency of every run launched with no
+            valid run ahead of it, the spacing of consecutive results of runs that were in flight
+            together, and the head's time from a result to the next such launch.
 
     Attributes:
         gen: prompt + accepted tokens.
@@ -47,7 +51,7 @@ class Session:
 
     def __init__(self, target: Target, sampler: Any, tokens: List[int], first_logits: np.ndarray, n_ctx: int,
                  stats: DecodeStats, clock: Optional[Callable[[], float]] = None,
-                 trace: Optional[list] = None) -> None:
+                 trace: Optional[list] = None, costs: Optional[CostModel] = None) -> None:
         self.target = target
         self.sampler = sampler
         self.gen = tokens
@@ -56,6 +60,10 @@ class Session:
         self.stats = stats
         self.now = clock or time.perf_counter
         self.trace = trace
+        self.costs = costs
+        self._runs: Dict[int, Tuple[float, int, bool]] = {}  # run id -> (launch time, tokens, fresh)
+        self._cancelled: Set[int] = set()
+        self._seen: Optional[float] = None  # when the last result of a valid run was seen
         self.canon_end = len(tokens)
         # Greedy runs may let the last stage choose each row's argmax (4 bytes back instead of a logits
         # row) only when nothing changes the logits first (bias, penalties).
@@ -88,8 +96,13 @@ class Session:
         """Launches a run with every row verified exactly (each row equals a one-token step)."""
         n = len(tokens)
         self.stats.runs_launched += 1
+        t = self.now()
+        fresh = all(r in self._cancelled for r in self._runs)  # no valid run ahead of it
+        if fresh and self.costs is not None and self._seen is not None:
+            self.costs.observe_head(t - self._seen)
         rid = self.target.submit(np.asarray(tokens, np.int32), np.asarray(pos, np.int32), seqs, np.ones(n, np.uint8),
                                  exact_rows=True, argmax_only=self.argmax_only)
+        self._runs[rid] = (t, n, fresh)
         self._event("launch", run=rid, n=n, pos=int(pos[0]) if n else -1, spec=spec)
         return rid
 
@@ -99,13 +112,28 @@ class Session:
     def wait(self) -> RunResult:
         rid, skipped, rows = self.target.wait()
         self._event("result", run=rid, skipped=bool(skipped))
+        self._measure(rid, bool(skipped))
         return rid, skipped, rows
+
+    def _measure(self, rid: int, skipped: bool) -> None:
+        t = self.now()
+        launched, n, fresh = self._runs.pop(rid, (t, 0, False))
+        if skipped or rid in self._cancelled:
+            self._cancelled.discard(rid)
+            return
+        if self.costs is not None:
+            if fresh:
+                self.costs.observe_latency(n, t - launched)
+            elif self._seen is not None and launched < self._seen:
+                self.costs.observe_spacing(n, t - self._seen)  # it waited in the pipeline behind the last
+        self._seen = t
 
     def cancel(self, run_ids: Sequence[int], invalidated: bool = True) -> None:
         """Cancels runs on every stage; `invalidated` counts them as runs a rejection made useless
         (False when a generation ends with runs in flight)."""
         if run_ids:
             self.target.cancel(list(run_ids))
+            self._cancelled.update(run_ids)
             if invalidated:
                 self.stats.runs_cancelled += len(run_ids)
             self._event("cancel", runs=list(run_ids))

@@ -1,12 +1,18 @@
 """Synchronous speculative decoding (Leviathan et al. / Chen et al.; the paper's speculative baseline):
-draft a tree, verify it in one target run together with the last accepted token, accept, repeat."""
+draft a tree, verify it in one target run together with the last accepted token, accept, repeat.
+
+Each round is one epoch of the policy: it chooses the draft length (or no draft: a plain one-token
+round) from what rounds measurably yield.
+"""
 from __future__ import annotations
 
 from typing import Iterator
 
+from pipeinfer.speculation.costs import Arm
 from pipeinfer.speculation.interfaces import Drafter
 from pipeinfer.speculation.policy import SpeculationPolicy
 from pipeinfer.speculation.session import Session
+from pipeinfer.speculation.shadow import ShadowDrafts, best_k
 from pipeinfer.speculation.tree import DraftTree
 from pipeinfer.speculation.verification import TreeBatch, trim_tree, verify_tree
 
@@ -14,17 +20,24 @@ __all__ = ["synchronous"]
 
 
 def synchronous(s: Session, drafter: Drafter, policy: SpeculationPolicy) -> Iterator[int]:
+    policy.begin(s.target.n_stages, chained=False)
+    shadow = ShadowDrafts(drafter, policy)
     tok, _ = s.decide(s.first_logits, ())
     s.accept(tok)
     yield tok
     buf = -1
+    epoch = None  # (arm, start time, tokens before)
     try:
         while not s.full:
+            now = s.now()
+            if epoch is not None:
+                policy.epoch(epoch[0], len(s.gen) - epoch[2], now - epoch[1])
+            arm = policy.plan()
+            epoch = (arm, now, len(s.gen))
+            tree = _draft(s, drafter, policy, arm)
+            if arm.off:
+                shadow.propose(s.gen, best_k(policy) or policy.n_draft)
             root = len(s.gen) - 1
-            limits = policy.limits()
-            room = s.n_ctx - len(s.gen)
-            tree = drafter.propose(s.gen, limits) if limits is not None and room > 1 else DraftTree([])
-            tree = trim_tree(tree, room - 1)
             buf, seqs = s.acquire(policy.n_parallel) if len(tree) else (-1, [])
             t = TreeBatch.build(tree, root, seqs, root_row=True)
             s.stats.draft_n += len(tree)
@@ -34,11 +47,13 @@ def synchronous(s: Session, drafter: Drafter, policy: SpeculationPolicy) -> Iter
             _, _, out = s.wait()
             rows = out.copy()
             n_before = len(s.gen)
-            yield from verify_tree(s, t, rows, -1)
+            for tok in verify_tree(s, t, rows, -1):
+                shadow.check(s.gen)
+                yield tok
             n_matched = len(t.matched)
             s.stats.draft_n_accepted += n_matched
             if len(tree):
-                policy.observe(n_matched, rejected=bool(t.children.get(t.matched[-1] if t.matched else -1)))
+                policy.verified(n_matched, rejected=bool(t.children.get(t.matched[-1] if t.matched else -1)))
                 s.stats.verifications += 1
                 s.stats.accepted_lengths.append(len(s.gen) - n_before)
             # the root's entry is canonical (sequence 0); confirmed drafts become canonical too
@@ -51,3 +66,16 @@ def synchronous(s: Session, drafter: Drafter, policy: SpeculationPolicy) -> Iter
     finally:
         if buf >= 0:
             s.release(buf)
+
+
+def _draft(s: Session, drafter: Drafter, policy: SpeculationPolicy, arm: Arm) -> DraftTree:
+    """The round's draft tree (empty when the arm drafts nothing or no room is left)."""
+    limits = policy.limits(arm)
+    room = s.n_ctx - len(s.gen)
+    if limits is None or room <= 1:
+        return DraftTree([])
+    t0 = s.now()
+    tree = trim_tree(drafter.propose(s.gen, limits), room - 1)
+    if s.costs is not None:
+        s.costs.observe_draft(len(tree), s.now() - t0)
+    return tree

@@ -3,6 +3,8 @@ that is always right, one that is always wrong, a draft model), draft length and
 tokens equal plain single-process greedy decoding, token for token."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 import pipeinfer
@@ -120,11 +122,22 @@ def test_prompt_cache_after_speculation(target):
         assert b.tokens == want[10:]
 
 
+class _CostlyWrongDrafter(WrongDrafter):
+    """Wrong drafts that take the head 3 ms per token to make (as a draft model would)."""
+
+    cheap = False
+
+    def propose(self, context, limits):
+        tree = super().propose(context, limits)
+        time.sleep(0.003 * len(tree))
+        return tree
+
+
 def test_adaptive_policy_backs_off_from_a_useless_drafter(target):
     path, want = target
-    wrong = WrongDrafter(PROMPT + want, n_vocab=320)
     counts = {}
     for adaptive in (False, True):
+        wrong = _CostlyWrongDrafter(PROMPT + want, n_vocab=320)
         with pipeinfer.Pipeline(path, n_ctx=160, n_threads=1, stages=2, mode="speculative", draft=wrong,
                                 speculation=SpeculationPolicy(n_draft=4, p_accept=0.0, adaptive=adaptive)) as p:
             s = p.generate(PROMPT, max_tokens=N, temperature=0, logit_bias=NO_EOG)
