@@ -25,9 +25,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-t", "--threads", type=int, default=None, help="threads per stage")
     p.add_argument("--batch", type=int, default=512, help="prompt-processing batch size")
     p.add_argument("--stages", type=int, default=1, help="pipeline stages (threads; under mpiexec: the ranks)")
-    p.add_argument("--repack", action="store_true",
-                   help="row-interleaved q4_0/q4_1/q5_0/q8_0 weights: cheaper draft verification and prompts; "
-                        "logits equal llama.cpp's only up to float rounding")
+    p.add_argument("--exact", action="store_true",
+                   help="llama.cpp's exact arithmetic (bit-identical logits) instead of the faster default "
+                        "row-interleaved weights (logits equal llama.cpp's up to float rounding)")
     p.add_argument("--draft", default=None,
                    help="drafter: a draft GGUF / known model name (same vocabulary), or 'ngram' (prompt lookup)")
     p.add_argument("--mode", choices=["iterative", "speculative", "pipeinfer"], default=None,
@@ -93,7 +93,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
                                p_recovery=a.p_recovery, p_decay=a.p_decay, max_in_flight=a.max_in_flight,
                                adaptive=not a.no_adaptive)
     pipe = Pipeline(a.model, n_ctx=a.ctx, n_threads=a.threads, n_batch=a.batch, stages=a.stages, draft=a.draft,
-                    mode=a.mode, speculation=policy, repack=a.repack)
+                    mode=a.mode, speculation=policy, exact=a.exact)
     if not pipe.is_head:
         return 0  # an MPI worker rank: it served its stage until the head closed the pipeline
     sampling = dict(temperature=a.temp, top_k=a.top_k, top_p=a.top_p, min_p=a.min_p,

@@ -30,11 +30,13 @@ class EngineConfig:
         act_f16: activations travel between stages as f16.
         heartbeat_s: interval of the liveness messages between ranks.
         dead_after_s: a rank silent this long is declared dead (TransportError).
-        repack: store the q4_0 / q4_1 / q5_0 / q8_0 weight matrices row-interleaved (16 rows side by
-            side): verifying k drafts and processing prompts cost far less (k = 8 drafts about 1.5x one
-            token instead of about 3x), but the dot products are summed in a different order than
-            llama.cpp's, so logits match llama.cpp's only to float rounding (greedy speculative output
-            still equals greedy plain output token for token). Uses extra memory for the copies.
+        exact: compute in llama.cpp's exact arithmetic (its weight layout and summation orders), so
+            logits equal llama.cpp's bit for bit on the models tested (tests/model/test_llamacpp_reference.py).
+            The default (False) is the fast layout: q4_0 / q4_1 / q5_0 / q8_0 / q4_K / q6_K matrices are
+            stored row-interleaved (16 rows side by side, csrc/quant/repack.h), which makes decoding,
+            prompts and draft verification faster; logits then equal llama.cpp's only up to float rounding. Both modes guarantee that every row of a batch equals
+            a one-token step where it matters (verification), so greedy speculative output equals greedy
+            plain output token for token in either mode.
     """
 
     n_ctx: int = 0
@@ -46,7 +48,7 @@ class EngineConfig:
     act_f16: bool = False
     heartbeat_s: float = 0.5
     dead_after_s: float = 10.0
-    repack: bool = False
+    exact: bool = False
 
     def __post_init__(self) -> None:
         _check_int("n_ctx", self.n_ctx, 0, 1 << 24)
@@ -78,8 +80,8 @@ class EngineConfig:
             raise ValueError(f"transport must be 'auto', 'local' or 'mpi', got {self.transport!r}")
         if not isinstance(self.act_f16, bool):
             raise ValueError(f"act_f16 must be a bool, got {self.act_f16!r}")
-        if not isinstance(self.repack, bool):
-            raise ValueError(f"repack must be a bool, got {self.repack!r}")
+        if not isinstance(self.exact, bool):
+            raise ValueError(f"exact must be a bool, got {self.exact!r}")
         _check_float("heartbeat_s", self.heartbeat_s, 0.01, 60.0)
         _check_float("dead_after_s", self.dead_after_s, 0.1, 86400.0)
         if self.dead_after_s <= 2 * self.heartbeat_s:

@@ -146,9 +146,9 @@ class Pipeline:
         transport: "auto" (MPI when started by mpiexec, else local), "local" or "mpi".
         act_f16: send activations between stages as f16 (half the bytes; tiny rounding).
         dead_after_s: a worker silent for this long is declared dead (TransportError).
-        repack: row-interleaved q4_0 / q4_1 / q5_0 / q8_0 weights: much cheaper verification of
-            drafts and prompt processing, logits equal to llama.cpp's only up to float rounding
-            (``EngineConfig.repack``).
+        exact: llama.cpp's exact arithmetic (logits equal llama.cpp's bit for bit) instead of the
+            default fast layout (row-interleaved weights; logits equal llama.cpp's up to float rounding).
+            Greedy speculative output equals greedy plain output in both (``EngineConfig.exact``).
         seed: default sampling seed for requests that give none.
         draft: the drafter for speculation: a draft GGUF path or known model name (same vocabulary as
             the target), ``"ngram"`` (prompt lookup, no model), a ``pipeinfer.drafters.Drafter``, or a
@@ -184,7 +184,7 @@ class Pipeline:
         transport: str = "auto",
         act_f16: bool = False,
         dead_after_s: float = 10.0,
-        repack: bool = False,
+        exact: bool = False,
         seed: Optional[int] = None,
         draft: Any = None,
         mode: Optional[str] = None,
@@ -193,7 +193,7 @@ class Pipeline:
     ) -> None:
         self.config = EngineConfig(n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch, stages=stages,
                                    layer_split=layer_split, transport=transport, act_f16=act_f16,
-                                   dead_after_s=dead_after_s, repack=repack)
+                                   dead_after_s=dead_after_s, exact=exact)
         self.model_path = Path(resolve(str(model)))
         self.default_seed = seed
         self._cached: List[int] = []  # tokens whose K/V sit in sequence 0 at positions 0..len-1
@@ -218,7 +218,7 @@ class Pipeline:
         if not isinstance(self.policy, SpeculationPolicy):
             raise ValueError(f"speculation must be a SpeculationPolicy, got {type(self.policy).__name__}")
         self.drafter: Optional[Drafter] = (
-            make_drafter(draft, target_meta=self.metadata, model_options={"repack": self.config.repack})
+            make_drafter(draft, target_meta=self.metadata, model_options={"exact": self.config.exact})
             if self.mode != "iterative" else None
         )
         n_buffers = {"iterative": 0, "speculative": 1, "pipeinfer": self.policy.n_buffers}[self.mode]
@@ -227,7 +227,7 @@ class Pipeline:
             n_stages=self.config.stages, stage_layers=self._stage_layers(), transport=kind,
             act_f16=self.config.act_f16, heartbeat_s=self.config.heartbeat_s,
             dead_after_s=self.config.dead_after_s, n_spec_buffers=n_buffers,
-            n_spec_branches=self.policy.n_parallel, repack=self.config.repack, trace=bool(trace),
+            n_spec_branches=self.policy.n_parallel, repack=not self.config.exact, trace=bool(trace),
         )
         self._trace = bool(trace)
         if self.tokenizer.n_vocab > self._native.n_vocab:

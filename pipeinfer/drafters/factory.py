@@ -83,7 +83,7 @@ def make_drafter(spec: DraftSpec, target_meta: Optional[Mapping[str, Any]] = Non
         **kw: constructor arguments of the chosen class (ModelDrafter: n_ctx, n_threads, max_branches, ...;
             NgramDrafter: min_ngram, max_occurrences, smoothing, n_vocab; CallableDrafter: n_vocab, p).
         model_options: further ModelDrafter arguments applied only when spec names a draft model (so a
-            caller can set e.g. repack without knowing which kind of drafter the spec gives).
+            caller can set e.g. exact without knowing which kind of drafter the spec gives).
 
     Raises:
         ValueError: a malformed "ngram:N", an unknown model name, a vocabulary mismatch, keyword arguments

@@ -100,8 +100,9 @@ class ModelDrafter(Drafter):
         n_batch: most context tokens evaluated per engine call.
         reuse: keep the context's KV across calls (longest common prefix) and take over drafted tokens'
             KV; False recomputes everything on every call (a reference for tests).
-        repack: row-interleaved weights (EngineConfig.repack): faster steps, logits equal to the
-            default layout's only up to rounding (a drafter's proposals need not be exact).
+        exact: llama.cpp's exact arithmetic (EngineConfig.exact) instead of the default row-interleaved
+            weights (faster steps, logits equal to llama.cpp's only up to rounding; a drafter's proposals
+            need not be exact).
 
     Attributes:
         path: the GGUF file.
@@ -112,7 +113,7 @@ class ModelDrafter(Drafter):
     cheap = False  # every draft token is a forward pass of the draft model on the head
 
     def __init__(self, model: Union[str, os.PathLike], n_ctx: int = 0, n_threads: int = 1, max_branches: int = 4,
-                 *, n_batch: int = 512, reuse: bool = True, repack: bool = False) -> None:
+                 *, n_batch: int = 512, reuse: bool = True, exact: bool = False) -> None:
         from pipeinfer.models import resolve
 
         self.n_ctx_requested = _check_int("n_ctx", n_ctx, 0)
@@ -123,7 +124,7 @@ class ModelDrafter(Drafter):
         self.path = resolve(model)
         self._meta: Optional[Dict[str, Any]] = None
         self._pipe = _core.Pipeline(str(self.path), n_ctx=self.n_ctx_requested, n_threads=self.n_threads,
-                                    n_seq_max=1 + self.max_branches, repack=bool(repack))
+                                    n_seq_max=1 + self.max_branches, repack=not exact)
         self.n_vocab = int(self._pipe.n_vocab)
         self.stats = DrafterStats()
         self._ctx: List[int] = []  # tokens whose K/V sit in sequence 0 at positions 0..len-1

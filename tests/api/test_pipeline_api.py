@@ -169,7 +169,7 @@ def test_bad_prompts(pipe):
         (dict(stages=0), "stages"),
         (dict(stages=2, layer_split=[1, 1, 1]), "layer_split"),
         (dict(transport="pigeon"), "transport"),
-        (dict(repack="yes"), "repack"),
+        (dict(exact="yes"), "exact"),
     ],
 )
 def test_bad_engine_arguments(tiny, kwargs, match):
@@ -177,22 +177,24 @@ def test_bad_engine_arguments(tiny, kwargs, match):
         pipeinfer.Pipeline(str(tiny[0]), **kwargs)
 
 
-def test_repacked_weights_match_reference_and_plain_logits(tiny, pipe):
-    """repack=True (row-interleaved q8_0 weights, another summation order): greedy tokens still equal
-    the numpy reference forward, logits equal the plain engine's up to float rounding, and two local
-    stages (the repack flag travels in the HELLO message) give the same tokens as one."""
+def test_exact_and_default_layouts_match_reference_and_each_other(tiny, pipe):
+    """exact=True (llama.cpp's layout and orders) and the default (row-interleaved q8_0 weights, another
+    summation order): greedy tokens of both equal the numpy reference forward, logits equal each
+    other's up to float rounding, and two local stages (the layout flag travels in the HELLO message)
+    give the same tokens as one."""
     _, model = tiny
     prompt = [5, 17, 99, 3, 250]
     want = _eog_free_prefix(reference_greedy(model, prompt, 12, attn_f16=True), pipe)
-    plain = pipe.eval_logits(prompt)
+    fast = pipe.eval_logits(prompt)
+    assert pipe.config.exact is False
     for stages in (1, 2):
-        with pipeinfer.Pipeline(str(tiny[0]), n_ctx=128, n_threads=1, stages=stages, repack=True) as p:
+        with pipeinfer.Pipeline(str(tiny[0]), n_ctx=128, n_threads=1, stages=stages, exact=True) as p:
             assert p.generate(prompt, max_tokens=12, temperature=0).tokens == want
             p.reset()
             got = p.eval_logits(prompt)
-        scale = float(np.max(np.abs(plain)))
-        assert np.max(np.abs(got - plain)) <= 1e-4 * scale
-        assert not np.array_equal(got, plain)  # the other order really ran
+        scale = float(np.max(np.abs(fast)))
+        assert np.max(np.abs(got - fast)) <= 1e-4 * scale
+        assert not np.array_equal(got, fast)  # the other order really ran
 
 
 def test_unknown_model_name():

@@ -39,9 +39,10 @@ def assert_same_tree(got, want):
     assert np.allclose([n.p for n in got.nodes], [n.p for n in want.nodes], rtol=P_RTOL, atol=0)
 
 
-def _engine_greedy(path, prompt, n, repack=False):
-    """Greedy continuation by the engine itself, one token per decode on a fresh pipeline."""
-    p = _core.Pipeline(str(path), n_ctx=64, repack=repack)
+def _engine_greedy(path, prompt, n, exact=False):
+    """Greedy continuation by the engine itself, one token per decode on a fresh pipeline (in the
+    drafter's default layout unless exact)."""
+    p = _core.Pipeline(str(path), n_ctx=64, repack=not exact)
     try:
         out = p.decode(np.asarray(prompt, np.int32), np.arange(len(prompt), dtype=np.int32),
                        np.zeros(len(prompt), np.int32), np.eye(1, len(prompt), len(prompt) - 1, dtype=np.uint8)[0])
@@ -78,19 +79,19 @@ def test_chain_with_quantized_draft_model(tiny_model):
         assert d.propose(PROMPT, DraftLimits(n_draft=6)).chain_tokens() == _engine_greedy(path, PROMPT, 6)
 
 
-def test_repacked_draft_model_and_model_options(tiny_model):
-    """repack=True drafts from row-interleaved weights: the greedy chain of the repacked engine;
-    make_drafter applies model_options to a draft model and ignores them for n-gram drafters."""
+def test_exact_draft_model_and_model_options(tiny_model):
+    """exact=True drafts in llama.cpp's layout: the greedy chain of the exact engine; make_drafter
+    applies model_options to a draft model and ignores them for n-gram drafters."""
     path, _ = tiny_model("llama", "q8_0")
-    want = _engine_greedy(path, PROMPT, 6, repack=True)
-    with ModelDrafter(path, n_ctx=64, repack=True) as d:
+    want = _engine_greedy(path, PROMPT, 6, exact=True)
+    with ModelDrafter(path, n_ctx=64, exact=True) as d:
         assert d.propose(PROMPT, DraftLimits(n_draft=6, p_accept=0.0)).chain_tokens() == want
-    d = make_drafter(str(path), model_options={"repack": True}, n_ctx=64)
+    d = make_drafter(str(path), model_options={"exact": True}, n_ctx=64)
     try:
         assert d.propose(PROMPT, DraftLimits(n_draft=6, p_accept=0.0)).chain_tokens() == want
     finally:
         d.close()
-    assert isinstance(make_drafter("ngram", model_options={"repack": True}), NgramDrafter)
+    assert isinstance(make_drafter("ngram", model_options={"exact": True}), NgramDrafter)
 
 
 # ---------------------------------------------------------------------------------- stop and split rules

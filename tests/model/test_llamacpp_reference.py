@@ -14,6 +14,9 @@ repacked q4_K weights through ggml_gemm_q4_K_8x8_q8_K for rows in groups of 4, o
 the tiled k-quant matmul for batches of 8 rows or more). On both models (SmolLM2: q4_1 / q8_0;
 Qwen2.5-Coder: q4_K / q5_0 / q6_K / q8_0) our logits equal llama.cpp's exactly, and LOGIT_ATOL only
 leaves room for the JSON round trip of the reference.
+
+This is the exact mode (pipeinfer.Pipeline(exact=True), _core.Pipeline(repack=False)): the default
+row-interleaved layout sums in another order and equals llama.cpp only up to float rounding.
 """
 from __future__ import annotations
 
@@ -45,7 +48,8 @@ def pipelines(real_model_path):
 
     def get(model: str) -> _core.Pipeline:
         if model not in cache:
-            cache[model] = _core.Pipeline(str(real_model_path(model)), n_ctx=N_CTX, n_threads=N_THREADS)
+            cache[model] = _core.Pipeline(str(real_model_path(model)), n_ctx=N_CTX, n_threads=N_THREADS,
+                                           repack=False)  # the exact mode
         return cache[model]
 
     yield get

@@ -1,7 +1,7 @@
 """Run under mpiexec by tests: every rank builds the same Pipeline; rank 0 generates greedily and prints
 one JSON line with the tokens and stage stats; other ranks serve and return when rank 0 closes.
 
-    mpiexec -n N python mpi_generate.py MODEL N_TOKENS [--pidfile-dir DIR] [--dead-after S] [--mode M] [--repack] ...
+    mpiexec -n N python mpi_generate.py MODEL N_TOKENS [--pidfile-dir DIR] [--dead-after S] [--mode M] [--exact] ...
 
 With --pidfile-dir every rank writes DIR/rank<r>.pid at start and the head writes DIR/generating once the
 first token is out. A TransportError is printed as "TransportError(rank=<rank at fault>): <message>" (exit 3).
@@ -22,7 +22,7 @@ ap.add_argument("--pidfile-dir", default=None)
 ap.add_argument("--dead-after", type=float, default=10.0)
 ap.add_argument("--mode", default=None)
 ap.add_argument("--draft", default=None)
-ap.add_argument("--repack", action="store_true")
+ap.add_argument("--exact", action="store_true")
 ap.add_argument("--slow", type=float, default=0.0, help="seconds to sleep between tokens on the head")
 ap.add_argument("--model-rank", action="append", default=[],
                 help="RANK:PATH, another model path for that rank (fault tests: missing, different)")
@@ -35,7 +35,7 @@ if a.pidfile_dir:
 try:
     model = dict(x.split(":", 1) for x in a.model_rank).get(str(rank), a.model)
     pipe = pipeinfer.Pipeline(model, n_ctx=256, n_threads=1, dead_after_s=a.dead_after, mode=a.mode,
-                              draft=a.draft, repack=a.repack)
+                              draft=a.draft, exact=a.exact)
     if pipe.is_head:
         prompt = [int(x) for x in a.prompt.split(",")]
         s = pipe.stream(prompt, max_tokens=a.n_tokens, temperature=0)

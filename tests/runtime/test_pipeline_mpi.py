@@ -91,13 +91,13 @@ def test_mpi_speculation_matches_single_process(tiny_model, n_ranks, mode):
     assert out["stats"]["runs_launched"] >= 1
 
 
-def test_mpi_repacked_weights_pipeinfer_matches_single_process(tiny_model):
-    """repack=True travels to the worker ranks in the HELLO message; PipeInfer over 2 repacked ranks
-    gives the single-process repacked greedy tokens."""
+def test_mpi_exact_mode_pipeinfer_matches_single_process(tiny_model):
+    """exact=True (no row-interleaved weights) travels to the worker ranks in the HELLO message;
+    PipeInfer over 2 ranks in exact mode gives the single-process exact greedy tokens."""
     path, _ = tiny_model("llama", "q8_0", n_layer=4)
-    with pipeinfer.Pipeline(str(path), n_ctx=256, n_threads=1, repack=True) as p:
+    with pipeinfer.Pipeline(str(path), n_ctx=256, n_threads=1, exact=True) as p:
         want = p.generate([5, 17, 99, 3, 250], max_tokens=16, temperature=0).tokens
-    r = run_mpi(SCRIPT, 2, [str(path), "16", "--mode", "pipeinfer", "--draft", "ngram", "--repack"], timeout_s=240)
+    r = run_mpi(SCRIPT, 2, [str(path), "16", "--mode", "pipeinfer", "--draft", "ngram", "--exact"], timeout_s=240)
     assert r.returncode == 0, r.stderr
     assert not r.leftover_pids
     assert _last_json(r.stdout)["tokens"] == want

@@ -89,7 +89,7 @@ def test_cancellation_skips_work_with_a_wrong_drafter(tiny_model):
     up at the workers and cancellations reach queued runs: stages skip work, and the counters show it.
     (How much is skipped depends on thread scheduling; a few attempts make a zero unlikely even on a
     loaded machine. tests/runtime/test_pipeline_local.py checks the mechanism deterministically.)"""
-    path, _ = tiny_model("qwen2", "q8_0", n_layer=13, n_embd=256, n_ff=512, seed=4)
+    path, _ = tiny_model("qwen2", "q8_0", n_layer=13, n_embd=512, n_ff=1536, seed=4)
     path = str(path)
     with pipeinfer.Pipeline(path, n_ctx=160, n_threads=1) as p:
         no_eog = {**NO_EOG, **{t: -1e6 for t in p.tokenizer.eog_ids}}  # this model's own end ids too

@@ -28,13 +28,14 @@ def test_smollm2_ngram_all_modes(real_model_path):
         assert stats["draft_n"] > 0
 
 
-def test_smollm2_repacked_weights_all_modes(real_model_path):
-    """Row-interleaved weights (repack=True): another summation order than llama.cpp's, but every
-    verification row still equals a one-token step, so speculation keeps greedy output unchanged."""
+def test_smollm2_exact_mode_all_modes(real_model_path):
+    """exact=True (llama.cpp's layout and summation orders, which switch with the batch size): every
+    verification row is still computed as a one-token step, so speculation keeps greedy output
+    unchanged here too (the default layout, row-interleaved weights, is tested above)."""
     path = real_model_path("smollm2-135m")
-    want, _ = _generate(path, 32, repack=True)
+    want, _ = _generate(path, 32, exact=True)
     for mode, stages in (("speculative", 1), ("pipeinfer", 2)):
-        got, stats = _generate(path, 32, mode=mode, stages=stages, draft="ngram", repack=True,
+        got, stats = _generate(path, 32, mode=mode, stages=stages, draft="ngram", exact=True,
                                speculation=SpeculationPolicy(n_draft=4, p_accept=0.0, adaptive=False))
         assert got == want, (mode, stages)
         assert stats["draft_n"] > 0
