@@ -15,6 +15,7 @@ from pipeinfer._core import (
     TransportError,
     UnsupportedError,
 )
+from pipeinfer import log as _log  # noqa: F401  (the core's messages go to logging.getLogger("pipeinfer"))
 
 _LAZY = {
     "Pipeline": "pipeinfer.pipeline",

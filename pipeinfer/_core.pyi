@@ -13,7 +13,7 @@ from pipeinfer import ShapeError
 from pipeinfer import TransportError
 from pipeinfer import UnsupportedError
 import typing
-__all__: list[str] = ['GGUFError', 'GGUFFile', 'KVCacheFullError', 'MPITransport', 'ModelError', 'PipeinferError', 'Pipeline', 'ShapeError', 'ThreadPool', 'Transport', 'TransportError', 'UnsupportedError', 'attention', 'dequantize', 'kernel_isa', 'local_group', 'local_kill', 'matmul', 'mpi_abort_world', 'mpi_fault_seen', 'mpi_launched', 'mpi_report_startup_failure', 'quant_types', 'quantize', 'round_to_f16', 'serve_mpi_worker', 'set_kernel_isa', 'split_layers_by_bytes', 'stream_read_gbps', 'stream_read_sum', 'vec_dot']
+__all__: list[str] = ['GGUFError', 'GGUFFile', 'KVCacheFullError', 'MPITransport', 'ModelError', 'PipeinferError', 'Pipeline', 'ShapeError', 'ThreadPool', 'Transport', 'TransportError', 'UnsupportedError', 'attention', 'dequantize', 'flush_log', 'kernel_isa', 'local_group', 'local_kill', 'matmul', 'mpi_abort_world', 'mpi_fault_seen', 'mpi_launched', 'mpi_report_startup_failure', 'quant_types', 'quantize', 'round_to_f16', 'serve_mpi_worker', 'set_kernel_isa', 'set_log_callback', 'split_layers_by_bytes', 'stream_read_gbps', 'stream_read_sum', 'vec_dot']
 class PipeinferError(Exception):
     pass
 class GGUFFile:
@@ -118,7 +118,7 @@ class Transport:
     def size(self) -> int:
         ...
 class Pipeline:
-    def __init__(self, path: str, n_ctx: typing.SupportsInt | typing.SupportsIndex = 0, n_threads: typing.SupportsInt | typing.SupportsIndex = 1, n_seq_max: typing.SupportsInt | typing.SupportsIndex = 1, n_stages: typing.SupportsInt | typing.SupportsIndex = 1, stage_layers: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] = [], transport: str = 'local', act_f16: bool = False, heartbeat_s: typing.SupportsFloat | typing.SupportsIndex = 0.5, dead_after_s: typing.SupportsFloat | typing.SupportsIndex = 10.0, max_delay_us: typing.SupportsInt | typing.SupportsIndex = 0, delay_seed: typing.SupportsInt | typing.SupportsIndex = 0, n_spec_buffers: typing.SupportsInt | typing.SupportsIndex = 0, n_spec_branches: typing.SupportsInt | typing.SupportsIndex = 1, repack: bool = False, trace: bool = False) -> None:
+    def __init__(self, path: str, n_ctx: typing.SupportsInt | typing.SupportsIndex = 0, n_threads: typing.SupportsInt | typing.SupportsIndex = 1, n_seq_max: typing.SupportsInt | typing.SupportsIndex = 1, n_stages: typing.SupportsInt | typing.SupportsIndex = 1, stage_layers: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] = [], transport: str = 'local', act_f16: bool = False, heartbeat_s: typing.SupportsFloat | typing.SupportsIndex = 0.5, dead_after_s: typing.SupportsFloat | typing.SupportsIndex = 10.0, max_delay_us: typing.SupportsInt | typing.SupportsIndex = 0, delay_seed: typing.SupportsInt | typing.SupportsIndex = 0, n_spec_buffers: typing.SupportsInt | typing.SupportsIndex = 0, n_spec_branches: typing.SupportsInt | typing.SupportsIndex = 1, repack: bool = False, trace: bool = False, repack_cache_dir: str = '') -> None:
         ...
     def cancel(self, run_ids: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> None:
         ...
@@ -227,6 +227,10 @@ def dequantize(type: str, data: typing.Any, n: typing.SupportsInt | typing.Suppo
     """
     Dequantizes n values of `type` from raw block bytes (bytes or uint8 array) -> float32[n].
     """
+def flush_log() -> None:
+    """
+    Delivers messages logged by engine threads since the last delivery.
+    """
 def kernel_isa() -> str:
     """
     SIMD level of the kernels in force: 'scalar', 'avx2' or 'avx512'.
@@ -282,13 +286,18 @@ def mpi_report_startup_failure(kind: str, text: str, heartbeat_s: typing.Support
     """
     Reports an error raised on this MPI rank before it joined the pipeline to the other ranks (runtime/startup-failure.h); False if it had joined already or the report failed.
     """
-def serve_mpi_worker(path: str, heartbeat_s: typing.SupportsFloat | typing.SupportsIndex = 0.5, dead_after_s: typing.SupportsFloat | typing.SupportsIndex = 10.0) -> None:
+def serve_mpi_worker(path: str, heartbeat_s: typing.SupportsFloat | typing.SupportsIndex = 0.5, dead_after_s: typing.SupportsFloat | typing.SupportsIndex = 10.0, repack_cache_dir: str = '') -> None:
     """
     Runs this MPI rank as a pipeline worker until the head shuts the pipeline down.
     """
 def set_kernel_isa(isa: str) -> str:
     """
     Selects the kernels: 'scalar' (reference) or a SIMD level capped by the CPU; returns the level in force.
+    """
+def set_log_callback(callback: typing.Any) -> None:
+    """
+    Sends the engine's messages (progress of long loads, caches not used) to callback(level, text), level
+    as in the logging module (10 debug, 20 info, 30 warning); None drops them.
     """
 def split_layers_by_bytes(layer_bytes: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], n_stages: typing.SupportsInt | typing.SupportsIndex) -> list[int]:
     ...

@@ -168,8 +168,23 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     return 0
 
 
+def _show_engine_messages() -> None:
+    """The engine's progress messages (a first, repacking, load) on stderr."""
+    import logging
+
+    logger = logging.getLogger("pipeinfer")
+    if any(getattr(h, "_pipeinfer_cli", False) for h in logger.handlers):
+        return  # main() called again in this process
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("pipeinfer: %(message)s"))
+    handler._pipeinfer_cli = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    _show_engine_messages()
     handlers = {"run": _cmd_run, "pull": _cmd_pull, "info": _cmd_info, "list": _cmd_list,
                 "bench": _cmd_bench}
     try:

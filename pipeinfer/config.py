@@ -37,6 +37,9 @@ class EngineConfig:
             prompts and draft verification faster; logits then equal llama.cpp's only up to float rounding. Both modes guarantee that every row of a batch equals
             a one-token step where it matters (verification), so greedy speculative output equals greedy
             plain output token for token in either mode.
+        repack_cache: where the fast layout's repacked weights are cached between loads (a second load
+            maps them instead of repacking): True = ``pipeinfer.models.repack_cache_dir()``, a path = that
+            directory, False = no cache (repack at every load). Ignored with exact=True.
     """
 
     n_ctx: int = 0
@@ -49,6 +52,7 @@ class EngineConfig:
     heartbeat_s: float = 0.5
     dead_after_s: float = 10.0
     exact: bool = False
+    repack_cache: Union[bool, str, "os.PathLike[str]"] = True
 
     def __post_init__(self) -> None:
         _check_int("n_ctx", self.n_ctx, 0, 1 << 24)
@@ -82,12 +86,24 @@ class EngineConfig:
             raise ValueError(f"act_f16 must be a bool, got {self.act_f16!r}")
         if not isinstance(self.exact, bool):
             raise ValueError(f"exact must be a bool, got {self.exact!r}")
+        if not isinstance(self.repack_cache, (bool, str, os.PathLike)) or self.repack_cache == "":
+            raise ValueError(f"repack_cache must be True, False or a directory path, got {self.repack_cache!r}")
         _check_float("heartbeat_s", self.heartbeat_s, 0.01, 60.0)
         _check_float("dead_after_s", self.dead_after_s, 0.1, 86400.0)
         if self.dead_after_s <= 2 * self.heartbeat_s:
             raise ValueError(
                 f"dead_after_s ({self.dead_after_s}) must exceed twice heartbeat_s ({self.heartbeat_s})"
             )
+
+    def repack_cache_dir(self) -> str:
+        """The repack cache directory to hand to the core ("" = none)."""
+        if self.exact or self.repack_cache is False:
+            return ""
+        if self.repack_cache is True:
+            from pipeinfer.models import repack_cache_dir
+
+            return str(repack_cache_dir())
+        return os.fspath(self.repack_cache)
 
 
 def _check_int(name: str, value: object, lo: int, hi: int) -> None:

@@ -29,6 +29,7 @@ __all__ = [
     "ModelFetchError",
     "CATALOG",
     "cache_dir",
+    "repack_cache_dir",
     "list_models",
     "get_model",
     "cached_path",
@@ -123,6 +124,18 @@ def cache_dir() -> Path:
     """The model cache: $PIPEINFER_CACHE_DIR if set, else ~/.cache/pipeinfer/models (not created here)."""
     env = os.environ.get("PIPEINFER_CACHE_DIR")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "pipeinfer" / "models"
+
+
+def repack_cache_dir() -> Path:
+    """Where the fast layout's repacked weights are cached: $PIPEINFER_REPACK_CACHE_DIR if set, else
+    the folder "repacked" next to the model cache (~/.cache/pipeinfer/repacked), or inside
+    $PIPEINFER_CACHE_DIR when that is set. Created on first use by the engine."""
+    env = os.environ.get("PIPEINFER_REPACK_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    if os.environ.get("PIPEINFER_CACHE_DIR"):
+        return cache_dir() / "repacked"
+    return cache_dir().parent / "repacked"
 
 
 def list_models() -> List[ModelSpec]:

@@ -149,6 +149,7 @@ class Pipeline:
         exact: llama.cpp's exact arithmetic (logits equal llama.cpp's bit for bit) instead of the
             default fast layout (row-interleaved weights; logits equal llama.cpp's up to float rounding).
             Greedy speculative output equals greedy plain output in both (``EngineConfig.exact``).
+        repack_cache: where the fast layout's weights are cached between loads (``EngineConfig.repack_cache``).
         seed: default sampling seed for requests that give none.
         draft: the drafter for speculation: a draft GGUF path or known model name (same vocabulary as
             the target), ``"ngram"`` (prompt lookup, no model), a ``pipeinfer.drafters.Drafter``, or a
@@ -185,6 +186,7 @@ class Pipeline:
         act_f16: bool = False,
         dead_after_s: float = 10.0,
         exact: bool = False,
+        repack_cache: Union[bool, str, "os.PathLike[str]"] = True,
         seed: Optional[int] = None,
         draft: Any = None,
         mode: Optional[str] = None,
@@ -193,7 +195,8 @@ class Pipeline:
     ) -> None:
         self.config = EngineConfig(n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch, stages=stages,
                                    layer_split=layer_split, transport=transport, act_f16=act_f16,
-                                   dead_after_s=dead_after_s, exact=exact)
+                                   dead_after_s=dead_after_s, exact=exact,
+                                   repack_cache=repack_cache)
         self.model_path = Path(resolve(str(model)))
         self.default_seed = seed
         self._cached: List[int] = []  # tokens whose K/V sit in sequence 0 at positions 0..len-1
@@ -204,7 +207,8 @@ class Pipeline:
             # An MPI worker rank: serve this rank's stage until the head closes the pipeline.
             self._native = None
             _core.serve_mpi_worker(str(self.model_path), heartbeat_s=self.config.heartbeat_s,
-                                   dead_after_s=self.config.dead_after_s)
+                                   dead_after_s=self.config.dead_after_s,
+                                   repack_cache_dir=self.config.repack_cache_dir())
             return
         self._gguf = _core.GGUFFile(str(self.model_path))
         self.metadata: Dict[str, Any] = self._gguf.metadata()
@@ -228,6 +232,7 @@ class Pipeline:
             act_f16=self.config.act_f16, heartbeat_s=self.config.heartbeat_s,
             dead_after_s=self.config.dead_after_s, n_spec_buffers=n_buffers,
             n_spec_branches=self.policy.n_parallel, repack=not self.config.exact, trace=bool(trace),
+            repack_cache_dir=self.config.repack_cache_dir(),
         )
         self._trace = bool(trace)
         if self.tokenizer.n_vocab > self._native.n_vocab:

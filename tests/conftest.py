@@ -61,3 +61,15 @@ def tiny_model(tmp_path_factory):
         return cache[key]
 
     return make
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _repack_cache_dir(tmp_path_factory):
+    """The fast layout's repack cache of this session lives in a temporary folder (not the user's
+    cache), unless PIPEINFER_REPACK_CACHE_DIR names one."""
+    if os.environ.get("PIPEINFER_REPACK_CACHE_DIR"):
+        yield
+        return
+    os.environ["PIPEINFER_REPACK_CACHE_DIR"] = str(tmp_path_factory.mktemp("repack-cache"))
+    yield
+    del os.environ["PIPEINFER_REPACK_CACHE_DIR"]

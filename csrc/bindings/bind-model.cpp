@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "bindings/bind-log.h"
 #include "bindings/register.h"
 #include "common/error.h"
 #include "runtime/pipeline.h"
@@ -119,7 +120,8 @@ void register_model(py::module_& m) {
         .def(py::init([](const std::string& path, int64_t n_ctx, int n_threads, int n_seq_max, int n_stages,
                          std::vector<int64_t> stage_layers, const std::string& transport, bool act_f16,
                          double heartbeat_s, double dead_after_s, int max_delay_us, uint64_t delay_seed,
-                         int n_spec_buffers, int n_spec_branches, bool repack, bool trace) {
+                         int n_spec_buffers, int n_spec_branches, bool repack, bool trace,
+                         const std::string& repack_cache_dir) {
                  pipeline_config cfg;
                  cfg.model_path = path;
                  cfg.n_ctx = n_ctx;
@@ -136,18 +138,25 @@ void register_model(py::module_& m) {
                  cfg.n_spec_buffers = n_spec_buffers;
                  cfg.n_spec_branches = n_spec_branches;
                  cfg.repack = repack;
+                 cfg.repack_cache_dir = repack_cache_dir;
                  if (transport == "mpi") register_mpi_exit_hook();
                  cfg.trace = trace;
-                 // Loading maps the file, binds tensors and starts the stages; no Python object is touched.
-                 py::gil_scoped_release release;
-                 return std::make_unique<pipeline>(cfg);
+                 std::unique_ptr<pipeline> p;
+                 {
+                     // Loading maps the file, binds tensors and starts the stages; no Python object is
+                     // touched (log messages of this thread take the GIL themselves, bind-log.cpp).
+                     py::gil_scoped_release release;
+                     p = std::make_unique<pipeline>(cfg);
+                 }
+                 flush_pending_log();  // what the local worker stages logged while loading
+                 return p;
              }),
              py::arg("path"), py::arg("n_ctx") = 0, py::arg("n_threads") = 1, py::arg("n_seq_max") = 1,
              py::arg("n_stages") = 1, py::arg("stage_layers") = std::vector<int64_t>{},
              py::arg("transport") = "local", py::arg("act_f16") = false, py::arg("heartbeat_s") = 0.5,
              py::arg("dead_after_s") = 10.0, py::arg("max_delay_us") = 0, py::arg("delay_seed") = 0,
              py::arg("n_spec_buffers") = 0, py::arg("n_spec_branches") = 1, py::arg("repack") = false,
-             py::arg("trace") = false)
+             py::arg("trace") = false, py::arg("repack_cache_dir") = "")
         .def(
             "decode",
             [](py::object self_obj, const i32_array& tokens, const i32_array& pos, const py::object& seq_ids,
@@ -249,13 +258,13 @@ void register_model(py::module_& m) {
     m.def("split_layers_by_bytes", &split_layers_by_bytes, py::arg("layer_bytes"), py::arg("n_stages"));
     m.def(
         "serve_mpi_worker",
-        [](const std::string& path, double heartbeat_s, double dead_after_s) {
+        [](const std::string& path, double heartbeat_s, double dead_after_s, const std::string& repack_cache_dir) {
             register_mpi_exit_hook();
-            // Safe: serving touches no Python object (the path was copied above).
+            // Safe: serving touches no Python object (the strings were copied above).
             py::gil_scoped_release release;
-            serve_mpi_worker(path, heartbeat_s, dead_after_s);
+            serve_mpi_worker(path, heartbeat_s, dead_after_s, repack_cache_dir);
         },
-        py::arg("path"), py::arg("heartbeat_s") = 0.5, py::arg("dead_after_s") = 10.0,
+        py::arg("path"), py::arg("heartbeat_s") = 0.5, py::arg("dead_after_s") = 10.0, py::arg("repack_cache_dir") = "",
         "Runs this MPI rank as a pipeline worker until the head shuts the pipeline down.");
 }
 

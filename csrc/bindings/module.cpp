@@ -9,4 +9,5 @@ PYBIND11_MODULE(_core, m) {
     pipeinfer::register_kernels(m);
     pipeinfer::register_transport(m);
     pipeinfer::register_model(m);
+    pipeinfer::register_log(m);
 }

@@ -13,4 +13,5 @@ void register_model(pybind11::module_& m);
 // Registers, once, the interpreter-exit hook of MPI transports (bind-transport.cpp); called before
 // any binding creates one.
 void register_mpi_exit_hook();
+void register_log(pybind11::module_& m);
 } // namespace pipeinfer

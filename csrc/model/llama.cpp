@@ -52,7 +52,7 @@ void batch::validate(int64_t n_vocab, int n_seq_max, bool needs_tokens) const {
 }
 
 llama_stage::llama_stage(std::shared_ptr<const gguf_file> file, int64_t layer_begin, int64_t layer_end,
-                         int64_t n_ctx, int n_seq_max, int n_threads, bool seq0_shared, bool repack)
+                         int64_t n_ctx, int n_seq_max, int n_threads, bool seq0_shared, const repack_options& repack)
     : file_(std::move(file)),
       hp_(hparams_from_gguf(*file_)),
       n_vocab_(vocab_size_from_gguf(*file_, hp_)),
@@ -60,7 +60,7 @@ llama_stage::llama_stage(std::shared_ptr<const gguf_file> file, int64_t layer_be
       kv_(static_cast<int>(w_.layer_end - w_.layer_begin), n_ctx, hp_.n_embd_kv(), hp_.n_embd_kv(), n_seq_max,
           seq0_shared),
       pool_(n_threads) {
-    if (repack) repack_stage_weights(w_, pool_, *file_);
+    repack_stage_weights(w_, pool_, *file_, repack);
 }
 
 void llama_stage::embed(const batch& b) {

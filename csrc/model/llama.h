@@ -13,6 +13,7 @@
 #include "kv/kv-cache.h"
 #include "model/hparams.h"
 #include "model/weights.h"
+#include "model/weights-repack.h"
 
 namespace pipeinfer {
 
@@ -50,10 +51,10 @@ struct stage_stats {
 class llama_stage {
 public:
     // Runs layers [layer_begin, layer_end) of the model in `file` with a KV cache of n_ctx cells and
-    // n_seq_max sequences, on n_threads threads. repack: row-interleaved weight copies where the type
-    // has them (quant/repack.h; faster small batches, not llama.cpp's summation order).
+    // n_seq_max sequences, on n_threads threads. repack.enabled: row-interleaved weight copies where the
+    // type has them (model/weights-repack.h; faster, not llama.cpp's summation order).
     llama_stage(std::shared_ptr<const gguf_file> file, int64_t layer_begin, int64_t layer_end, int64_t n_ctx,
-                int n_seq_max, int n_threads, bool seq0_shared = false, bool repack = false);
+                int n_seq_max, int n_threads, bool seq0_shared = false, const repack_options& repack = {});
 
     // First stage: `in` is ignored and b.token is embedded. Other stages: `in` is (n_tokens, n_embd)
     // f32 activations from the previous stage. Result: on the last stage, `out` = (n_outputs, n_vocab)

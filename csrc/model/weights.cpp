@@ -5,8 +5,6 @@
 
 #include "common/error.h"
 #include "gguf/gguf-reader.h"
-#include "kernels/thread-pool.h"
-#include "quant/repack.h"
 
 namespace pipeinfer {
 
@@ -123,33 +121,6 @@ stage_weights bind_stage_weights(const gguf_file& f, const llama_hparams& hp, in
         sw.bytes += sw.output.row_bytes * static_cast<size_t>(sw.output.n_out);
     }
     return sw;
-}
-
-size_t repack_stage_weights(stage_weights& sw, thread_pool& pool, const gguf_file& file) {
-    std::vector<weight_view*> mats;
-    for (auto& lw : sw.layers) {
-        for (weight_view* w : {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down}) mats.push_back(w);
-    }
-    if (sw.has_head) mats.push_back(&sw.output);
-    size_t total = 0;
-    for (weight_view* w : mats) {
-        if (!repack_supported(w->type) || w->repacked != nullptr) continue;
-        std::vector<uint8_t> buf(repack_bytes(w->type, w->n_in, w->n_out));
-        const int64_t n_groups = (w->n_out + REPACK_ROWS - 1) / REPACK_ROWS;
-        const size_t group_bytes = buf.size() / static_cast<size_t>(n_groups);
-        pool.parallel_for([&](int ith, int nth) {
-            const int64_t g0 = n_groups * ith / nth, g1 = n_groups * (ith + 1) / nth;
-            if (g0 == g1) return;
-            const int64_t r0 = g0 * REPACK_ROWS, r1 = std::min(w->n_out, g1 * REPACK_ROWS);
-            repack_rows(w->type, w->data + static_cast<size_t>(r0) * w->row_bytes, w->row_bytes, w->n_in, r1 - r0,
-                        buf.data() + static_cast<size_t>(g0) * group_bytes);
-        });
-        w->repacked = buf.data();
-        total += buf.size();
-        if (!(sw.has_embd && w->data == sw.token_embd.data)) file.release_pages(w->data, w->row_bytes * w->n_out);
-        sw.repacked_store.push_back(std::move(buf));  // moving keeps the buffer (and w->repacked) valid
-    }
-    return total;
 }
 
 std::vector<size_t> layer_bytes(const gguf_file& f, const llama_hparams& hp) {

@@ -5,6 +5,7 @@
 // a rank touches only its own bytes.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "kernels/matmul.h"
@@ -36,7 +37,8 @@ struct stage_weights {
     std::vector<float> output_norm;          // (n_embd) f32, last stage
     weight_view output;                      // (n_vocab rows, n_embd), last stage (tied: token_embd)
     size_t bytes = 0;                        // weight bytes this stage reads per token
-    std::vector<std::vector<uint8_t>> repacked_store;  // owned row-interleaved copies (repack_stage_weights)
+    std::vector<std::vector<uint8_t>> repacked_store;  // owned row-interleaved copies (model/weights-repack.h)
+    std::shared_ptr<const void> repacked_file;         // or the mapped cache file holding them
 };
 
 // Number of rows of token_embd.weight (the vocabulary size); throws model_error if absent/malformed.
@@ -47,13 +49,6 @@ int64_t vocab_size_from_gguf(const gguf_file& f, const llama_hparams& hp);
 // unsupported_type for a type the kernels cannot use.
 stage_weights bind_stage_weights(const gguf_file& f, const llama_hparams& hp, int64_t layer_begin,
                                  int64_t layer_end);
-
-// Gives every matrix of a repackable type (quant/repack.h: q4_0, q4_1, q5_0, q8_0, q4_K, q6_K) a
-// row-interleaved copy (weight_view::repacked), made on the pool's threads; matmuls then take the
-// repacked order. The file's pages of a repacked matrix are then released (they would otherwise stay
-// resident next to the copy), except those of the token embedding, whose rows the lookup keeps reading.
-// Returns the bytes repacked.
-size_t repack_stage_weights(stage_weights& sw, thread_pool& pool, const gguf_file& file);
 
 // Weight bytes of each layer (for splitting layers across stages by bytes).
 std::vector<size_t> layer_bytes(const gguf_file& f, const llama_hparams& hp);

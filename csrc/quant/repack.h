@@ -85,6 +85,10 @@ static_assert(sizeof(col_q4_0) == 288 && sizeof(col_q4_1) == 320 && sizeof(col_q
                   sizeof(col_q8_0) == 544 && sizeof(col_q4_K) == 2368 && sizeof(col_q6_K) == 3360,
               "repacked column sizes");
 
+// Version of the layouts above: bump it whenever a layout or the summation order changes, so that
+// repacked copies cached on disk by an older build (model/repack-cache.h) are not used.
+constexpr uint32_t REPACK_LAYOUT_VERSION = 1;
+
 constexpr int REPACK_ROWS = 16;   // weight rows per group (one 512-bit lane each)
 constexpr int REPACK_ACT_MAX = 8; // activation rows per repack_dot call (one zmm accumulator each)
 

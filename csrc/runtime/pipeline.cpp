@@ -81,7 +81,7 @@ pipeline::pipeline(const pipeline_config& cfg)
     if (n_stages < 1) throw std::invalid_argument(format("stages must be >= 1, got %d", n_stages));
     split_ = resolve_split(*file_, hp, cfg, n_stages);
     head_ = std::make_unique<llama_stage>(file_, 0, split_[0], n_ctx_, n_seq_max_, cfg.n_threads, ring_ != nullptr,
-                                          cfg.repack);
+                                          repack_options{cfg.repack, cfg.repack_cache_dir});
     if (n_stages > 1 && cfg.transport == "local") {
         local_options lopts;
         lopts.heartbeat_s = cfg.heartbeat_s;
@@ -93,9 +93,10 @@ pipeline::pipeline(const pipeline_config& cfg)
         for (int r = 1; r < n_stages; ++r) {
             std::shared_ptr<transport> ep = local_eps_[static_cast<size_t>(r)];
             std::shared_ptr<const gguf_file> file = file_;
-            threads_.emplace_back([ep, file, this]() {
+            const std::string cache_dir = cfg.repack_cache_dir;
+            threads_.emplace_back([ep, file, cache_dir, this]() {
                 try {
-                    run_worker(*ep, file, &stop_);
+                    run_worker(*ep, file, &stop_, cache_dir);
                 } catch (...) {
                     // reported to the head through CONTROL ERROR by run_worker
                 }
@@ -414,7 +415,8 @@ std::vector<int64_t> split_layers_by_bytes(const std::vector<size_t>& layer_byte
     return out;
 }
 
-void serve_mpi_worker(const std::string& model_path, double heartbeat_s, double dead_after_s) {
+void serve_mpi_worker(const std::string& model_path, double heartbeat_s, double dead_after_s,
+                      const std::string& repack_cache_dir) {
     transport_options topts;
     topts.heartbeat_s = heartbeat_s;
     topts.dead_after_s = dead_after_s;
@@ -434,7 +436,7 @@ void serve_mpi_worker(const std::string& model_path, double heartbeat_s, double 
         throw;
     }
     try {
-        run_worker(*tp, file, nullptr);
+        run_worker(*tp, file, nullptr, repack_cache_dir);
     } catch (const transport_error& e) {
         if (e.rank != 0) defer_to_head();  // the head itself is gone: nobody to defer to
         throw;

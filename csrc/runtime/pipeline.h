@@ -33,6 +33,7 @@ struct pipeline_config {
     std::string transport = "local";     // "local" (threads) or "mpi" (this process is rank 0)
     bool act_f16 = false;                // activations travel between stages as f16
     bool repack = false;                 // row-interleaved weights on every stage (quant/repack.h)
+    std::string repack_cache_dir;        // where stages cache them (model/repack-cache.h); "" = no cache
     int n_spec_buffers = 0;              // KV multibuffer ring: speculative buffers (0 = no speculation)
     int n_spec_branches = 1;             // sequences per buffer (draft-tree branches)
     double heartbeat_s = 0.5;
@@ -137,6 +138,7 @@ std::vector<int64_t> split_layers_by_bytes(const std::vector<size_t>& layer_byte
 
 // An MPI worker rank: loads the model file and serves its stage until the head shuts the pipeline
 // down. Throws transport_error if the head dies or goes silent.
-void serve_mpi_worker(const std::string& model_path, double heartbeat_s, double dead_after_s);
+void serve_mpi_worker(const std::string& model_path, double heartbeat_s, double dead_after_s,
+                      const std::string& repack_cache_dir = "");
 
 } // namespace pipeinfer

@@ -19,8 +19,10 @@ class gguf_file;
 // Serves until SHUTDOWN (returns normally), until *stop becomes true (local mode teardown), or until
 // an error: then it reports the error to the head (CONTROL ERROR, best effort) and rethrows.
 // `file` is the already parsed model file.
-// The stage's layer range, context size and thread count come from the head's HELLO.
-void run_worker(transport& tp, std::shared_ptr<const gguf_file> file, const std::atomic<bool>* stop);
+// The stage's layer range, context size, thread count and weight layout come from the head's HELLO;
+// repack_cache_dir is this process's cache of row-interleaved weights ("" = none).
+void run_worker(transport& tp, std::shared_ptr<const gguf_file> file, const std::atomic<bool>* stop,
+                const std::string& repack_cache_dir = "");
 
 // Applies one KV command to a stage's cache.
 void apply_kv_op(kv_cache& kv, const kv_op& op);

@@ -114,7 +114,7 @@ class ModelDrafter(Drafter):
 
     def __init__(self, model: Union[str, os.PathLike], n_ctx: int = 0, n_threads: int = 1, max_branches: int = 4,
                  *, n_batch: int = 512, reuse: bool = True, exact: bool = False) -> None:
-        from pipeinfer.models import resolve
+        from pipeinfer.models import repack_cache_dir, resolve
 
         self.n_ctx_requested = _check_int("n_ctx", n_ctx, 0)
         self.n_threads = _check_int("n_threads", n_threads, 1)
@@ -124,7 +124,8 @@ class ModelDrafter(Drafter):
         self.path = resolve(model)
         self._meta: Optional[Dict[str, Any]] = None
         self._pipe = _core.Pipeline(str(self.path), n_ctx=self.n_ctx_requested, n_threads=self.n_threads,
-                                    n_seq_max=1 + self.max_branches, repack=not exact)
+                                    n_seq_max=1 + self.max_branches, repack=not exact,
+                                    repack_cache_dir="" if exact else str(repack_cache_dir()))
         self.n_vocab = int(self._pipe.n_vocab)
         self.stats = DrafterStats()
         self._ctx: List[int] = []  # tokens whose K/V sit in sequence 0 at positions 0..len-1
