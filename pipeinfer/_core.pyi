@@ -118,7 +118,7 @@ class Transport:
     def size(self) -> int:
         ...
 class Pipeline:
-    def __init__(self, path: str, n_ctx: typing.SupportsInt | typing.SupportsIndex = 0, n_threads: typing.SupportsInt | typing.SupportsIndex = 1, n_seq_max: typing.SupportsInt | typing.SupportsIndex = 1, n_stages: typing.SupportsInt | typing.SupportsIndex = 1, stage_layers: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] = [], transport: str = 'local', act_f16: bool = False, heartbeat_s: typing.SupportsFloat | typing.SupportsIndex = 0.5, dead_after_s: typing.SupportsFloat | typing.SupportsIndex = 10.0, max_delay_us: typing.SupportsInt | typing.SupportsIndex = 0, delay_seed: typing.SupportsInt | typing.SupportsIndex = 0, n_spec_buffers: typing.SupportsInt | typing.SupportsIndex = 0, n_spec_branches: typing.SupportsInt | typing.SupportsIndex = 1, repack: bool = False, trace: bool = False, repack_cache_dir: str = '') -> None:
+    def __init__(self, path: str, n_ctx: typing.SupportsInt | typing.SupportsIndex = 0, n_threads: typing.SupportsInt | typing.SupportsIndex = 1, n_seq_max: typing.SupportsInt | typing.SupportsIndex = 1, n_stages: typing.SupportsInt | typing.SupportsIndex = 1, stage_layers: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] = [], transport: str = 'local', act_f16: bool = False, heartbeat_s: typing.SupportsFloat | typing.SupportsIndex = 0.5, dead_after_s: typing.SupportsFloat | typing.SupportsIndex = 10.0, max_delay_us: typing.SupportsInt | typing.SupportsIndex = 0, delay_seed: typing.SupportsInt | typing.SupportsIndex = 0, n_spec_buffers: typing.SupportsInt | typing.SupportsIndex = 0, n_spec_branches: typing.SupportsInt | typing.SupportsIndex = 1, repack: bool = False, trace: bool = False, repack_cache_dir: str = '', n_slots: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
         ...
     def cancel(self, run_ids: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> None:
         ...
@@ -138,6 +138,10 @@ class Pipeline:
         ...
     def kv_seq_rm(self, seq: typing.SupportsInt | typing.SupportsIndex, p0: typing.SupportsInt | typing.SupportsIndex, p1: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
+    def wait_ready(self, timeout_s: typing.SupportsFloat | typing.SupportsIndex) -> bool:
+        """
+        Waits up to timeout_s for the oldest run's result; True if it has arrived.
+        """
     def poll(self) -> bool:
         """
         True if the oldest run's result has arrived.
@@ -194,6 +198,15 @@ class Pipeline:
         ...
     @property
     def n_layer(self) -> int:
+        ...
+    @property
+    def n_slots(self) -> int:
+        ...
+    @property
+    def seqs_per_slot(self) -> int:
+        """
+        sequence ids per slot: slot k owns [k * seqs_per_slot, (k + 1) * seqs_per_slot), the first one canonical
+        """
         ...
     @property
     def n_seq_max(self) -> int:

@@ -1,4 +1,4 @@
-"""Command line: ``pipeinfer run | pull | info | list``.
+"""Command line: ``pipeinfer run | serve | pull | info | list | bench``.
 
 Errors a user can cause (a bad file, a bad flag value, a missing model) print one line to stderr
 and exit with status 2 (usage) or 1 (anything else); they never print a traceback.
@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
     _add_bench(sub)
+    from pipeinfer.server.main import add_parser as _add_serve
+
+    _add_serve(sub, DEFAULT_MODEL)
     p = sub.add_parser("pull", help="fetch a known model into the cache")
     p.add_argument("name", help="model name (see `pipeinfer list`) or an https URL of a GGUF file")
     p = sub.add_parser("info", help="print a GGUF file's metadata and tensor table")
@@ -168,6 +171,12 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(a: argparse.Namespace) -> int:
+    from pipeinfer.server.main import run
+
+    return run(a)
+
+
 def _show_engine_messages() -> None:
     """The engine's progress messages (a first, repacking, load) on stderr."""
     import logging
@@ -186,7 +195,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     _show_engine_messages()
     handlers = {"run": _cmd_run, "pull": _cmd_pull, "info": _cmd_info, "list": _cmd_list,
-                "bench": _cmd_bench}
+                "bench": _cmd_bench, "serve": _cmd_serve}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

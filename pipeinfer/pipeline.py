@@ -6,7 +6,9 @@ Per generated token only the token id crosses into C++ and one logits row comes 
 """
 from __future__ import annotations
 
+import threading
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
@@ -14,9 +16,11 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from pipeinfer import _core, launch
+from pipeinfer.batching.slots import Slot, close_slots, common_prefix, layout, make_slots
 from pipeinfer.chat import render_chat
 from pipeinfer.config import EngineConfig, layer_counts
 from pipeinfer.drafters import Drafter, make_drafter
+from pipeinfer.guard import UseGuard
 from pipeinfer.models import resolve
 from pipeinfer.sampling import SamplingParams, make_sampler
 from pipeinfer.speculation import DECODERS, DecodeStats, Session, SpeculationPolicy
@@ -82,7 +86,19 @@ class Stream:
         self.timings = Timings()
         self.stage_stats: List[Dict[str, Any]] = []  # per stage, counted over this generation only
         self.trace: Optional[list] = [] if getattr(pipeline, "_trace", False) else None  # head events
-        self._it = pipeline._run(self, prompt_ids, params, max_tokens)
+        self._guard: Optional[UseGuard] = pipeline._guard
+        self._slot = -1  # the Pipeline slot this generation holds, from its first token
+        self._prefix_score = lambda k: common_prefix(pipeline._slots[k].cached, prompt_ids)
+        self._started = False
+        self._cancel = threading.Event()
+        self._it = self._guarded(pipeline._run(self, prompt_ids, params, max_tokens))
+
+    def _guarded(self, it: Iterator[str]) -> Iterator[str]:
+        try:
+            yield from it
+        finally:
+            if self._guard is not None:
+                self._guard.release(self)
 
     def metrics(self) -> Dict[str, Any]:
         """Everything measured for this generation, in one flat dict.
@@ -111,16 +127,28 @@ class Stream:
         s = cls.__new__(cls)
         s.prompt_tokens, s.tokens, s.text, s.finish_reason, s.timings = [], [], "", "worker", Timings()
         s.mode, s.stats, s.stage_stats, s.trace = "worker", DecodeStats(), [], None
-        s._it = iter(())
+        s._guard, s._started, s._cancel, s._it = None, True, threading.Event(), iter(())
         return s
 
     def __iter__(self) -> "Stream":
         return self
 
     def __next__(self) -> str:
+        if not self._started:
+            # the pipeline is taken at the first token and freed when the generation ends or is closed
+            if self._guard is not None:
+                self._slot = self._guard.acquire(self, "start a stream", score=self._prefix_score)
+            self._started = True
         return next(self._it)
 
+    def cancel(self) -> None:
+        """Asks the generation to stop at its next token (from any thread; ``close`` must be called
+        from the thread iterating). The stream then ends with finish_reason ``"cancelled"``."""
+        self._cancel.set()
+
     def close(self) -> None:
+        """Stops the generation (cancelling what is in flight) and frees the pipeline."""
+        self._started = True  # a stream closed before its first token never takes the pipeline
         self._it.close()
 
 
@@ -192,6 +220,7 @@ class Pipeline:
         mode: Optional[str] = None,
         speculation: Optional[SpeculationPolicy] = None,
         trace: bool = False,
+        parallel: int = 1,
     ) -> None:
         self.config = EngineConfig(n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch, stages=stages,
                                    layer_split=layer_split, transport=transport, act_f16=act_f16,
@@ -199,7 +228,13 @@ class Pipeline:
                                    repack_cache=repack_cache)
         self.model_path = Path(resolve(str(model)))
         self.default_seed = seed
-        self._cached: List[int] = []  # tokens whose K/V sit in sequence 0 at positions 0..len-1
+        if isinstance(parallel, bool) or not isinstance(parallel, int) or not 1 <= parallel <= 256:
+            raise ValueError(f"parallel must be an integer in [1, 256], got {parallel!r}")
+        self.parallel = parallel
+        self._guard = UseGuard(parallel)  # a slot per generation (pipeinfer/guard.py)
+        self._batcher = None  # parallel > 1: the thread merging the slots' runs (pipeinfer/batching)
+        self._slots: List[Slot] = []
+        self._layout = None
         kind = launch.resolve_transport(self.config.transport)
         self.rank = launch.mpi_rank() if kind == "mpi" else 0
         self.is_head = self.rank == 0
@@ -226,20 +261,42 @@ class Pipeline:
             if self.mode != "iterative" else None
         )
         n_buffers = {"iterative": 0, "speculative": 1, "pipeinfer": self.policy.n_buffers}[self.mode]
+        n_ctx_native = self.config.n_ctx
+        if parallel > 1:
+            self._layout = layout(parallel, self.config.n_ctx, self._n_ctx_train(), n_buffers, self.policy.n_draft)
+            n_ctx_native = self._layout.n_ctx_native
         self._native = _core.Pipeline(
-            str(self.model_path), n_ctx=self.config.n_ctx, n_threads=self.config.n_threads, n_seq_max=1,
+            str(self.model_path), n_ctx=n_ctx_native, n_threads=self.config.n_threads, n_seq_max=1,
             n_stages=self.config.stages, stage_layers=self._stage_layers(), transport=kind,
             act_f16=self.config.act_f16, heartbeat_s=self.config.heartbeat_s,
             dead_after_s=self.config.dead_after_s, n_spec_buffers=n_buffers,
             n_spec_branches=self.policy.n_parallel, repack=not self.config.exact, trace=bool(trace),
-            repack_cache_dir=self.config.repack_cache_dir(),
+            repack_cache_dir=self.config.repack_cache_dir(), n_slots=parallel,
         )
         self._trace = bool(trace)
+        if parallel == 1:
+            self._slots = [Slot(0, self._native, self.drafter, self.policy)]
+        else:
+            drafters = iter([self.drafter])
+
+            def slot_drafter() -> Optional[Drafter]:
+                if self.mode == "iterative":
+                    return None
+                return next(drafters, None) or make_drafter(draft, target_meta=self.metadata,
+                                                            model_options={"exact": self.config.exact})
+
+            self._batcher, self._slots = make_slots(self._native, self._layout, n_buffers, self.policy.n_parallel,
+                                                    self.policy, slot_drafter, self.config.n_batch)
         if self.tokenizer.n_vocab > self._native.n_vocab:
             raise _core.ModelError(
                 f"{self.model_path}: the tokenizer has {self.tokenizer.n_vocab} tokens but the model's "
                 f"embedding has {self._native.n_vocab} rows"
             )
+
+    def _n_ctx_train(self) -> int:
+        arch = self.metadata.get("general.architecture")
+        n = self.metadata.get(f"{arch}.context_length")
+        return n if isinstance(n, int) and n > 0 else 4096
 
     def _stage_layers(self) -> List[int]:
         if not self.config.layer_split:
@@ -253,7 +310,8 @@ class Pipeline:
     # ----------------------------------------------------------------------------------- properties
     @property
     def n_ctx(self) -> int:
-        return self._native.n_ctx
+        """Context length of one generation (with parallel slots: each slot's share)."""
+        return self._layout.n_ctx_slot if self._layout is not None else self._native.n_ctx
 
     @property
     def n_vocab(self) -> int:
@@ -267,7 +325,10 @@ class Pipeline:
     def stage_stats(self) -> List[Dict[str, Any]]:
         """Per-stage counters: runs, runs skipped, tokens, layers run and skipped, bytes and messages
         sent, busy and idle seconds, KV cells used, weight bytes."""
-        return self._native.stats()
+        if self._batcher is not None:  # between the batches of running generations
+            return self._batcher.call(-1, lambda native: native.stats())
+        with self._guard.held("read the stage counters"):
+            return self._native.stats()
 
     # ----------------------------------------------------------------------------------- tokens
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> List[int]:
@@ -283,17 +344,22 @@ class Pipeline:
         Clears the prompt cache. Meant for tests and analysis, not for generation.
         """
         ids = self._check_tokens(tokens)
-        self.reset()
-        n = len(ids)
-        out = self._native.decode(np.asarray(ids, np.int32), np.arange(n, dtype=np.int32),
-                                  np.zeros(n, np.int32), np.ones(n, np.uint8)).copy()
-        self.reset()
+        with self._guard.held("evaluate logits"):
+            self._reset()
+            n = len(ids)
+            out = self._eval(self._slots[0], ids, 0, np.ones(n, np.uint8), exact=self._batcher is not None).copy()
+            self._reset()
         return out
 
     def reset(self) -> None:
         """Forgets the prompt cache (clears every KV cell)."""
-        self._native.kv_clear()
-        self._cached = []
+        with self._guard.held("reset the prompt cache"):
+            self._reset()
+
+    def _reset(self) -> None:
+        for slot in self._slots:
+            self._target(slot).kv_clear()
+            slot.cached = []
 
     # ----------------------------------------------------------------------------------- generation
     def stream(self, prompt: Prompt, *, max_tokens: Optional[int] = 16, add_special: bool = True,
@@ -360,11 +426,7 @@ class Pipeline:
             return _completion_chunks(s, cid, created, model)
         for _ in s:
             pass
-        return {
-            "id": cid, "object": "text_completion", "created": created, "model": model,
-            "choices": [{"text": s.text, "index": 0, "logprobs": None, "finish_reason": s.finish_reason}],
-            "usage": _usage(s), "timings": s.timings.as_dict(),
-        }  # fmt: skip
+        return _completion_response(s, cid, created, model)
 
     __call__ = create_completion
 
@@ -380,12 +442,7 @@ class Pipeline:
             return _chat_chunks(s, cid, created, model)
         for _ in s:
             pass
-        return {
-            "id": cid, "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": s.text},
-                         "logprobs": None, "finish_reason": s.finish_reason}],
-            "usage": _usage(s), "timings": s.timings.as_dict(),
-        }  # fmt: skip
+        return _chat_response(s, cid, created, model)
 
     def render_chat(self, messages: List[Mapping[str, Any]], add_generation_prompt: bool = True) -> str:
         """The prompt text for a conversation, from the model's chat template (ChatML if none)."""
@@ -400,13 +457,22 @@ class Pipeline:
         return text
 
     def close(self) -> None:
-        """Shuts the worker stages down and releases the native pipeline and drafter (idempotent)."""
-        if self._native is not None:
-            self._native.close()
-        self._native = None
-        if getattr(self, "drafter", None) is not None:
-            self.drafter.close()
-            self.drafter = None
+        """Shuts the worker stages down and releases the native pipeline and drafter (idempotent).
+
+        An unfinished stream of this thread is closed first; one of another thread is waited for.
+        """
+        for owner in self._guard.owned_here():
+            if isinstance(owner, Stream):
+                owner.close()
+        with self._guard.held("close the pipeline"):
+            close_slots(self._batcher, self._slots)  # the slots' drafters too
+            self._batcher, self._slots = None, []
+            if self._native is not None:
+                self._native.close()
+            self._native = None
+            if getattr(self, "drafter", None) is not None:
+                self.drafter.close()
+                self.drafter = None
 
     def __enter__(self) -> "Pipeline":
         return self
@@ -424,67 +490,92 @@ class Pipeline:
             raise ValueError(f"token id {bad[0]} is out of the vocabulary [0, {self.n_vocab})")
         return ids
 
-    def _decode(self, tokens: Sequence[int], pos0: int, want_last: bool) -> Optional[np.ndarray]:
-        n = len(tokens)
-        flags = np.zeros(n, np.uint8)
-        if want_last:
-            flags[-1] = 1
-        out = self._native.decode(np.asarray(tokens, np.int32), np.arange(pos0, pos0 + n, dtype=np.int32),
-                                  np.zeros(n, np.int32), flags)
-        return out[-1] if want_last else None
+    def _target(self, slot: Slot) -> Any:
+        """The slot's Target: the native pipeline itself when there is one slot."""
+        return self._native if self._batcher is None else slot.target
 
-    def _prefill(self, ids: List[int]) -> "tuple[np.ndarray, int]":
-        """Brings the KV cache to hold ``ids``, reusing the prefix it already holds.
+    def _eval(self, slot: Slot, tokens: Sequence[int], pos0: int, want: np.ndarray, exact: bool) -> np.ndarray:
+        """Runs one batch of a slot's canonical sequence and returns the rows asked for."""
+        n = len(tokens)
+        args = (np.asarray(tokens, np.int32), np.arange(pos0, pos0 + n, dtype=np.int32), np.zeros(n, np.int32), want)
+        if self._batcher is None:
+            return self._native.decode(*args)
+        # with several slots every row is exact, so a prompt gives the same logits whatever it is batched
+        # with and however much of it was cached
+        self._target(slot).submit(*args, exact_rows=exact)
+        _, skipped, rows = self._target(slot).wait()
+        if skipped:
+            raise RuntimeError("the run was cancelled")
+        return rows
+
+    def _prefill(self, slot: Slot, ids: List[int]) -> "tuple[np.ndarray, int]":
+        """Brings the slot's KV cache to hold ``ids``, reusing the prefix it already holds.
 
         Returns the logits of the last prompt token and how many prompt tokens were reused.
         """
-        common = 0
-        for a, b in zip(self._cached, ids):
-            if a != b:
-                break
-            common += 1
-        common = min(common, len(ids) - 1)  # the last prompt token is always evaluated for its logits
-        self._native.kv_seq_rm(0, common, -1)
-        self._cached = list(ids[:common])
+        common = min(common_prefix(slot.cached, ids), len(ids) - 1)  # the last prompt token gives the logits
+        self._target(slot).kv_seq_rm(0, common, -1)
+        slot.cached = list(ids[:common])
         logits = None
         nb = self.config.n_batch
         for start in range(common, len(ids), nb):
             chunk = ids[start:start + nb]
-            last = start + nb >= len(ids)
-            logits = self._decode(chunk, start, want_last=last)
-            self._cached.extend(chunk)
+            want = np.zeros(len(chunk), np.uint8)
+            if start + nb >= len(ids):
+                want[-1] = 1
+            out = self._eval(slot, chunk, start, want, exact=self._batcher is not None)
+            slot.cached.extend(chunk)
+            if want[-1]:
+                logits = out[-1]
         assert logits is not None
         return logits, common
 
     def _run(self, s: Stream, ids: List[int], params: SamplingParams, max_tokens: Optional[int]) -> Iterator[str]:
-        before = self._native.stats()
+        slot = self._slots[s._slot]
+        if self._batcher is None:
+            yield from self._generate(s, slot, ids, params, max_tokens)
+            return
+        self._batcher.begin(slot.index)
+        try:
+            yield from self._generate(s, slot, ids, params, max_tokens)
+        finally:
+            self._batcher.end(slot.index)
+
+    def _generate(self, s: Stream, slot: Slot, ids: List[int], params: SamplingParams,
+                  max_tokens: Optional[int]) -> Iterator[str]:
+        # per-generation stage counters only when the generation has the pipeline to itself
+        before = self._native.stats() if self._batcher is None else None
         t0 = time.perf_counter()
         sampler = make_sampler(params)
         stop = StopMatcher(list(params.stop or []))
         detok = self.tokenizer.stream_decoder()
         try:
-            logits, reused = self._prefill(ids)
+            logits, reused = self._prefill(slot, ids)
         except BaseException:
-            self.reset()
+            self._target(slot).kv_clear()
+            slot.cached = []
             raise
         t_prefill = time.perf_counter()
         s.timings.prompt_n = len(ids) - reused
         s.timings.cached_n = reused
         s.timings.prompt_ms = 1e3 * (t_prefill - t0)
         gen = list(ids)
-        session = Session(self._native, sampler, gen, logits.copy(), self.n_ctx, s.stats, trace=s.trace,
-                          costs=self.policy.costs)
+        session = Session(self._target(slot), sampler, gen, logits.copy(), self.n_ctx, s.stats, trace=s.trace,
+                          costs=slot.policy.costs)
         if self.mode == "iterative":
             tokens = DECODERS["iterative"](session)
         else:
-            self.drafter.begin(ids)
-            tokens = DECODERS[self.mode](session, self.drafter, self.policy)
+            slot.drafter.begin(ids)
+            tokens = DECODERS[self.mode](session, slot.drafter, slot.policy)
         limit = self.n_ctx - len(ids)
         if max_tokens is not None:
             limit = min(limit, max_tokens)
         t_last = t_prefill
         try:
             for tok in tokens:
+                if s._cancel.is_set():
+                    s.finish_reason = "cancelled"
+                    break
                 now = time.perf_counter()
                 if not s.tokens:
                     s.timings.ttft_ms = 1e3 * (now - t0)
@@ -511,9 +602,10 @@ class Pipeline:
                 s.finish_reason = "length"
         finally:
             tokens.close()  # cancels and drains what is still in flight
-            # sequence 0 now holds exactly the canonical tokens at positions 0..pos_max
-            self._cached = gen[: self._native.kv_seq_pos_max(0) + 1]
-            s.stage_stats = _stats_delta(before, self._native.stats())
+            # the canonical sequence now holds exactly the canonical tokens at positions 0..pos_max
+            slot.cached = gen[: self._target(slot).kv_seq_pos_max(0) + 1]
+            if before is not None:
+                s.stage_stats = _stats_delta(before, self._native.stats())
         if s.finish_reason == "length":
             tail, _ = stop.feed(detok.flush())
             tail += stop.flush()
@@ -533,26 +625,51 @@ def _stats_delta(before: List[Dict[str, Any]], after: List[Dict[str, Any]]) -> L
     return out
 
 
+def _timings(s: Stream) -> Dict[str, Any]:
+    """The response's ``timings``: llama.cpp's server fields, with its draft counters."""
+    return {**s.timings.as_dict(), "draft_n": s.stats.draft_n, "draft_n_accepted": s.stats.draft_n_accepted}
+
+
 def _usage(s: Stream) -> Dict[str, int]:
     return {"prompt_tokens": len(s.prompt_tokens), "completion_tokens": len(s.tokens),
             "total_tokens": len(s.prompt_tokens) + len(s.tokens)}
 
 
+def _completion_response(s: Stream, cid: str, created: int, model: str) -> Dict[str, Any]:
+    return {
+        "id": cid, "object": "text_completion", "created": created, "model": model,
+        "choices": [{"text": s.text, "index": 0, "logprobs": None, "finish_reason": s.finish_reason}],
+        "usage": _usage(s), "timings": _timings(s),
+    }  # fmt: skip
+
+
+def _chat_response(s: Stream, cid: str, created: int, model: str) -> Dict[str, Any]:
+    return {
+        "id": cid, "object": "chat.completion", "created": created, "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": s.text},
+                     "logprobs": None, "finish_reason": s.finish_reason}],
+        "usage": _usage(s), "timings": _timings(s),
+    }  # fmt: skip
+
+
 def _completion_chunks(s: Stream, cid: str, created: int, model: str) -> Iterator[Dict[str, Any]]:
-    for piece in s:
-        yield {"id": cid, "object": "text_completion", "created": created, "model": model,
-               "choices": [{"text": piece, "index": 0, "logprobs": None, "finish_reason": None}]}
+    with closing(s):  # closing the chunk iterator stops the generation
+        for piece in s:
+            yield {"id": cid, "object": "text_completion", "created": created, "model": model,
+                   "choices": [{"text": piece, "index": 0, "logprobs": None, "finish_reason": None}]}
     yield {"id": cid, "object": "text_completion", "created": created, "model": model,
            "choices": [{"text": "", "index": 0, "logprobs": None, "finish_reason": s.finish_reason}],
-           "usage": _usage(s), "timings": s.timings.as_dict()}
+           "usage": _usage(s), "timings": _timings(s)}
 
 
 def _chat_chunks(s: Stream, cid: str, created: int, model: str) -> Iterator[Dict[str, Any]]:
     yield {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
            "choices": [{"index": 0, "delta": {"role": "assistant"}, "logprobs": None, "finish_reason": None}]}
-    for piece in s:
-        yield {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-               "choices": [{"index": 0, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}]}
+    with closing(s):  # closing the chunk iterator stops the generation
+        for piece in s:
+            yield {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                   "choices": [{"index": 0, "delta": {"content": piece}, "logprobs": None,
+                                "finish_reason": None}]}
     yield {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
            "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": s.finish_reason}],
-           "usage": _usage(s), "timings": s.timings.as_dict()}
+           "usage": _usage(s), "timings": _timings(s)}

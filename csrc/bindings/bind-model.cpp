@@ -121,7 +121,7 @@ void register_model(py::module_& m) {
                          std::vector<int64_t> stage_layers, const std::string& transport, bool act_f16,
                          double heartbeat_s, double dead_after_s, int max_delay_us, uint64_t delay_seed,
                          int n_spec_buffers, int n_spec_branches, bool repack, bool trace,
-                         const std::string& repack_cache_dir) {
+                         const std::string& repack_cache_dir, int n_slots) {
                  pipeline_config cfg;
                  cfg.model_path = path;
                  cfg.n_ctx = n_ctx;
@@ -141,6 +141,7 @@ void register_model(py::module_& m) {
                  cfg.repack_cache_dir = repack_cache_dir;
                  if (transport == "mpi") register_mpi_exit_hook();
                  cfg.trace = trace;
+                 cfg.n_slots = n_slots;
                  std::unique_ptr<pipeline> p;
                  {
                      // Loading maps the file, binds tensors and starts the stages; no Python object is
@@ -156,7 +157,8 @@ void register_model(py::module_& m) {
              py::arg("transport") = "local", py::arg("act_f16") = false, py::arg("heartbeat_s") = 0.5,
              py::arg("dead_after_s") = 10.0, py::arg("max_delay_us") = 0, py::arg("delay_seed") = 0,
              py::arg("n_spec_buffers") = 0, py::arg("n_spec_branches") = 1, py::arg("repack") = false,
-             py::arg("trace") = false, py::arg("repack_cache_dir") = "")
+             py::arg("trace") = false, py::arg("repack_cache_dir") = "",
+             py::arg("n_slots") = 1)
         .def(
             "decode",
             [](py::object self_obj, const i32_array& tokens, const i32_array& pos, const py::object& seq_ids,
@@ -197,6 +199,8 @@ void register_model(py::module_& m) {
             "Launches a run (computes stage 0 here); returns its run id.")
         .def("poll", &pipeline::poll, py::call_guard<py::gil_scoped_release>(),
              "True if the oldest run's result has arrived.")
+        .def("wait_ready", &pipeline::wait_ready, py::arg("timeout_s"), py::call_guard<py::gil_scoped_release>(),
+             "Waits up to timeout_s for the oldest run's result; True if it has arrived.")
         .def(
             "wait",
             [](py::object self_obj) {
@@ -234,6 +238,10 @@ void register_model(py::module_& m) {
         .def_property_readonly("n_vocab", &pipeline::n_vocab)
         .def_property_readonly("n_ctx", &pipeline::n_ctx)
         .def_property_readonly("n_seq_max", &pipeline::n_seq_max)
+        .def_property_readonly("n_slots", &pipeline::n_slots)
+        .def_property_readonly("seqs_per_slot", &pipeline::seqs_per_slot,
+                               "sequence ids per slot: slot k owns [k * seqs_per_slot, (k + 1) * seqs_per_slot), "
+                               "the first one canonical")
         .def_property_readonly("n_stages", &pipeline::n_stages)
         .def_property_readonly("stage_layers", &pipeline::stage_layers)
         .def_property_readonly("transport", &pipeline::transport_kind)

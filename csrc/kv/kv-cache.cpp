@@ -7,11 +7,13 @@
 
 namespace pipeinfer {
 
-kv_cache::kv_cache(int n_layer, int64_t n_ctx, int64_t n_embd_k, int64_t n_embd_v, int n_seq_max,
-                   bool seq0_shared)
-    : n_ctx_(n_ctx), n_embd_k_(n_embd_k), n_embd_v_(n_embd_v), n_seq_max_(n_seq_max), seq0_shared_(seq0_shared) {
+kv_cache::kv_cache(int n_layer, int64_t n_ctx, int64_t n_embd_k, int64_t n_embd_v, int n_seq_max, int seq_group)
+    : n_ctx_(n_ctx), n_embd_k_(n_embd_k), n_embd_v_(n_embd_v), n_seq_max_(n_seq_max), seq_group_(seq_group) {
     if (n_ctx <= 0) throw std::invalid_argument(format("n_ctx must be > 0, got %lld", (long long)n_ctx));
     if (n_seq_max <= 0) throw std::invalid_argument(format("n_seq_max must be > 0, got %d", n_seq_max));
+    if (seq_group < 0 || (seq_group > 0 && n_seq_max % seq_group != 0)) {
+        throw std::invalid_argument(format("seq_group must be 0 or divide n_seq_max (%d), got %d", n_seq_max, seq_group));
+    }
     words_ = (n_seq_max + 63) / 64;
     pos_.assign(static_cast<size_t>(n_ctx), -1);
     seqs_.assign(static_cast<size_t>(n_ctx * words_), 0);
@@ -166,20 +168,20 @@ void kv_cache::visible_cells(const std::vector<int32_t>& pos, const seq_lists& s
     // Tokens with the same (sequence set, position) see the same cells; batches are small, so a
     // direct scan per token is fine: O(n_tokens × used_end). Each list is sorted by position (then
     // cell), the order attention sums in.
+    std::vector<int32_t> ids;  // the token's sequences and their groups' canonical sequences
     for (size_t i = 0; i < n; ++i) {
         auto& vis = out[i];
         vis.clear();
-        const int32_t* ids = seqs.of(i);
-        const int32_t cnt = seqs.count(i);
+        ids.assign(seqs.of(i), seqs.of(i) + seqs.count(i));
+        for (int32_t j = 0, cnt = seqs.count(i); j < cnt; ++j) {
+            const int32_t canon = seq_canonical(ids[static_cast<size_t>(j)]);
+            if (std::find(ids.begin(), ids.end(), canon) == ids.end()) ids.push_back(canon);
+        }
         for (int64_t c = 0; c < used_end_; ++c) {
             const int32_t p = pos_[c];
             if (p < 0 || p > pos[i]) continue;
-            if (seq0_shared_ && cell_has(c, 0)) {
-                vis.push_back(static_cast<int32_t>(c));
-                continue;
-            }
-            for (int32_t j = 0; j < cnt; ++j) {
-                if (cell_has(c, ids[j])) {
+            for (const int32_t s : ids) {
+                if (cell_has(c, s)) {
                     vis.push_back(static_cast<int32_t>(c));
                     break;
                 }

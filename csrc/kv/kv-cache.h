@@ -25,12 +25,15 @@ class kv_cache {
 public:
     // n_layer: layers held by this stage; n_embd_k / n_embd_v: values per token per layer
     // (n_head_kv * head_dim); n_seq_max: sequence ids are in [0, n_seq_max).
-    // seq0_shared: sequence 0 is the canonical sequence and its cells are visible to every sequence
-    // (speculative buffers then hold only their own tokens: committing them to sequence 0 is one
-    // seq_cp, and no buffer needs a copy of the canonical history).
-    kv_cache(int n_layer, int64_t n_ctx, int64_t n_embd_k, int64_t n_embd_v, int n_seq_max,
-             bool seq0_shared = false);
-    bool seq0_shared() const { return seq0_shared_; }
+    // seq_group: 0, or sequence ids come in groups of seq_group consecutive ids (one group per
+    // serving slot) whose first id is the group's canonical sequence: its cells are visible to every
+    // sequence of the group (speculative buffers then hold only their own tokens: committing them is
+    // one seq_cp to the canonical sequence, and no buffer needs a copy of the canonical history).
+    // One group of n_seq_max ids is the single-generation layout (sequence 0 canonical).
+    kv_cache(int n_layer, int64_t n_ctx, int64_t n_embd_k, int64_t n_embd_v, int n_seq_max, int seq_group = 0);
+    int seq_group() const { return seq_group_; }
+    // The canonical sequence whose cells `seq` also sees (seq itself without groups).
+    int32_t seq_canonical(int32_t seq) const { return seq_group_ > 0 ? seq - seq % seq_group_ : seq; }
 
     int64_t n_ctx() const { return n_ctx_; }
     int n_seq_max() const { return n_seq_max_; }
@@ -66,8 +69,8 @@ public:
     }
     bool cell_empty(int64_t c) const;
 
-    // For each batch token i, the cells it may attend to: cells sharing one of its sequences (or in
-    // sequence 0 when seq0_shared) with pos <= pos[i]. Cells of the batch itself must already be allocated. Result is per token, in
+    // For each batch token i, the cells it may attend to: cells sharing one of its sequences (or the
+    // canonical sequence of one of its sequences' groups) with pos <= pos[i]. Cells of the batch itself must already be allocated. Result is per token, in
     // increasing position order.
     void visible_cells(const std::vector<int32_t>& pos, const seq_lists& seqs,
                        std::vector<std::vector<int32_t>>& out) const;
@@ -96,7 +99,7 @@ private:
     int64_t n_ctx_;
     int64_t n_embd_k_, n_embd_v_;
     int n_seq_max_;
-    bool seq0_shared_ = false;
+    int seq_group_ = 0;              // ids per sequence group (0: no groups)
     int64_t words_;                  // 64-bit words per cell in the sequence bitset
     std::vector<int32_t> pos_;       // (n_ctx) position of each cell, -1 if free
     std::vector<uint64_t> seqs_;     // (n_ctx, words_) sequence bitset of each cell

@@ -1,5 +1,5 @@
 // The KV multibuffer ring of PipeInfer (paper: pipelined KV-cache multibuffering), as bookkeeping on
-// the head. Sequence 0 is the canonical sequence (visible to every sequence: kv_cache seq0_shared);
+// the head. Sequence 0 is the canonical sequence (visible to every sequence: kv_cache seq_group);
 // the ring holds n_buffers speculative buffers of n_branches sequences each, one buffer per in-flight
 // speculative micro-batch (one sequence per draft-tree branch). Buffer b's branch j is sequence
 // 1 + b * n_branches + j. Acquire/release are O(1); the KV commands that go with them (clearing a

@@ -52,13 +52,13 @@ void batch::validate(int64_t n_vocab, int n_seq_max, bool needs_tokens) const {
 }
 
 llama_stage::llama_stage(std::shared_ptr<const gguf_file> file, int64_t layer_begin, int64_t layer_end,
-                         int64_t n_ctx, int n_seq_max, int n_threads, bool seq0_shared, const repack_options& repack)
+                         int64_t n_ctx, int n_seq_max, int n_threads, int seq_group, const repack_options& repack)
     : file_(std::move(file)),
       hp_(hparams_from_gguf(*file_)),
       n_vocab_(vocab_size_from_gguf(*file_, hp_)),
       w_(bind_stage_weights(*file_, hp_, layer_begin, layer_end < 0 ? hp_.n_layer : layer_end)),
       kv_(static_cast<int>(w_.layer_end - w_.layer_begin), n_ctx, hp_.n_embd_kv(), hp_.n_embd_kv(), n_seq_max,
-          seq0_shared),
+          seq_group),
       pool_(n_threads) {
     repack_stage_weights(w_, pool_, *file_, repack);
 }

@@ -54,7 +54,7 @@ public:
     // n_seq_max sequences, on n_threads threads. repack.enabled: row-interleaved weight copies where the
     // type has them (model/weights-repack.h; faster, not llama.cpp's summation order).
     llama_stage(std::shared_ptr<const gguf_file> file, int64_t layer_begin, int64_t layer_end, int64_t n_ctx,
-                int n_seq_max, int n_threads, bool seq0_shared = false, const repack_options& repack = {});
+                int n_seq_max, int n_threads, int seq_group = 0, const repack_options& repack = {});
 
     // First stage: `in` is ignored and b.token is embedded. Other stages: `in` is (n_tokens, n_embd)
     // f32 activations from the previous stage. Result: on the last stage, `out` = (n_outputs, n_vocab)

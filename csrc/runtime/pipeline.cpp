@@ -47,16 +47,20 @@ std::vector<int64_t> resolve_split(const gguf_file& f, const llama_hparams& hp, 
 } // namespace
 
 pipeline::pipeline(const pipeline_config& cfg)
-    : n_seq_max_(cfg.n_seq_max), act_f16_(cfg.act_f16), trace_(cfg.trace) {
+    : n_seq_max_(cfg.n_seq_max), n_slots_(cfg.n_slots), act_f16_(cfg.act_f16), trace_(cfg.trace) {
     if (cfg.n_spec_buffers < 0) {
         throw std::invalid_argument(format("n_spec_buffers must be >= 0, got %d", cfg.n_spec_buffers));
+    }
+    if (cfg.n_seq_max < 1) throw std::invalid_argument(format("n_seq_max must be >= 1, got %d", cfg.n_seq_max));
+    if (cfg.n_slots < 1 || cfg.n_slots > 1024) {
+        throw std::invalid_argument(format("n_slots must be in [1, 1024], got %d", cfg.n_slots));
     }
     if (cfg.n_spec_buffers > 0) {
         ring_ = std::make_unique<kv_ring>(cfg.n_spec_buffers, cfg.n_spec_branches);
         n_seq_max_ = std::max(n_seq_max_, ring_->n_seq_max());
     }
+    n_seq_max_ *= n_slots_;  // one group of ids per slot
     if (cfg.n_threads < 1) throw std::invalid_argument(format("n_threads must be >= 1, got %d", cfg.n_threads));
-    if (cfg.n_seq_max < 1) throw std::invalid_argument(format("n_seq_max must be >= 1, got %d", cfg.n_seq_max));
     if (cfg.n_ctx < 0) throw std::invalid_argument(format("n_ctx must be >= 0, got %lld", (long long)cfg.n_ctx));
     if (!(cfg.dead_after_s > 0.0)) throw std::invalid_argument("dead_after_s must be > 0");
     file_ = std::shared_ptr<const gguf_file>(gguf_file::from_path(cfg.model_path));
@@ -80,7 +84,7 @@ pipeline::pipeline(const pipeline_config& cfg)
     }
     if (n_stages < 1) throw std::invalid_argument(format("stages must be >= 1, got %d", n_stages));
     split_ = resolve_split(*file_, hp, cfg, n_stages);
-    head_ = std::make_unique<llama_stage>(file_, 0, split_[0], n_ctx_, n_seq_max_, cfg.n_threads, ring_ != nullptr,
+    head_ = std::make_unique<llama_stage>(file_, 0, split_[0], n_ctx_, n_seq_max_, cfg.n_threads, seq_group(),
                                           repack_options{cfg.repack, cfg.repack_cache_dir});
     if (n_stages > 1 && cfg.transport == "local") {
         local_options lopts;
@@ -130,7 +134,7 @@ void pipeline::handshake(const pipeline_config& cfg) {
     c.h.n_seq_max = n_seq_max_;
     c.h.n_threads = cfg.n_threads;
     c.h.act_f16 = act_f16_;
-    c.h.seq0_shared = ring_ != nullptr;
+    c.h.seq_group = seq_group();
     c.h.repack = cfg.repack;
     c.h.trace = cfg.trace;
     c.h.stage_layers = split_;
@@ -316,8 +320,10 @@ int pipeline::spec_seq(int buffer, int branch) const {
 }
 
 void pipeline::spec_commit(int32_t seq, int32_t p0, int32_t p1) {
-    if (seq <= 0 || seq >= n_seq_max_) throw std::invalid_argument(format("cannot commit sequence %d", seq));
-    if (p1 > p0) send_kv({kv_op_type::SEQ_CP, seq, 0, p0, p1});
+    if (seq < 0 || seq >= n_seq_max_ || seq % seqs_per_slot() == 0) {
+        throw std::invalid_argument(format("cannot commit sequence %d (a canonical sequence or out of range)", seq));
+    }
+    if (p1 > p0) send_kv({kv_op_type::SEQ_CP, seq, seq - seq % seqs_per_slot(), p0, p1});
 }
 
 std::vector<stage_report> pipeline::stats() {

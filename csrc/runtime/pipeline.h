@@ -26,7 +26,9 @@ class gguf_file;
 struct pipeline_config {
     std::string model_path;
     int64_t n_ctx = 0;                   // KV cells per stage; 0 = min(context_length, 4096)
-    int n_seq_max = 1;                   // KV sequence ids available
+    int n_seq_max = 1;                   // KV sequence ids available (per slot)
+    int n_slots = 1;                     // independent generations (serving slots), each with its own
+                                         // group of sequence ids: canonical, then its ring's buffers
     int n_threads = 1;                   // compute threads per stage
     int n_stages = 1;                    // local transport: number of stages; MPI: the world size
     std::vector<int64_t> stage_layers;   // layers per stage (sums to n_layer); empty = split by bytes
@@ -76,7 +78,9 @@ public:
     int64_t kv_n_free() const;
 
     // KV multibuffer ring (configured with n_spec_buffers > 0; sequence 0 is then canonical and
-    // visible to every sequence). Each call issues at most one KV event per branch, to every stage.
+    // visible to every sequence of slot 0). Each call issues at most one KV event per branch, to every
+    // stage. The ring serves slot 0; other slots' rings are kept by their owner (the serving engine)
+    // over kv_seq_rm / spec_commit, in the same layout (slot_seq0(k) + ring sequence id).
     // A free buffer id, or -1 if all are in flight (the caller pauses speculation).
     int spec_acquire();
     // Clears the buffer's sequences on every stage and returns it to the ring.
@@ -84,7 +88,8 @@ public:
     // Sequence of branch j of a buffer.
     int spec_seq(int buffer, int branch) const;
     int spec_free() const { return ring_ ? ring_->n_free() : 0; }
-    // Makes the cells of `seq` at positions [p0, p1) canonical (adds sequence 0): one event.
+    // Makes the cells of `seq` at positions [p0, p1) canonical (adds its slot's canonical sequence):
+    // one event.
     void spec_commit(int32_t seq, int32_t p0, int32_t p1);
 
     // Counters of every stage (asks the workers; waits for runs in flight to pass). When tracing, each
@@ -97,6 +102,9 @@ public:
     int64_t n_vocab() const { return head_->n_vocab(); }
     int64_t n_ctx() const { return n_ctx_; }
     int n_seq_max() const { return n_seq_max_; }
+    int n_slots() const { return n_slots_; }
+    // Sequence ids per slot; slot k owns [k * seqs_per_slot, (k + 1) * seqs_per_slot), the first canonical.
+    int seqs_per_slot() const { return n_seq_max_ / n_slots_; }
     int n_stages() const { return static_cast<int>(split_.size()); }
     const std::vector<int64_t>& stage_layers() const { return split_; }
     const char* transport_kind() const { return tp_ ? tp_->kind() : "none"; }
@@ -104,6 +112,8 @@ public:
 
 private:
     void send_kv(const kv_op& op);
+    // kv_cache seq_group: speculation shares each slot's canonical sequence with the slot's buffers.
+    int seq_group() const { return ring_ ? seqs_per_slot() : 0; }
     void handshake(const pipeline_config& cfg);
     void check_control();
     void check_workers_alive() const;
@@ -113,6 +123,7 @@ private:
     std::vector<int64_t> split_;
     int64_t n_ctx_ = 0;
     int n_seq_max_ = 1;
+    int n_slots_ = 1;
     bool act_f16_ = false;
     std::unique_ptr<llama_stage> head_;
     std::unique_ptr<kv_ring> ring_;                      // null without speculation

@@ -269,7 +269,7 @@ std::vector<uint8_t> encode_control(const control& c) {
         w.put(c.h.n_seq_max);
         w.put(c.h.n_threads);
         w.put<uint8_t>(c.h.act_f16 ? 1 : 0);
-        w.put<uint8_t>(c.h.seq0_shared ? 1 : 0);
+        w.put<int32_t>(c.h.seq_group);
         w.put<uint8_t>(c.h.repack ? 1 : 0);
         w.put<uint8_t>(c.h.trace ? 1 : 0);
         w.put_array(c.h.stage_layers.data(), c.h.stage_layers.size());
@@ -304,7 +304,7 @@ control decode_control(const std::vector<uint8_t>& data, int src) {
         c.h.n_seq_max = r.get<int32_t>("n_seq_max");
         c.h.n_threads = r.get<int32_t>("n_threads");
         c.h.act_f16 = r.get<uint8_t>("act_f16") != 0;
-        c.h.seq0_shared = r.get<uint8_t>("seq0_shared") != 0;
+        c.h.seq_group = r.get<int32_t>("seq_group");
         c.h.repack = r.get<uint8_t>("repack") != 0;
         c.h.trace = r.get<uint8_t>("trace") != 0;
         c.h.stage_layers = r.get_array<int64_t>("stage_layers", 65536);

@@ -89,7 +89,7 @@ struct hello {
     int32_t n_seq_max = 1;
     int32_t n_threads = 1;
     bool act_f16 = false;
-    bool seq0_shared = false;          // KV: sequence 0 visible to every sequence (speculation)
+    int32_t seq_group = 0;             // KV: sequence ids per group (kv_cache seq_group; 0: none)
     bool repack = false;               // row-interleaved weights (quant/repack.h)
     bool trace = false;                // record a trace_span per run for timelines
     std::vector<int64_t> stage_layers; // layers per stage, one entry per rank

@@ -238,7 +238,7 @@ void run_worker(transport& tp, std::shared_ptr<const gguf_file> file, const std:
         int64_t begin = 0;
         for (int r = 0; r < tp.rank(); ++r) begin += h.stage_layers[static_cast<size_t>(r)];
         const int64_t end = begin + h.stage_layers[static_cast<size_t>(tp.rank())];
-        llama_stage st(file, begin, end, h.n_ctx, h.n_seq_max, h.n_threads, h.seq0_shared,
+        llama_stage st(file, begin, end, h.n_ctx, h.n_seq_max, h.n_threads, h.seq_group,
                        repack_options{h.repack, repack_cache_dir});
         control ready;
         ready.type = control_type::READY;

@@ -1,0 +1,326 @@
+"""Continuous batching: one thread owns the native pipeline and merges the runs of every slot.
+
+Each serving slot runs one generation on its own thread (straight-line decoder code over a
+``SlotTarget``). Slots hand their runs, KV commands and queries to the batcher as operations; the
+batcher thread applies them to the native pipeline in each slot's issue order, and merges the runs
+that slots issued in the same scheduling tick into one native batch (one read of the weights for
+all of them), demultiplexing the result rows back to each slot.
+
+A tick ends when no slot is computing (every active slot waits for a result, a flush or a query) or
+when the oldest waiting operation is older than ``max_wait_s`` (a slot busy elsewhere does not hold
+the others back). Runs are merged only when their rows are computed exactly (``exact_rows``: every
+row equals a one-token step bit for bit), so a request's output does not depend on what it was
+batched with; runs with other flags travel alone. Operations of different slots touch different
+sequences, so only each slot's own order must be kept: a slot's KV command or query closes the
+batches holding that slot's runs first.
+
+Cancelling a run marks it; a native run whose parts are all cancelled is cancelled on every stage.
+A cancelled part still gets a (skipped) result, as the Target protocol promises.
+
+It must not know about sampling, speculation policy or text.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+
+import numpy as np
+
+
+@dataclass
+class Part:
+    """One slot's run: its rows in a native batch, and its result once back."""
+
+    slot: int
+    rid: int  # slot-local run id (increasing per slot)
+    tokens: np.ndarray  # (n,) int32
+    pos: np.ndarray  # (n,) int32
+    seqs: List[List[int]]  # per token: global sequence ids
+    want: np.ndarray  # (n,) uint8: rows whose logits come back
+    exact: bool
+    argmax: bool
+    cancelled: bool = False
+    result: Optional[Tuple[bool, np.ndarray]] = None  # (skipped, rows)
+
+    @property
+    def n_out(self) -> int:
+        return int(np.count_nonzero(self.want))
+
+
+@dataclass
+class _Op:
+    slot: int
+    kind: str  # "run" | "kv" | "call"
+    part: Optional[Part] = None
+    fn: Optional[Callable[[Any], Any]] = None
+    done: bool = False
+    value: Any = None
+    error: Optional[BaseException] = None
+    t: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class _Slot:
+    outstanding: Deque[Part] = field(default_factory=deque)  # submitted, result not yet taken
+    unflushed: int = 0  # operations of this slot the batcher has not applied yet
+    computing: bool = False  # between begin() and end(), outside the batcher's calls
+    next_rid: int = 0
+
+
+class BatcherError(RuntimeError):
+    """The batcher stopped (closed, or the native pipeline failed: the cause is chained)."""
+
+
+class Batcher:
+    """The engine thread of a multi-slot pipeline (see module docstring)."""
+
+    def __init__(self, native: Any, n_slots: int, max_batch_tokens: int = 512, max_wait_s: float = 0.002) -> None:
+        self.native = native
+        self.max_batch_tokens = max_batch_tokens
+        self.max_wait_s = max_wait_s
+        self._cv = threading.Condition()
+        self._slots = [_Slot() for _ in range(n_slots)]
+        self._system = _Slot()  # slot -1: calls from outside any generation (counters)
+        self._ops: Deque[_Op] = deque()
+        self._inflight: Deque[Tuple[int, List[Part]]] = deque()  # native run id, its parts (launch order)
+        self._native_cancelled: set = set()
+        self._n_computing = 0
+        self._error: Optional[BaseException] = None
+        self._closed = False
+        self.batches = 0  # native batches launched
+        self.rows = 0  # tokens launched
+        self._thread = threading.Thread(target=self._loop, name="pipeinfer-batcher", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ slot side (any thread)
+    def begin(self, slot: int) -> None:
+        """The slot's thread starts a generation (it now computes between calls)."""
+        with self._cv:
+            s = self._slots[slot]
+            if not s.computing:
+                s.computing = True
+                self._n_computing += 1
+
+    def end(self, slot: int) -> None:
+        """The slot's generation ended (it no longer holds ticks back)."""
+        with self._cv:
+            self._set_computing(self._slots[slot], False)
+            self._cv.notify_all()
+
+    def submit(self, part: Part) -> int:
+        with self._cv:
+            self._check()
+            s = self._slots[part.slot]
+            part.rid = s.next_rid
+            s.next_rid += 1
+            s.outstanding.append(part)
+            self._push(_Op(part.slot, "run", part=part))
+            return part.rid
+
+    def kv(self, slot: int, fn: Callable[[Any], Any]) -> None:
+        """Applies fn(native) after the slot's earlier operations (does not wait). Slot -1: outside any
+        generation (after the batches already launched)."""
+        with self._cv:
+            self._check()
+            self._push(_Op(slot, "kv", fn=fn))
+
+    def call(self, slot: int, fn: Callable[[Any], Any]) -> Any:
+        """fn(native) after the slot's earlier operations; waits for and returns its value."""
+        with self._cv:
+            self._check()
+            op = _Op(slot, "call", fn=fn)
+            self._push(op)
+            self._block(self._slot(slot), lambda: op.done)
+            if op.error is not None:
+                raise op.error
+            return op.value
+
+    def poll(self, slot: int) -> bool:
+        """Waits until the batcher has launched the slot's submitted runs (the end of this tick), then
+        says whether its oldest run's result is back."""
+        with self._cv:
+            s = self._slots[slot]
+            if not s.outstanding:
+                return False
+            self._block(s, lambda: s.unflushed == 0 or s.outstanding[0].result is not None)
+            return s.outstanding[0].result is not None
+
+    def wait(self, slot: int) -> Tuple[int, bool, np.ndarray]:
+        """The slot's oldest run's result (rid, skipped, rows); blocks until it is back."""
+        with self._cv:
+            s = self._slots[slot]
+            if not s.outstanding:
+                raise RuntimeError(f"slot {slot}: wait() with no run in flight")
+            part = s.outstanding[0]
+            self._block(s, lambda: part.result is not None)
+            s.outstanding.popleft()
+            skipped, rows = part.result
+            return part.rid, skipped, rows
+
+    def cancel(self, slot: int, rids: List[int]) -> None:
+        with self._cv:
+            want = set(rids)
+            for p in self._slots[slot].outstanding:
+                if p.rid in want:
+                    p.cancelled = True
+            self._cv.notify_all()
+
+    def n_in_flight(self, slot: int) -> int:
+        with self._cv:
+            return len(self._slots[slot].outstanding)
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+        self._thread.join(30)
+
+    # ------------------------------------------------------------------ helpers (lock held)
+    def _check(self) -> None:
+        if self._error is not None:
+            raise BatcherError(f"the pipeline failed: {self._error}") from self._error
+        if self._closed:
+            raise BatcherError("the pipeline is closed")
+
+    def _slot(self, index: int) -> _Slot:
+        return self._system if index == -1 else self._slots[index]
+
+    def _push(self, op: _Op) -> None:
+        self._slot(op.slot).unflushed += 1
+        self._ops.append(op)
+        self._cv.notify_all()
+
+    def _set_computing(self, s: _Slot, on: bool) -> None:
+        if s.computing != on:
+            s.computing = on
+            self._n_computing += 1 if on else -1
+
+    def _block(self, s: _Slot, done: Callable[[], bool]) -> None:
+        """Waits (not computing) until done(); raises if the batcher failed meanwhile."""
+        was = s.computing
+        self._set_computing(s, False)
+        self._cv.notify_all()
+        try:
+            while not done():
+                self._check()
+                self._cv.wait()
+        finally:
+            self._set_computing(s, was)
+
+    # ------------------------------------------------------------------ the batcher thread
+    def _loop(self) -> None:
+        try:
+            while True:
+                ops = self._take()
+                if ops is None:
+                    return
+                self._apply(ops)
+                self._collect()
+        except BaseException as e:  # noqa: BLE001 - every slot gets it
+            with self._cv:
+                self._error = e
+                self._cv.notify_all()
+
+    def _take(self) -> Optional[List[_Op]]:
+        """The operations of the next tick (possibly none when results are due), or None to stop."""
+        with self._cv:
+            while True:
+                if self._closed:
+                    return None
+                if self._ops:
+                    age = time.monotonic() - self._ops[0].t
+                    if self._n_computing == 0 or age >= self.max_wait_s:
+                        ops = list(self._ops)
+                        self._ops.clear()
+                        return ops
+                    if self._inflight:
+                        return []  # collect results while the tick is open
+                    self._cv.wait(self.max_wait_s - age)
+                    continue
+                if self._inflight:
+                    return []
+                self._cv.wait()
+
+    def _apply(self, ops: List[_Op]) -> None:
+        open_: Dict[Tuple[bool, bool], List[Part]] = {}  # batches being built, by (exact, argmax)
+        order: List[Tuple[bool, bool]] = []
+
+        def flush(keys: Optional[List[Tuple[bool, bool]]] = None) -> None:
+            for k in [k for k in order if keys is None or k in keys]:
+                self._launch(open_.pop(k))
+                order.remove(k)
+
+        for op in ops:
+            if op.kind == "run":
+                p = op.part
+                if p.cancelled:
+                    self._deliver([p], True, None)
+                elif not p.exact:
+                    flush([k for k in order if any(q.slot == p.slot for q in open_[k])])
+                    self._launch([p])
+                else:
+                    key = (True, p.argmax)
+                    mine = [k for k in order if k != key and any(q.slot == p.slot for q in open_[k])]
+                    flush(mine)
+                    if key in open_ and sum(len(q.tokens) for q in open_[key]) + len(p.tokens) > self.max_batch_tokens:
+                        flush([key])
+                    if key not in open_:
+                        open_[key] = []
+                        order.append(key)
+                    open_[key].append(p)
+            else:
+                flush([k for k in order if any(q.slot == op.slot for q in open_[k])])
+                try:
+                    op.value = op.fn(self.native)
+                except Exception as e:  # noqa: BLE001 - raised in the slot's thread
+                    if op.kind == "kv":
+                        raise
+                    op.error = e
+                op.done = True
+        flush()
+        with self._cv:
+            for op in ops:
+                self._slot(op.slot).unflushed -= 1
+            self._cv.notify_all()
+
+    def _launch(self, parts: List[Part]) -> None:
+        tokens = np.concatenate([p.tokens for p in parts])
+        pos = np.concatenate([p.pos for p in parts])
+        want = np.concatenate([p.want for p in parts])
+        seqs = [s for p in parts for s in p.seqs]
+        nid = self.native.submit(tokens, pos, seqs, want, exact_rows=parts[0].exact, argmax_only=parts[0].argmax)
+        self.batches += 1
+        self.rows += len(tokens)
+        self._inflight.append((nid, parts))
+        self._collect()
+
+    def _collect(self) -> None:
+        """Takes every native result that has arrived, hands rows to their parts, and cancels native
+        runs whose parts were all cancelled."""
+        with self._cv:
+            for nid, parts in self._inflight:
+                if nid not in self._native_cancelled and all(p.cancelled for p in parts):
+                    self._native_cancelled.add(nid)
+                    self.native.cancel([nid])
+        if self._inflight and self.native.n_stages > 1 and not self.native.poll():
+            self.native.wait_ready(0.0005)  # the GIL is released while waiting
+        while self._inflight and self.native.poll():
+            nid, skipped, rows = self.native.wait()
+            want_nid, parts = self._inflight.popleft()
+            if nid != want_nid:
+                raise RuntimeError(f"native run {nid} returned while run {want_nid} was expected")
+            self._native_cancelled.discard(nid)
+            self._deliver(parts, bool(skipped), rows)
+
+    def _deliver(self, parts: List[Part], skipped: bool, rows: Optional[np.ndarray]) -> None:
+        off = 0
+        with self._cv:
+            for p in parts:
+                n = p.n_out
+                mine = np.empty(0, np.float32) if rows is None or skipped else rows[off:off + n].copy()
+                off += n
+                p.result = (skipped or p.cancelled, mine)
+            self._cv.notify_all()
