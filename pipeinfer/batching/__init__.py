@@ -2,5 +2,5 @@
 
     slots.py        what each concurrent generation owns (target view, prompt cache, drafter, policy)
     slot_target.py  one slot's view of the shared pipeline (the speculation Target protocol)
-    batcher.py      the thread that owns the native pipeline and merges the slots' runs into batches
+    batcher.py      merges the slots' runs into native batches (the waiting slot thread drives the pipeline)
 """

@@ -1,10 +1,15 @@
-"""Continuous batching: one thread owns the native pipeline and merges the runs of every slot.
+"""Continuous batching: the runs of every slot go to the native pipeline as shared batches.
 
 Each serving slot runs one generation on its own thread (straight-line decoder code over a
 ``SlotTarget``). Slots hand their runs, KV commands and queries to the batcher as operations; the
-batcher thread applies them to the native pipeline in each slot's issue order, and merges the runs
-that slots issued in the same scheduling tick into one native batch (one read of the weights for
-all of them), demultiplexing the result rows back to each slot.
+batcher applies them to the native pipeline in each slot's issue order, and merges the runs that
+slots issued in the same scheduling tick into one native batch (one read of the weights for all of
+them), demultiplexing the result rows back to each slot.
+
+There is no batcher thread: a slot thread that has to wait (for a result, a flush or a query)
+drives the pipeline itself while nobody else does, so the last slot to finish its step launches the
+tick without a thread switch, and one generation alone runs as fast as without the batcher. Only one
+thread drives at a time; the others sleep until their result is delivered or the driver steps down.
 
 A tick ends when no slot is computing (every active slot waits for a result, a flush or a query) or
 when the oldest waiting operation is older than ``max_wait_s`` (a slot busy elsewhere does not hold
@@ -75,7 +80,7 @@ class BatcherError(RuntimeError):
 
 
 class Batcher:
-    """The engine thread of a multi-slot pipeline (see module docstring)."""
+    """The scheduler of a multi-slot pipeline (see module docstring)."""
 
     def __init__(self, native: Any, n_slots: int, max_batch_tokens: int = 512, max_wait_s: float = 0.002) -> None:
         self.native = native
@@ -90,10 +95,9 @@ class Batcher:
         self._n_computing = 0
         self._error: Optional[BaseException] = None
         self._closed = False
+        self._driving = False  # a thread is applying operations / collecting results
         self.batches = 0  # native batches launched
         self.rows = 0  # tokens launched
-        self._thread = threading.Thread(target=self._loop, name="pipeinfer-batcher", daemon=True)
-        self._thread.start()
 
     # ------------------------------------------------------------------ slot side (any thread)
     def begin(self, slot: int) -> None:
@@ -173,10 +177,12 @@ class Batcher:
             return len(self._slots[slot].outstanding)
 
     def close(self) -> None:
+        """Applies what is still queued, waits for the runs in flight, then refuses new operations."""
         with self._cv:
+            if self._error is None and not self._closed:
+                self._block(self._system, lambda: not self._ops and not self._inflight)
             self._closed = True
             self._cv.notify_all()
-        self._thread.join(30)
 
     # ------------------------------------------------------------------ helpers (lock held)
     def _check(self) -> None:
@@ -199,51 +205,46 @@ class Batcher:
             self._n_computing += 1 if on else -1
 
     def _block(self, s: _Slot, done: Callable[[], bool]) -> None:
-        """Waits (not computing) until done(); raises if the batcher failed meanwhile."""
+        """Waits (not computing) until done(), driving the pipeline while no other thread does; raises
+        if the pipeline failed meanwhile."""
         was = s.computing
         self._set_computing(s, False)
         self._cv.notify_all()
         try:
             while not done():
-                self._check()
-                self._cv.wait()
+                if self._error is not None:
+                    self._check()
+                if not self._driving and (self._ops or self._inflight):
+                    self._drive()
+                    continue
+                self._cv.wait(self.max_wait_s)
         finally:
             self._set_computing(s, was)
 
-    # ------------------------------------------------------------------ the batcher thread
-    def _loop(self) -> None:
+    def _drive(self) -> None:
+        """One step of the driver (lock held on entry and exit, released around native calls): launch
+        the tick if it is closed, then take the results that have arrived."""
+        self._driving = True
+        ops: List[_Op] = []
+        if self._ops and (self._n_computing == 0 or time.monotonic() - self._ops[0].t >= self.max_wait_s):
+            ops = list(self._ops)
+            self._ops.clear()
+        self._cv.release()
         try:
-            while True:
-                ops = self._take()
-                if ops is None:
-                    return
+            if ops:
                 self._apply(ops)
-                self._collect()
+            if self._inflight:
+                self._collect(block=not ops)
+            elif not ops:
+                time.sleep(min(self.max_wait_s, 0.0005))  # the tick is still open: let the others finish
         except BaseException as e:  # noqa: BLE001 - every slot gets it
-            with self._cv:
-                self._error = e
-                self._cv.notify_all()
+            self._error = e
+        finally:
+            self._cv.acquire()
+            self._driving = False
+            self._cv.notify_all()
 
-    def _take(self) -> Optional[List[_Op]]:
-        """The operations of the next tick (possibly none when results are due), or None to stop."""
-        with self._cv:
-            while True:
-                if self._closed:
-                    return None
-                if self._ops:
-                    age = time.monotonic() - self._ops[0].t
-                    if self._n_computing == 0 or age >= self.max_wait_s:
-                        ops = list(self._ops)
-                        self._ops.clear()
-                        return ops
-                    if self._inflight:
-                        return []  # collect results while the tick is open
-                    self._cv.wait(self.max_wait_s - age)
-                    continue
-                if self._inflight:
-                    return []
-                self._cv.wait()
-
+    # ------------------------------------------------------------------ the driver (lock not held)
     def _apply(self, ops: List[_Op]) -> None:
         open_: Dict[Tuple[bool, bool], List[Part]] = {}  # batches being built, by (exact, argmax)
         order: List[Tuple[bool, bool]] = []
@@ -297,15 +298,15 @@ class Batcher:
         self._inflight.append((nid, parts))
         self._collect()
 
-    def _collect(self) -> None:
+    def _collect(self, block: bool = False) -> None:
         """Takes every native result that has arrived, hands rows to their parts, and cancels native
-        runs whose parts were all cancelled."""
+        runs whose parts were all cancelled; with `block`, first waits a little for one to arrive."""
         with self._cv:
             for nid, parts in self._inflight:
                 if nid not in self._native_cancelled and all(p.cancelled for p in parts):
                     self._native_cancelled.add(nid)
                     self.native.cancel([nid])
-        if self._inflight and self.native.n_stages > 1 and not self.native.poll():
+        if block and self._inflight and not self.native.poll():
             self.native.wait_ready(0.0005)  # the GIL is released while waiting
         while self._inflight and self.native.poll():
             nid, skipped, rows = self.native.wait()
