@@ -40,6 +40,17 @@ def mpi_rank() -> int:
     return 0
 
 
+def mpi_size() -> int:
+    """Ranks in this process's MPI job (1 when not launched by MPI)."""
+    for var in _SIZE_VARS:
+        if var in os.environ:
+            try:
+                return int(os.environ[var])
+            except ValueError:
+                raise RuntimeError(f"the MPI launcher set {var}={os.environ[var]!r}, not a rank count") from None
+    return 1
+
+
 def resolve_transport(requested: str) -> str:
     """'auto' becomes 'mpi' under an MPI launcher and 'local' otherwise."""
     if requested == "auto":

@@ -6,6 +6,7 @@ Per generated token only the token id crosses into C++ and one logits row comes 
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from contextlib import closing
@@ -20,6 +21,7 @@ from pipeinfer.batching.slots import Slot, close_slots, common_prefix, layout, m
 from pipeinfer.chat import render_chat
 from pipeinfer.config import EngineConfig, layer_counts
 from pipeinfer.drafters import Drafter, make_drafter
+from pipeinfer.drafters.remote import DraftServer, RemoteDrafter
 from pipeinfer.guard import UseGuard
 from pipeinfer.models import resolve
 from pipeinfer.sampling import SamplingParams, make_sampler
@@ -186,6 +188,12 @@ class Pipeline:
             ``"pipeinfer"`` (asynchronous continuous speculation; the default when a drafter is given).
         speculation: the speculation policy (``pipeinfer.SpeculationPolicy``: n_draft, p_accept,
             p_split, n_parallel, p_recovery, p_decay, max_in_flight).
+        draft_ranks: 1 runs the drafter on its own rank (the paper's topology; locally its own thread):
+            it drafts ahead continuously while the head works and streams its drafts; 0 drafts on the
+            head. None (default): 1 when `draft` names a draft model and there are at least 3 ranks
+            (under mpiexec: the world size; locally: stages + 1), else 0. Under mpiexec the draft rank
+            is the last rank, and the target stages are the others. A draft rank serves one generation
+            at a time (parallel=1).
         trace: record timelines: every stage's run spans (``Stream.stage_stats[i]["spans"]``) and the
             head's launches, results, cancellations and accepted tokens (``Stream.trace``), on the
             monotonic clock of ``time.perf_counter``.
@@ -219,6 +227,7 @@ class Pipeline:
         draft: Any = None,
         mode: Optional[str] = None,
         speculation: Optional[SpeculationPolicy] = None,
+        draft_ranks: Optional[int] = None,
         trace: bool = False,
         parallel: int = 1,
     ) -> None:
@@ -238,12 +247,18 @@ class Pipeline:
         kind = launch.resolve_transport(self.config.transport)
         self.rank = launch.mpi_rank() if kind == "mpi" else 0
         self.is_head = self.rank == 0
+        self._draft_thread: Optional[threading.Thread] = None
+        world = launch.mpi_size() if kind == "mpi" else self.config.stages + 1
+        self.draft_ranks = _draft_ranks(draft_ranks, draft, world, mode, parallel)
         if not self.is_head:
-            # An MPI worker rank: serve this rank's stage until the head closes the pipeline.
             self._native = None
-            _core.serve_mpi_worker(str(self.model_path), heartbeat_s=self.config.heartbeat_s,
-                                   dead_after_s=self.config.dead_after_s,
-                                   repack_cache_dir=self.config.repack_cache_dir())
+            if self.draft_ranks and self.rank == world - 1:
+                self._serve_draft_rank(draft, speculation)  # the draft rank: draft until the head closes
+            else:
+                # An MPI worker rank: serve this rank's stage until the head closes the pipeline.
+                _core.serve_mpi_worker(str(self.model_path), heartbeat_s=self.config.heartbeat_s,
+                                       dead_after_s=self.config.dead_after_s,
+                                       repack_cache_dir=self.config.repack_cache_dir())
             return
         self._gguf = _core.GGUFFile(str(self.model_path))
         self.metadata: Dict[str, Any] = self._gguf.metadata()
@@ -256,10 +271,10 @@ class Pipeline:
         self.policy = speculation if speculation is not None else SpeculationPolicy()
         if not isinstance(self.policy, SpeculationPolicy):
             raise ValueError(f"speculation must be a SpeculationPolicy, got {type(self.policy).__name__}")
-        self.drafter: Optional[Drafter] = (
-            make_drafter(draft, target_meta=self.metadata, model_options={"exact": self.config.exact})
-            if self.mode != "iterative" else None
-        )
+        local_drafter: Optional[Drafter] = None
+        if self.mode != "iterative" and not (self.draft_ranks and kind == "mpi"):
+            local_drafter = make_drafter(draft, target_meta=self.metadata, model_options={"exact": self.config.exact})
+        self.drafter: Optional[Drafter] = local_drafter
         n_buffers = {"iterative": 0, "speculative": 1, "pipeinfer": self.policy.n_buffers}[self.mode]
         n_ctx_native = self.config.n_ctx
         if parallel > 1:
@@ -271,9 +286,19 @@ class Pipeline:
             act_f16=self.config.act_f16, heartbeat_s=self.config.heartbeat_s,
             dead_after_s=self.config.dead_after_s, n_spec_buffers=n_buffers,
             n_spec_branches=self.policy.n_parallel, repack=not self.config.exact, trace=bool(trace),
-            repack_cache_dir=self.config.repack_cache_dir(), n_slots=parallel,
+            repack_cache_dir=self.config.repack_cache_dir(), n_slots=parallel, draft_ranks=self.draft_ranks,
         )
         self._trace = bool(trace)
+        if self.draft_ranks:
+            if kind == "local":
+                assert local_drafter is not None
+                server = DraftServer(self._native.local_draft_link(), local_drafter)
+                self._draft_thread = threading.Thread(target=_serve_quietly, args=(server,), name="pipeinfer-draft",
+                                                      daemon=True)
+                self._draft_thread.start()
+            ahead = self.policy.n_draft * (self.policy.max_in_flight if self.mode == "pipeinfer" else 1)
+            self.drafter = RemoteDrafter(self._native, ahead=ahead, p_min=self.policy.p_accept,
+                                         n_vocab=getattr(local_drafter, "n_vocab", None))
         if parallel == 1:
             self._slots = [Slot(0, self._native, self.drafter, self.policy)]
         else:
@@ -297,6 +322,19 @@ class Pipeline:
         arch = self.metadata.get("general.architecture")
         n = self.metadata.get(f"{arch}.context_length")
         return n if isinstance(n, int) and n > 0 else 4096
+
+    def _serve_draft_rank(self, draft: Any, speculation: Optional[SpeculationPolicy]) -> None:
+        """This MPI rank is the draft rank: build the drafter, join, say ready, draft until told to stop."""
+        meta = _core.GGUFFile(str(self.model_path)).metadata()
+        try:
+            drafter = make_drafter(draft, target_meta=meta, model_options={"exact": self.config.exact})
+        except Exception as e:
+            link = _core.DraftLink.mpi(heartbeat_s=self.config.heartbeat_s, dead_after_s=self.config.dead_after_s)
+            link.error("invalid" if isinstance(e, ValueError) else "other", f"draft rank: {type(e).__name__}: {e}")
+            raise
+        link = _core.DraftLink.mpi(heartbeat_s=self.config.heartbeat_s, dead_after_s=self.config.dead_after_s)
+        link.ready()
+        DraftServer(link, drafter).serve()
 
     def _stage_layers(self) -> List[int]:
         if not self.config.layer_split:
@@ -457,7 +495,8 @@ class Pipeline:
         return text
 
     def close(self) -> None:
-        """Shuts the worker stages down and releases the native pipeline and drafter (idempotent).
+        """Shuts the worker stages (and the draft rank) down and releases the native pipeline and
+        drafter (idempotent).
 
         An unfinished stream of this thread is closed first; one of another thread is waited for.
         """
@@ -470,6 +509,9 @@ class Pipeline:
             if self._native is not None:
                 self._native.close()
             self._native = None
+            if getattr(self, "_draft_thread", None) is not None:
+                self._draft_thread.join(timeout=30)
+                self._draft_thread = None
             if getattr(self, "drafter", None) is not None:
                 self.drafter.close()
                 self.drafter = None
@@ -612,6 +654,32 @@ class Pipeline:
             if tail:
                 s.text += tail
                 yield tail
+
+
+def _serve_quietly(server: DraftServer) -> None:
+    """The local draft rank's thread: a failure was already reported to the head through the draft
+    channel (it raises it from the generation), so the thread itself ends quietly."""
+    try:
+        server.serve()
+    except Exception:
+        pass
+
+
+def _draft_ranks(requested: Optional[int], draft: Any, world: int, mode: Optional[str], parallel: int) -> int:
+    """The draft ranks of a pipeline (Pipeline's draft_ranks argument)."""
+    if requested is not None:
+        if isinstance(requested, bool) or requested not in (0, 1):
+            raise ValueError(f"draft_ranks must be 0 or 1, got {requested!r}")
+        if requested and (draft is None or mode == "iterative"):
+            raise ValueError("draft_ranks=1 needs a drafter (draft=...) and a speculative mode")
+        if requested and parallel > 1:
+            raise ValueError("draft_ranks=1 drafts for one generation at a time: it needs parallel=1")
+        return requested
+    if draft is None or mode == "iterative" or parallel > 1 or not isinstance(draft, (str, os.PathLike)):
+        return 0
+    s = os.fspath(draft)
+    is_model = not (isinstance(s, str) and (s == "ngram" or s.startswith("ngram:")))
+    return 1 if is_model and world >= 3 else 0
 
 
 def _stats_delta(before: List[Dict[str, Any]], after: List[Dict[str, Any]]) -> List[Dict[str, Any]]:

@@ -116,12 +116,13 @@ void wait_interruptibly(pipeline& self) {
 
 void register_model(py::module_& m) {
     using u8_array = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
-    py::class_<pipeline>(m, "Pipeline")
-        .def(py::init([](const std::string& path, int64_t n_ctx, int n_threads, int n_seq_max, int n_stages,
+    py::class_<pipeline> cls(m, "Pipeline");
+    register_pipeline_draft(cls);
+    cls.def(py::init([](const std::string& path, int64_t n_ctx, int n_threads, int n_seq_max, int n_stages,
                          std::vector<int64_t> stage_layers, const std::string& transport, bool act_f16,
                          double heartbeat_s, double dead_after_s, int max_delay_us, uint64_t delay_seed,
                          int n_spec_buffers, int n_spec_branches, bool repack, bool trace,
-                         const std::string& repack_cache_dir, int n_slots) {
+                         const std::string& repack_cache_dir, int n_slots, int draft_ranks) {
                  pipeline_config cfg;
                  cfg.model_path = path;
                  cfg.n_ctx = n_ctx;
@@ -142,6 +143,7 @@ void register_model(py::module_& m) {
                  if (transport == "mpi") register_mpi_exit_hook();
                  cfg.trace = trace;
                  cfg.n_slots = n_slots;
+                 cfg.n_draft_ranks = draft_ranks;
                  std::unique_ptr<pipeline> p;
                  {
                      // Loading maps the file, binds tensors and starts the stages; no Python object is
@@ -158,7 +160,7 @@ void register_model(py::module_& m) {
              py::arg("dead_after_s") = 10.0, py::arg("max_delay_us") = 0, py::arg("delay_seed") = 0,
              py::arg("n_spec_buffers") = 0, py::arg("n_spec_branches") = 1, py::arg("repack") = false,
              py::arg("trace") = false, py::arg("repack_cache_dir") = "",
-             py::arg("n_slots") = 1)
+             py::arg("n_slots") = 1, py::arg("draft_ranks") = 0)
         .def(
             "decode",
             [](py::object self_obj, const i32_array& tokens, const i32_array& pos, const py::object& seq_ids,

@@ -10,8 +10,12 @@ void register_quant(pybind11::module_& m);
 void register_kernels(pybind11::module_& m);
 void register_transport(pybind11::module_& m);
 void register_model(pybind11::module_& m);
+void register_draft(pybind11::module_& m);
 // Registers, once, the interpreter-exit hook of MPI transports (bind-transport.cpp); called before
 // any binding creates one.
 void register_mpi_exit_hook();
 void register_log(pybind11::module_& m);
+class pipeline;
+// The head's draft-channel methods of _core.Pipeline (bind-draft.cpp), added by register_model.
+void register_pipeline_draft(pybind11::class_<pipeline>& cls);
 } // namespace pipeinfer

@@ -47,7 +47,11 @@ std::vector<int64_t> resolve_split(const gguf_file& f, const llama_hparams& hp, 
 } // namespace
 
 pipeline::pipeline(const pipeline_config& cfg)
-    : n_seq_max_(cfg.n_seq_max), n_slots_(cfg.n_slots), act_f16_(cfg.act_f16), trace_(cfg.trace) {
+    : n_seq_max_(cfg.n_seq_max), n_slots_(cfg.n_slots), act_f16_(cfg.act_f16), trace_(cfg.trace),
+      n_draft_(cfg.n_draft_ranks) {
+    if (cfg.n_draft_ranks < 0 || cfg.n_draft_ranks > 1) {
+        throw std::invalid_argument(format("draft_ranks must be 0 or 1, got %d", cfg.n_draft_ranks));
+    }
     if (cfg.n_spec_buffers < 0) {
         throw std::invalid_argument(format("n_spec_buffers must be >= 0, got %d", cfg.n_spec_buffers));
     }
@@ -76,7 +80,11 @@ pipeline::pipeline(const pipeline_config& cfg)
         if (tp_->rank() != 0) {
             throw std::invalid_argument("the pipeline head must be MPI rank 0; other ranks serve (serve_mpi_worker)");
         }
-        n_stages = tp_->size();
+        n_stages = tp_->size() - n_draft_;
+        if (n_stages < 1) {
+            throw std::invalid_argument(format("%d MPI ranks cannot hold %d draft rank(s) and a target stage",
+                                               tp_->size(), n_draft_));
+        }
     } else if (cfg.transport == "local") {
         if (!cfg.stage_layers.empty() && n_stages == 1) n_stages = static_cast<int>(cfg.stage_layers.size());
     } else {
@@ -86,13 +94,13 @@ pipeline::pipeline(const pipeline_config& cfg)
     split_ = resolve_split(*file_, hp, cfg, n_stages);
     head_ = std::make_unique<llama_stage>(file_, 0, split_[0], n_ctx_, n_seq_max_, cfg.n_threads, seq_group(),
                                           repack_options{cfg.repack, cfg.repack_cache_dir});
-    if (n_stages > 1 && cfg.transport == "local") {
+    if ((n_stages > 1 || n_draft_ > 0) && cfg.transport == "local") {
         local_options lopts;
         lopts.heartbeat_s = cfg.heartbeat_s;
         lopts.dead_after_s = cfg.dead_after_s;
         lopts.max_delay_us = cfg.max_delay_us;
         lopts.seed = cfg.delay_seed;
-        local_eps_ = make_local_group(n_stages, lopts);
+        local_eps_ = make_local_group(n_stages + n_draft_, lopts);
         tp_ = local_eps_[0];
         for (int r = 1; r < n_stages; ++r) {
             std::shared_ptr<transport> ep = local_eps_[static_cast<size_t>(r)];
@@ -107,7 +115,7 @@ pipeline::pipeline(const pipeline_config& cfg)
             });
         }
     }
-    if (n_stages > 1) {
+    if (n_stages > 1 || (n_draft_ > 0 && cfg.transport == "mpi")) {
         try {
             handshake(cfg);
         } catch (...) {
@@ -138,10 +146,14 @@ void pipeline::handshake(const pipeline_config& cfg) {
     c.h.repack = cfg.repack;
     c.h.trace = cfg.trace;
     c.h.stage_layers = split_;
+    c.h.n_draft_ranks = n_draft_;
     const std::vector<uint8_t> msg = encode_control(c);
     for (int r = 1; r < n_stages(); ++r) tp_->send(r, msg_tag::CONTROL, msg);
+    // MPI draft ranks say READY once their drafter is built (local ones are threads the caller starts
+    // after this constructor; their errors reach the head as CONTROL ERROR like any rank's)
+    const int want = n_stages() - 1 + (cfg.transport == "mpi" ? n_draft_ : 0);
     int ready = 0;
-    while (ready < n_stages() - 1) {
+    while (ready < want) {
         message m;
         if (!tp_->recv_for(-1, msg_tag::CONTROL, 0.01, m)) {
             check_workers_alive();
@@ -157,7 +169,7 @@ void pipeline::handshake(const pipeline_config& cfg) {
 }
 
 void pipeline::check_workers_alive() const {
-    for (int r = 1; r < n_stages(); ++r) {
+    for (int r = 1; r < n_ranks(); ++r) {
         const double s = tp_->silent_for(r);
         if (s > tp_->options().dead_after_s) {
             throw transport_error(format("pipeline stage %d (rank %d) has been silent for %.1f s (limit %.1f s): "
@@ -236,8 +248,8 @@ bool pipeline::try_receive_result() {
 bool pipeline::poll() {
     if (outstanding_.empty()) return false;
     if (!arrived_.empty()) return true;
-    check_control();
-    return try_receive_result();
+    if (tp_) check_control();
+    return n_stages() > 1 && try_receive_result();
 }
 
 bool pipeline::wait_ready(double timeout_s) {
@@ -285,6 +297,62 @@ const std::vector<float>& pipeline::decode(const batch& b) {
     const run_result& r = wait();
     if (r.skipped) throw std::runtime_error("the run was cancelled");
     return r.logits;
+}
+
+void pipeline::sync_drafter(const draft_sync& d, int which) {
+    if (which < 0 || which >= n_draft_) {
+        throw std::invalid_argument(format("draft rank %d does not exist (the pipeline has %d)", which, n_draft_));
+    }
+    if (closed_) throw std::runtime_error("the pipeline is closed");
+    tp_->send(n_stages() + which, msg_tag::DRAFT, encode_draft_sync(d));
+}
+
+bool pipeline::try_receive_proposal() {
+    message m;
+    bool any = false;
+    while (tp_->try_recv(-1, msg_tag::PROPOSAL, m)) {
+        if (m.src < n_stages()) {
+            throw transport_error(format("rank %d (a pipeline stage) sent a draft proposal", m.src), m.src);
+        }
+        proposals_.push_back(decode_draft_tokens(m.data, m.src));
+        any = true;
+    }
+    return any;
+}
+
+std::vector<draft_tokens> pipeline::draft_poll() {
+    if (n_draft_ == 0) return {};
+    check_control();
+    try_receive_proposal();
+    std::vector<draft_tokens> out(std::make_move_iterator(proposals_.begin()), std::make_move_iterator(proposals_.end()));
+    proposals_.clear();
+    return out;
+}
+
+int pipeline::wait_result_or_draft(double timeout_s) {
+    const auto t0 = clock_type::now();
+    // poll with the transport's back-off (a few µs up to 1 ms) on both channels
+    std::chrono::microseconds sleep{5};
+    for (int polls = 0;; ++polls) {
+        if (!outstanding_.empty() && poll()) return 1;
+        if (n_draft_ > 0 && (!proposals_.empty() || try_receive_proposal())) return 2;
+        if (std::chrono::duration<double>(clock_type::now() - t0).count() >= timeout_s) return 0;
+        if (tp_) check_workers_alive();
+        if (polls < 8) {
+            std::this_thread::yield();
+        } else {
+            std::this_thread::sleep_for(sleep);
+            sleep = std::min(sleep * 2, std::chrono::microseconds(1000));
+        }
+    }
+}
+
+std::shared_ptr<transport> pipeline::draft_endpoint(int which) const {
+    if (which < 0 || which >= n_draft_ || local_eps_.empty()) {
+        throw std::invalid_argument(format("no local draft rank %d (draft ranks: %d, transport: %s)", which, n_draft_,
+                                           transport_kind()));
+    }
+    return local_eps_[static_cast<size_t>(n_stages() + which)];
 }
 
 void pipeline::send_kv(const kv_op& op) {
@@ -364,6 +432,15 @@ std::vector<stage_report> pipeline::stats() {
 void pipeline::close() {
     if (closed_) return;
     closed_ = true;
+    for (int i = 0; i < n_draft_ && tp_; ++i) {
+        try {
+            draft_sync stop;
+            stop.stop = true;
+            tp_->send(n_stages() + i, msg_tag::DRAFT, encode_draft_sync(stop));
+        } catch (...) {
+            // a dead draft rank: nothing to stop
+        }
+    }
     if (tp_ && n_stages() > 1) {
         try {
             tp_->send(1, msg_tag::EVENT, encode_shutdown());

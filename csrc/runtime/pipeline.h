@@ -41,6 +41,8 @@ struct pipeline_config {
     double heartbeat_s = 0.5;
     double dead_after_s = 10.0;          // a silent worker is declared dead after this long
     bool trace = false;                  // every stage records a trace_span per run (stats() returns them)
+    int n_draft_ranks = 0;               // ranks after the target stages that draft (MPI: the last ones of the
+                                         // world; local: endpoints for threads the caller runs, see draft_endpoint)
     int max_delay_us = 0;                // local transport: random message delay (tests)
     uint64_t delay_seed = 0;
 };
@@ -92,6 +94,18 @@ public:
     // one event.
     void spec_commit(int32_t seq, int32_t p0, int32_t p1);
 
+    // ---- the draft rank(s): a drafter on its own rank (or thread) drafting ahead while the head works.
+    // Tells draft rank `which` the context to draft from (protocol.h draft_sync).
+    void sync_drafter(const draft_sync& d, int which = 0);
+    // Proposals that have arrived from the draft ranks, oldest first (never blocks).
+    std::vector<draft_tokens> draft_poll();
+    // Waits until the oldest outstanding run's result has arrived (1), a proposal is waiting (2), or
+    // timeout_s passed (0). Throws like wait() on a dead or failed rank.
+    int wait_result_or_draft(double timeout_s);
+    // Local transport: the endpoint of draft rank `which` (the caller serves it on a thread).
+    std::shared_ptr<transport> draft_endpoint(int which = 0) const;
+    int n_draft_ranks() const { return n_draft_; }
+
     // Counters of every stage (asks the workers; waits for runs in flight to pass). When tracing, each
     // report carries the spans of the runs its stage computed since the previous call.
     std::vector<stage_report> stats();
@@ -108,6 +122,7 @@ public:
     int n_stages() const { return static_cast<int>(split_.size()); }
     const std::vector<int64_t>& stage_layers() const { return split_; }
     const char* transport_kind() const { return tp_ ? tp_->kind() : "none"; }
+    int n_ranks() const { return n_stages() + n_draft_; }
     uint64_t bytes_sent() const { return tp_ ? tp_->bytes_sent() : 0; }
 
 private:
@@ -118,6 +133,7 @@ private:
     void check_control();
     void check_workers_alive() const;
     bool try_receive_result();
+    bool try_receive_proposal();
 
     std::shared_ptr<const gguf_file> file_;
     std::vector<int64_t> split_;
@@ -139,6 +155,8 @@ private:
     double head_busy_s_ = 0.0;
     bool trace_ = false;
     std::vector<trace_span> head_spans_;                 // stage 0 runs since the last stats() (tracing)
+    int n_draft_ = 0;                                    // draft ranks, after the n_stages() target ranks
+    std::deque<draft_tokens> proposals_;                 // received from draft ranks, not yet polled
     bool closed_ = false;
 };
 

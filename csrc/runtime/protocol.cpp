@@ -273,6 +273,7 @@ std::vector<uint8_t> encode_control(const control& c) {
         w.put<uint8_t>(c.h.repack ? 1 : 0);
         w.put<uint8_t>(c.h.trace ? 1 : 0);
         w.put_array(c.h.stage_layers.data(), c.h.stage_layers.size());
+        w.put(c.h.n_draft_ranks);
         break;
     case control_type::READY:
         break;
@@ -308,6 +309,8 @@ control decode_control(const std::vector<uint8_t>& data, int src) {
         c.h.repack = r.get<uint8_t>("repack") != 0;
         c.h.trace = r.get<uint8_t>("trace") != 0;
         c.h.stage_layers = r.get_array<int64_t>("stage_layers", 65536);
+        c.h.n_draft_ranks = r.get<int32_t>("n_draft_ranks");
+        if (c.h.n_draft_ranks < 0 || c.h.n_draft_ranks > 65536) r.fail("n_draft_ranks", "out of range");
         break;
     case control_type::READY:
         break;
@@ -325,6 +328,60 @@ control decode_control(const std::vector<uint8_t>& data, int src) {
     }
     r.expect_end();
     return c;
+}
+
+std::vector<uint8_t> encode_draft_sync(const draft_sync& d) {
+    wire_writer w;
+    w.put<uint8_t>(d.stop ? 1 : 0);
+    w.put(d.epoch);
+    w.put(d.n_common);
+    w.put_array(d.tokens.data(), d.tokens.size());
+    w.put(d.ahead);
+    w.put(d.p_min);
+    return w.take();
+}
+
+draft_sync decode_draft_sync(const std::vector<uint8_t>& data, int src) {
+    wire_reader r(data, src, "draft sync");
+    draft_sync d;
+    d.stop = r.get<uint8_t>("stop") != 0;
+    d.epoch = r.get<int64_t>("epoch");
+    d.n_common = r.get<int64_t>("n_common");
+    d.tokens = r.get_array<int32_t>("tokens", MAX_TOKENS);
+    d.ahead = r.get<int32_t>("ahead");
+    d.p_min = r.get<float>("p_min");
+    r.expect_end();
+    if (d.n_common < 0) r.fail("n_common", format("negative (%lld)", (long long)d.n_common));
+    if (d.ahead < 0 || static_cast<uint64_t>(d.ahead) > MAX_TOKENS) r.fail("ahead", format("out of range (%d)", d.ahead));
+    for (int32_t t : d.tokens) {
+        if (t < 0) r.fail("tokens", format("negative token id %d", t));
+    }
+    return d;
+}
+
+std::vector<uint8_t> encode_draft_tokens(const draft_tokens& d) {
+    wire_writer w;
+    w.put(d.epoch);
+    w.put(d.pos);
+    w.put_array(d.tokens.data(), d.tokens.size());
+    w.put_array(d.p.data(), d.p.size());
+    return w.take();
+}
+
+draft_tokens decode_draft_tokens(const std::vector<uint8_t>& data, int src) {
+    wire_reader r(data, src, "draft tokens");
+    draft_tokens d;
+    d.epoch = r.get<int64_t>("epoch");
+    d.pos = r.get<int64_t>("pos");
+    d.tokens = r.get_array<int32_t>("tokens", MAX_TOKENS);
+    d.p = r.get_array<float>("p", MAX_TOKENS);
+    r.expect_end();
+    if (d.pos < 0) r.fail("pos", format("negative (%lld)", (long long)d.pos));
+    if (d.p.size() != d.tokens.size()) r.fail("p", format("%zu values for %zu tokens", d.p.size(), d.tokens.size()));
+    for (int32_t t : d.tokens) {
+        if (t < 0) r.fail("tokens", format("negative token id %d", t));
+    }
+    return d;
 }
 
 uint64_t model_fingerprint(const gguf_file& f) {

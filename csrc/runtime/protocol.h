@@ -23,7 +23,7 @@
 
 namespace pipeinfer {
 
-constexpr uint32_t PROTOCOL_VERSION = 4;
+constexpr uint32_t PROTOCOL_VERSION = 5;
 
 enum class event_type : uint8_t { RUN = 1, KV_OP = 2, STATS = 3, SHUTDOWN = 4 };
 enum class kv_op_type : uint8_t { SEQ_RM = 1, SEQ_CP = 2, SEQ_KEEP = 3, CLEAR = 4 };
@@ -92,7 +92,30 @@ struct hello {
     int32_t seq_group = 0;             // KV: sequence ids per group (kv_cache seq_group; 0: none)
     bool repack = false;               // row-interleaved weights (quant/repack.h)
     bool trace = false;                // record a trace_span per run for timelines
-    std::vector<int64_t> stage_layers; // layers per stage, one entry per rank
+    std::vector<int64_t> stage_layers; // layers per target stage (ranks 0..n-1)
+    int32_t n_draft_ranks = 0;         // ranks after the target stages that run the drafter
+};
+
+// Head -> draft rank. The head's accepted context is the first n_common tokens of the draft rank's
+// context followed by `tokens`; with tokens empty, the draft rank's tokens beyond n_common stay
+// (they are its drafts, still unconfirmed), otherwise they are dropped and the epoch changes. The draft
+// rank keeps `ahead` tokens drafted beyond the accepted context, stopping a chain whose top-1
+// probability falls below p_min.
+struct draft_sync {
+    int64_t epoch = 0;                 // proposals carry it; older epochs are stale
+    int64_t n_common = 0;
+    std::vector<int32_t> tokens;
+    int32_t ahead = 0;
+    float p_min = 0.0f;
+    bool stop = false;                 // the pipeline closes: serve no more
+};
+
+// Draft rank -> head: tokens drafted at positions pos, pos + 1, ... of `epoch`'s context.
+struct draft_tokens {
+    int64_t epoch = 0;
+    int64_t pos = 0;
+    std::vector<int32_t> tokens;
+    std::vector<float> p;              // the draft model's probability of each token
 };
 
 struct control {
@@ -120,6 +143,11 @@ std::vector<int64_t> decode_cancel(const std::vector<uint8_t>& data, int src);
 
 std::vector<uint8_t> encode_control(const control& c);
 control decode_control(const std::vector<uint8_t>& data, int src);
+
+std::vector<uint8_t> encode_draft_sync(const draft_sync& d);
+draft_sync decode_draft_sync(const std::vector<uint8_t>& data, int src);
+std::vector<uint8_t> encode_draft_tokens(const draft_tokens& d);
+draft_tokens decode_draft_tokens(const std::vector<uint8_t>& data, int src);
 
 // Identity of a model file for the handshake: a 64-bit FNV-1a hash of its size, its header, metadata
 // and tensor table (everything before the data section, capped at 64 MiB) and a sample of every

@@ -35,8 +35,8 @@ bool wait_event(transport& tp, int src, msg_tag tag, std::set<int64_t>& cancelle
 
 class stage_server {
 public:
-    stage_server(transport& tp, llama_stage& st, bool act_f16, bool trace)
-        : tp_(tp), st_(st), act_f16_(act_f16), trace_(trace) {
+    stage_server(transport& tp, llama_stage& st, bool act_f16, bool trace, int n_stages)
+        : tp_(tp), st_(st), act_f16_(act_f16), trace_(trace), n_stages_(n_stages) {
         report_.rank = tp.rank();
         report_.layer_begin = st.layer_begin();
         report_.layer_end = st.layer_end();
@@ -71,7 +71,7 @@ public:
     }
 
 private:
-    bool last() const { return tp_.rank() == tp_.size() - 1; }
+    bool last() const { return tp_.rank() == n_stages_ - 1; }
 
     void on_run(run_event& r) {
         const auto t0 = clock_type::now();
@@ -152,6 +152,7 @@ private:
     llama_stage& st_;
     bool act_f16_;
     bool trace_;
+    int n_stages_;  // target stages (ranks after them run the drafter)
     std::set<int64_t> cancelled_;
     stage_report report_;
     std::vector<trace_span> spans_;  // runs since the last STATS event (tracing only)
@@ -232,8 +233,14 @@ void run_worker(transport& tp, std::shared_ptr<const gguf_file> file, const std:
             throw model_error(format("rank %d loaded a different model file (%s) than the head: fingerprints differ",
                                      tp.rank(), file->source().c_str()));
         }
-        if (static_cast<int>(h.stage_layers.size()) != tp.size()) {
-            throw transport_error(format("HELLO names %zu stages for %d ranks", h.stage_layers.size(), tp.size()), 0);
+        if (static_cast<int>(h.stage_layers.size()) + h.n_draft_ranks != tp.size()) {
+            throw transport_error(format("HELLO names %zu stages and %d draft ranks for %d ranks", h.stage_layers.size(),
+                                         h.n_draft_ranks, tp.size()), 0);
+        }
+        if (tp.rank() >= static_cast<int>(h.stage_layers.size())) {
+            throw transport_error(format("rank %d serves a pipeline stage but the head has %zu stages (ranks from %zu "
+                                         "on run the drafter)", tp.rank(), h.stage_layers.size(), h.stage_layers.size()),
+                                  0);
         }
         int64_t begin = 0;
         for (int r = 0; r < tp.rank(); ++r) begin += h.stage_layers[static_cast<size_t>(r)];
@@ -244,7 +251,7 @@ void run_worker(transport& tp, std::shared_ptr<const gguf_file> file, const std:
         ready.type = control_type::READY;
         ready.rank = tp.rank();
         tp.send(0, msg_tag::CONTROL, encode_control(ready));
-        stage_server(tp, st, h.act_f16, h.trace).serve(stop);
+        stage_server(tp, st, h.act_f16, h.trace, static_cast<int>(h.stage_layers.size())).serve(stop);
     } catch (const std::exception& e) {
         send_error(tp, e);
         throw;

@@ -164,10 +164,9 @@ private:
     }
 
     static void check_user_tag(msg_tag tag) {
-        const int t = static_cast<int>(tag);
-        if (t < static_cast<int>(msg_tag::EVENT) || t > static_cast<int>(msg_tag::CONTROL)) {
+        if (!is_user_tag(tag)) {
             throw std::invalid_argument(
-                format("message tag %d is not a user tag (EVENT=1 .. CONTROL=4; HEARTBEAT is internal)", t));
+                format("message tag %d is not a user tag (HEARTBEAT is internal)", static_cast<int>(tag)));
         }
     }
 

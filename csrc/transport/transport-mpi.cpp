@@ -532,8 +532,8 @@ void mpi_transport::check_usable() const {
 void mpi_transport::send(int dst, msg_tag tag, std::vector<uint8_t> data) {
     check_peer_arg(dst, "send to");
     const int t = static_cast<int>(tag);
-    if (t < static_cast<int>(msg_tag::EVENT) || t > static_cast<int>(msg_tag::CONTROL)) {
-        throw std::invalid_argument(format("message tag %d is not a user tag (EVENT=1 .. CONTROL=4)", t));
+    if (!is_user_tag(tag)) {
+        throw std::invalid_argument(format("message tag %d is not a user tag (HEARTBEAT is internal)", t));
     }
     if (static_cast<int64_t>(data.size()) > max_message_bytes) {
         throw std::invalid_argument(format("MPI transport rank %d: a %zu-byte %s message to rank %d exceeds the "
@@ -559,8 +559,8 @@ void mpi_transport::send(int dst, msg_tag tag, std::vector<uint8_t> data) {
 bool mpi_transport::try_recv(int src, msg_tag tag, message& out) {
     if (src >= 0) check_peer_arg(src, "receive from");
     const int t = static_cast<int>(tag);
-    if (t < static_cast<int>(msg_tag::EVENT) || t > static_cast<int>(msg_tag::CONTROL)) {
-        throw std::invalid_argument(format("message tag %d is not a user tag (EVENT=1 .. CONTROL=4)", t));
+    if (!is_user_tag(tag)) {
+        throw std::invalid_argument(format("message tag %d is not a user tag (HEARTBEAT is internal)", t));
     }
     check_usable();
     service();

@@ -23,8 +23,23 @@ const char* msg_tag_name(msg_tag t) {
     case msg_tag::CANCEL: return "CANCEL";
     case msg_tag::CONTROL: return "CONTROL";
     case msg_tag::HEARTBEAT: return "HEARTBEAT";
+    case msg_tag::DRAFT: return "DRAFT";
+    case msg_tag::PROPOSAL: return "PROPOSAL";
     }
     return "UNKNOWN";
+}
+
+bool is_user_tag(msg_tag t) {
+    switch (t) {
+    case msg_tag::EVENT:
+    case msg_tag::RESULT:
+    case msg_tag::CANCEL:
+    case msg_tag::CONTROL:
+    case msg_tag::DRAFT:
+    case msg_tag::PROPOSAL: return true;
+    case msg_tag::HEARTBEAT: return false;
+    }
+    return false;
 }
 
 namespace {

@@ -28,7 +28,12 @@ enum class msg_tag : int32_t {
     CANCEL = 3,     // head -> workers: run ids to cancel
     CONTROL = 4,    // handshake and errors (hello, ready, error reports), any direction
     HEARTBEAT = 5,  // liveness; consumed inside the transport, never returned by try_recv/recv
+    DRAFT = 6,      // head -> draft rank: the context to draft from (runtime/protocol.h draft_sync)
+    PROPOSAL = 7,   // draft rank -> head: drafted tokens (draft_tokens)
 };
+
+// True for the tags a caller may send and receive (every tag but HEARTBEAT).
+bool is_user_tag(msg_tag t);
 
 const char* msg_tag_name(msg_tag t);
 

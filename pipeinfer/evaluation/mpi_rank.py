@@ -21,12 +21,17 @@ def main(argv: list) -> int:
 
     spec = RunSpec(**json.loads(open(argv[1]).read()))
     rank = int(os.environ.get("PMI_RANK", "0"))
+    world = spec.stages + spec.draft_ranks
     drafter = None
-    if rank == 0 and spec.mode != "iterative":
-        drafter = build_drafter(spec.draft, _core.GGUFFile(spec.model).metadata())
+    if spec.mode != "iterative":
+        drafts_here = rank == world - 1 if spec.draft_ranks else rank == 0
+        # with a draft rank the head only needs to know that a drafter exists (it runs elsewhere)
+        drafter = build_drafter(spec.draft, _core.GGUFFile(spec.model).metadata()) if drafts_here else "remote"
     pipe = pipeinfer.Pipeline(spec.model, n_ctx=spec.n_ctx, n_threads=spec.n_threads, transport="mpi",
                               mode=spec.mode if rank == 0 else None, draft=drafter,
-                              speculation=SpeculationPolicy(**spec.policy), trace=spec.trace if rank == 0 else False)
+                              speculation=SpeculationPolicy(**spec.policy),
+                              draft_ranks=spec.draft_ranks if spec.mode != "iterative" else 0,
+                              trace=spec.trace if rank == 0 else False)
     if not pipe.is_head:
         return 0
     res = generate_once(pipe, spec.prompt, spec.n_gen)

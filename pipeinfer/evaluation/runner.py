@@ -54,6 +54,7 @@ class RunSpec:
         rank_prefix: for MPI: a command prefix every rank runs under (e.g. the emulated cluster's
             cgroup join, cgroups.CgroupCluster.rank_prefix).
         trace: record per-stage run spans and the head's events (the record's "timeline").
+        draft_ranks: 1 runs the drafter on its own rank (MPI: the last of stages + 1 ranks).
         labels: free-form fields copied into the record (experiment, model name, ...).
     """
 
@@ -70,6 +71,7 @@ class RunSpec:
     link: Optional[Dict[str, Any]] = None
     rank_prefix: Optional[List[str]] = None
     trace: bool = False
+    draft_ranks: int = 0
     labels: Dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> Dict[str, Any]:
@@ -139,7 +141,7 @@ def run_local(spec: RunSpec) -> Dict[str, Any]:
     drafter = build_drafter(spec.draft, meta) if spec.mode != "iterative" else None
     with pipeinfer.Pipeline(spec.model, n_ctx=spec.n_ctx, n_threads=spec.n_threads, stages=spec.stages,
                             transport="local", mode=spec.mode, draft=drafter, speculation=_policy(spec),
-                            trace=spec.trace) as pipe:
+                            draft_ranks=spec.draft_ranks if drafter is not None else 0, trace=spec.trace) as pipe:
         return generate_once(pipe, spec.prompt, spec.n_gen)
 
 
@@ -157,7 +159,7 @@ def run_mpi(spec: RunSpec, timeout_s: float = 600.0) -> Dict[str, Any]:
         spec_path = Path(tmp) / "spec.json"
         out_path = Path(tmp) / "out.json"
         spec_path.write_text(json.dumps(spec.to_json()))
-        cmd = [mpiexec, "-n", str(spec.stages)]
+        cmd = [mpiexec, "-n", str(spec.stages + spec.draft_ranks)]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([_pkg_path(), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         env["MPIEXEC_TIMEOUT"] = str(int(timeout_s))

@@ -16,6 +16,10 @@ The model:
   leave; activations are `act_bytes_per_token` per token, results `result_bytes_per_row` per row.
 - A cancellation reaches every worker one link latency after the head sends it; a run not started
   there is skipped, a run in progress stops at the next layer boundary. Skipped runs still travel.
+- A draft rank (SimDraftRank) is a resource of its own: it drafts one token per `draft_per_token_s`
+  beyond the accepted tokens (up to `ahead`), each proposal reaching the head one link latency later;
+  told of a rejection, it restarts from the accepted prefix after the latency. Drafting on the head
+  instead (TimedDrafter) costs the head's clock.
 - The target's text is a fixed sequence (`truth`); a row at position p returns truth[p + 1]. The
   decoders only read rows whose context they accepted, which is truth by construction, so this is
   the target's greedy choice exactly. Drafts come from the real drafters (typically a NoisyDrafter
@@ -34,7 +38,8 @@ import numpy as np
 from pipeinfer.speculation import (DECODERS, DecodeStats, Drafter, DraftLimits, DraftTree, Session,
                                    SpeculationPolicy)
 
-__all__ = ["StageCost", "Link", "SimConfig", "SimTarget", "TimedDrafter", "SimResult", "simulate", "MODES"]
+__all__ = ["StageCost", "Link", "SimConfig", "SimTarget", "TimedDrafter", "SimDraftRank", "SimResult", "simulate",
+           "MODES"]
 
 MODES = ("iterative", "speculative", "pipeinfer")
 _INF = math.inf
@@ -273,6 +278,17 @@ class SimTarget:
         self.world.advance(self.t)
         return bool(self.outstanding) and self.outstanding[0].arrived <= self.t
 
+    def advance_until(self, t_limit: float) -> None:
+        """Moves the head's clock to t_limit, or earlier to when the oldest outstanding result arrives."""
+        while True:
+            if self.outstanding and self.outstanding[0].arrived <= t_limit:
+                self.t = max(self.t, self.outstanding[0].arrived)
+                return
+            if not self.world.events or self.world.events[0][0] > t_limit:
+                break
+            self.world.step()
+        self.t = max(self.t, t_limit)
+
     def wait(self) -> Tuple[int, bool, np.ndarray]:
         r = self.outstanding[0]
         self.world.advance(self.t)
@@ -341,6 +357,90 @@ class TimedDrafter(Drafter):
         return tree
 
 
+class SimDraftRank(Drafter):
+    """A draft rank in virtual time, with RemoteDrafter's semantics (drafters/remote.py): it drafts
+    `base`'s proposals one token at a time, draft_per_token_s each, up to `ahead` tokens beyond the
+    accepted ones; the head sees each token one link latency after it is drafted."""
+
+    asynchronous = True
+    cheap = True
+
+    def __init__(self, base: Drafter, target: SimTarget, ahead: int) -> None:
+        self.base = base
+        self.target = target
+        self.ahead = ahead
+        self.n_vocab = base.n_vocab
+        self.ctx: List[int] = []  # the draft rank's context: accepted tokens + its drafts
+        self.ready: List[float] = []  # when each token of ctx is visible to the head (accepted: 0)
+        self.n_accepted = 0
+        self.busy_until = 0.0  # when the draft rank can start its next token
+        self.ended = False
+
+    def _lat(self) -> float:
+        return self.target.cfg.link.latency_s
+
+    def accepted(self, tokens: Sequence[int]) -> None:
+        toks = [int(t) for t in tokens]
+        now = self.target.now()
+        n = 0
+        while n < min(len(toks), len(self.ctx)) and toks[n] == self.ctx[n]:
+            n += 1
+        if n < len(toks) or not self.ctx:  # a rejection (or the start): restart from the accepted prefix
+            self.ctx, self.ready = list(toks), [0.0] * len(toks)
+            self.busy_until = max(now + self._lat(), min(self.busy_until, now + self._lat() + self._cost()))
+            self.ended = False
+        self.n_accepted = len(toks)
+        self.busy_until = max(self.busy_until, now + self._lat())
+
+    def _cost(self) -> float:
+        c = self.target.cfg
+        return c.draft_fixed_s + c.draft_per_token_s
+
+    def _run_until(self, t: float) -> None:
+        """Drafts every token the rank finishes by time t (and one more, whose ready time is then known)."""
+        while not self.ended and len(self.ctx) - self.n_accepted < self.ahead and self.busy_until <= t:
+            tree = self.base.propose(self.ctx, DraftLimits(n_draft=1))
+            if not len(tree):
+                self.ended = True
+                return
+            done = self.busy_until + self._cost()
+            self.ctx.append(tree.nodes[0].token)
+            self.ready.append(done + self._lat())
+            self.busy_until = done
+
+    def _visible(self) -> int:
+        now = self.target.now()
+        self._run_until(now)
+        n = self.n_accepted
+        while n < len(self.ctx) and self.ready[n] <= now:
+            n += 1
+        return n
+
+    def propose(self, context: Sequence[int], limits: DraftLimits) -> DraftTree:
+        vis = self._visible()
+        n = len(context)
+        if n > vis or [int(t) for t in context] != self.ctx[:n]:
+            return DraftTree([])
+        return DraftTree.chain(self.ctx[n:min(vis, n + limits.n_draft)])
+
+    def pending(self, context: Sequence[int], n: int) -> bool:
+        vis = self._visible()
+        if len(context) > len(self.ctx) or [int(t) for t in context] != self.ctx[:len(context)]:
+            return False
+        want = len(context) + n
+        return vis < want and not (self.ended and vis >= len(self.ctx)) and \
+            len(context) - self.n_accepted < self.ahead
+
+    def wait(self, timeout_s: float) -> bool:
+        now = self.target.now()
+        self._run_until(now)
+        vis = self._visible()
+        nxt = self.ready[vis] if vis < len(self.ctx) else (self.busy_until + self._cost() + self._lat()
+                                                          if not self.ended else math.inf)
+        self.target.advance_until(min(now + timeout_s, nxt))
+        return self._visible() > vis
+
+
 @dataclass
 class SimResult:
     mode: str
@@ -369,8 +469,9 @@ class SimResult:
 
 
 def simulate(cfg: SimConfig, mode: str, drafter: Optional[Drafter], truth: Sequence[int], n_prompt: int,
-             n_tokens: int, policy: Optional[SpeculationPolicy] = None) -> SimResult:
-    """One greedy generation of n_tokens tokens after truth[:n_prompt], by the engine's decoder for `mode`.
+             n_tokens: int, policy: Optional[SpeculationPolicy] = None, draft_rank: bool = False) -> SimResult:
+    """One greedy generation of n_tokens tokens after truth[:n_prompt], by the engine's decoder for `mode`,
+    with the drafter on the head (its costs charged to the head) or on a draft rank.
 
     Time 0 is the end of prefill (the first token comes from the prompt's logits at time 0), as in the
     engine's timings; the policy (a copy is not made: pass a fresh one to start unmeasured) measures
@@ -393,7 +494,13 @@ def simulate(cfg: SimConfig, mode: str, drafter: Optional[Drafter], truth: Seque
     else:
         if drafter is None:
             raise ValueError(f"mode {mode!r} needs a drafter")
-        tokens = DECODERS[mode](s, TimedDrafter(drafter, target), policy)
+        if draft_rank:
+            ahead = policy.n_draft * (policy.max_in_flight if mode == "pipeinfer" else 1)
+            d: Drafter = SimDraftRank(drafter, target, ahead)
+        else:
+            d = TimedDrafter(drafter, target)
+        d.begin(gen)
+        tokens = DECODERS[mode](s, d, policy)
     times = []
     for tok in tokens:
         times.append(target.now())

@@ -75,6 +75,9 @@ class Drafter(abc.ABC):
 
     n_vocab: Optional[int] = None
     cheap: bool = True
+    # Asynchronous drafters draft elsewhere (a draft rank) while the head works: `propose` returns at once
+    # with the drafts that have arrived (possibly none yet), `wait` blocks until more may be there.
+    asynchronous: bool = False
 
     def begin(self, prompt: Sequence[int]) -> None:
         """A new generation starts with these prompt tokens (drafters may precompute; default: nothing)."""
@@ -91,6 +94,20 @@ class Drafter(abc.ABC):
         Returns:
             A DraftTree; empty when nothing is confident enough.
         """
+
+    def accepted(self, tokens: Sequence[int]) -> None:
+        """The target accepted `tokens` (prompt and generated so far): they are final. Drafters that
+        draft ahead restart from here when it contradicts their drafts (default: nothing)."""
+
+    def wait(self, timeout_s: float) -> bool:
+        """Asynchronous drafters: blocks up to timeout_s until new drafts arrived (True) or the target
+        has a result ready (False). Synchronous drafters return False at once."""
+        return False
+
+    def pending(self, context: Sequence[int], n: int) -> bool:
+        """Asynchronous drafters: True while fewer than n drafts continuing `context` have arrived and
+        more are still coming. Synchronous drafters: False."""
+        return False
 
     def close(self) -> None:
         """Releases resources (default: nothing). Idempotent."""

@@ -23,6 +23,7 @@ to the policy with its accepted tokens and duration.
 """
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Deque, Iterator, List, Optional, Tuple
@@ -92,10 +93,15 @@ class PipeInferDecoder:
         try:
             if s.full:
                 return
+            self.drafter.accepted(s.gen)
             self._reset_tip()
             self._launch_anchor(first=True)
             while self.inflight:
                 self._speculate()
+                # a drafter on another rank streams drafts: launch them as they come while waiting
+                while self.drafter.asynchronous and self._wants_drafts() and not s.poll():
+                    if self.drafter.wait(0.05):
+                        self._speculate()
                 rid, skipped, out = s.wait()
                 r = self.inflight.popleft()
                 if r.run_id != rid:
@@ -159,6 +165,8 @@ class PipeInferDecoder:
         if self.arm.off:
             self.shadow.propose(g, best_k(self.policy) or self.policy.n_draft)
         root = len(g) - 1
+        if not first and not self.arm.off and self.drafter.asynchronous:
+            self._await_anchor_drafts(g)
         t = None if first else self._draft(g, burst=0)
         if t is None:
             rid = s.submit([g[-1]], [root], np.zeros(1, np.int32))
@@ -170,6 +178,19 @@ class PipeInferDecoder:
         rid = s.submit([g[-1]] + batch.tokens(), [root] + batch.positions(), [[0]] + batch.node_seqs, spec=True)
         s.cover(len(g))
         self._record_spec(rid, batch, buf, anchor=True)
+
+    def _await_anchor_drafts(self, g: List[int]) -> None:
+        """A drafter on another rank restarts from the accepted tokens: wait for the anchor's drafts as long
+        as a separate run would cost the pipeline (its spacing: the slowest stage's time for one token),
+        since launching the token alone now and its drafts later would cost that run; not while a result
+        is waiting. With one stage nothing can overlap the drafting, so the anchor waits for all its
+        drafts."""
+        s = self.s
+        limit = math.inf if s.target.n_stages == 1 else (s.costs.spacing(1) if s.costs is not None and s.costs.known
+                                                         else 0.0)
+        t_end = s.now() + limit
+        while self.drafter.pending(g, self.arm.k) and s.now() < t_end and not s.poll():
+            self.drafter.wait(min(0.05, t_end - s.now()))
 
     def _choose(self, report: bool = True) -> bool:
         """Reports the stretch of the arm in use to the policy and asks it for the arm to use now;
@@ -183,6 +204,11 @@ class PipeInferDecoder:
         self.arm = arm
         self._since = (now, len(s.gen))
         return changed
+
+    def _wants_drafts(self) -> bool:
+        """More chained micro-batches may be launched and the drafter is still drafting for the tip."""
+        return (not self.arm.off and self._n_chained() < self.arm.depth
+                and self.drafter.pending(self.tip, self.arm.k))
 
     def _n_spec(self) -> int:
         return sum(1 for r in self.inflight if r.spec and not r.cancelled)
@@ -216,8 +242,12 @@ class PipeInferDecoder:
         tree = trim_tree(self.drafter.propose(ctx, limits), room)
         if s.costs is not None:
             s.costs.observe_draft(len(tree), s.now() - t0)
+        if (self.drafter.asynchronous and 0 < len(tree) < limits.n_draft and s.n_in_flight
+                and self.drafter.pending(ctx, limits.n_draft)):
+            return None  # the rest of the micro-batch is still being drafted and the pipeline is busy
         if not len(tree):
-            self.n_rejected += 1
+            if not self.drafter.pending(ctx, limits.n_draft):  # not just "not drafted yet"
+                self.n_rejected += 1
             return None
         if s.kv_n_free < len(tree) + 2:
             return None  # a full cache pauses speculation
@@ -311,6 +341,7 @@ class PipeInferDecoder:
         has its canonical entry computed (a non-speculative run, unless a micro-batch holds it)."""
         s = self.s
         self.n_rejected = 0
+        self.drafter.accepted(s.gen)
         cancel = []
         for r in self.inflight:
             if r.spec and not r.cancelled and self._walk(r) is None:

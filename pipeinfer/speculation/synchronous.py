@@ -25,6 +25,7 @@ def synchronous(s: Session, drafter: Drafter, policy: SpeculationPolicy) -> Iter
     tok, _ = s.decide(s.first_logits, ())
     s.accept(tok)
     yield tok
+    drafter.accepted(s.gen)
     buf = -1
     epoch = None  # (arm, start time, tokens before)
     try:
@@ -63,6 +64,7 @@ def synchronous(s: Session, drafter: Drafter, policy: SpeculationPolicy) -> Iter
             if buf >= 0:
                 s.release(buf)
                 buf = -1
+            drafter.accepted(s.gen)
     finally:
         if buf >= 0:
             s.release(buf)
@@ -75,7 +77,11 @@ def _draft(s: Session, drafter: Drafter, policy: SpeculationPolicy, arm: Arm) ->
     if limits is None or room <= 1:
         return DraftTree([])
     t0 = s.now()
-    tree = trim_tree(drafter.propose(s.gen, limits), room - 1)
+    tree = drafter.propose(s.gen, limits)
+    while drafter.asynchronous and len(tree) < limits.n_draft and drafter.pending(s.gen, limits.n_draft):
+        drafter.wait(0.05)  # synchronous: the round waits for its drafts
+        tree = drafter.propose(s.gen, limits)
+    tree = trim_tree(tree, room - 1)
     if s.costs is not None:
         s.costs.observe_draft(len(tree), s.now() - t0)
     return tree

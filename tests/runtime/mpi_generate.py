@@ -23,6 +23,7 @@ ap.add_argument("--dead-after", type=float, default=10.0)
 ap.add_argument("--mode", default=None)
 ap.add_argument("--draft", default=None)
 ap.add_argument("--exact", action="store_true")
+ap.add_argument("--draft-ranks", type=int, default=None)
 ap.add_argument("--slow", type=float, default=0.0, help="seconds to sleep between tokens on the head")
 ap.add_argument("--model-rank", action="append", default=[],
                 help="RANK:PATH, another model path for that rank (fault tests: missing, different)")
@@ -35,7 +36,7 @@ if a.pidfile_dir:
 try:
     model = dict(x.split(":", 1) for x in a.model_rank).get(str(rank), a.model)
     pipe = pipeinfer.Pipeline(model, n_ctx=256, n_threads=1, dead_after_s=a.dead_after, mode=a.mode,
-                              draft=a.draft, exact=a.exact)
+                              draft=a.draft, exact=a.exact, draft_ranks=a.draft_ranks)
     if pipe.is_head:
         prompt = [int(x) for x in a.prompt.split(",")]
         s = pipe.stream(prompt, max_tokens=a.n_tokens, temperature=0)

@@ -70,7 +70,7 @@ def test_speculative_sampling_matches_plain_sampling(models, mode, stages, n_par
     pol = SpeculationPolicy(n_draft=3, n_parallel=n_parallel, p_accept=0.0, p_split=0.05, adaptive=False)
     with pipeinfer.Pipeline(target, n_ctx=64, n_threads=1) as plain, \
             pipeinfer.Pipeline(target, n_ctx=64, n_threads=1, stages=stages, mode=mode, draft=draft,
-                               speculation=pol) as spec:
+                               draft_ranks=0, speculation=pol) as spec:
         for position in (2, 3):
             a = _samples(plain, position)
             b = _samples(spec, position)
