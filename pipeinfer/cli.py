@@ -56,8 +56,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="run an evaluation experiment (JSON + CSV results, PNG plots)")
-    p.add_argument("experiment", choices=["modes", "acceptance", "links", "simulate", "report"],
-                   help="modes | acceptance | links | simulate, or report (docs/results.md from the results in --out)")
+    p.add_argument("experiment", choices=["modes", "acceptance", "links", "simulate", "cluster", "report"],
+                   help="modes | acceptance | links | simulate | cluster (an emulated CPU cluster: root), or report "
+                        "(docs/results.md from the results in --out)")
     p.add_argument("--out", default="bench-results", help="folder for results and plots (default: bench-results)")
     p.add_argument("--quick", action="store_true", help="short runs, fewer configurations (a few minutes)")
     p.add_argument("--ranks", type=int, default=2, help="MPI ranks of the MPI configurations (0: none)")
@@ -67,6 +68,23 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-t", "--threads", type=int, default=1, help="threads per stage (default 1)")
     p.add_argument("--no-plots", action="store_true", help="write JSON/CSV only")
     p.add_argument("--docs", default="docs", help="report: folder receiving results.md and results/*.png")
+    c = p.add_argument_group("cluster", "the emulated cluster (every MPI rank in a CPU cgroup with a quota)")
+    c.add_argument("--stages", type=int, default=4, help="target pipeline stages (default 4)")
+    c.add_argument("--draft-ranks", type=int, choices=[0, 1], default=1, help="a dedicated draft rank (default 1)")
+    c.add_argument("--quota", type=float, default=0.45, help="CPUs per rank (default 0.45)")
+    c.add_argument("--quotas", default=None, help="CPUs of each rank, comma separated (heterogeneous nodes)")
+    c.add_argument("--period-us", type=int, default=10000, help="CFS period of the quotas (default 10000)")
+    c.add_argument("--drafter", default="oracle",
+                   help="oracle (the target's own text corrupted at each --errors rate), synthetic:RATIO (the same at "
+                        "the cost of a draft model RATIO times smaller), ngram, or a draft model (default: oracle)")
+    c.add_argument("--errors", default="0,0.1,0.3,0.5,1", help="error rates of the oracle/synthetic drafter")
+    c.add_argument("--modes", default="iterative,speculative,pipeinfer", help="modes, comma separated")
+    c.add_argument("--repeats", type=int, default=1, help="interleaved sweeps, for the spread (default 1)")
+    c.add_argument("--policy", default="", help="SpeculationPolicy fields, e.g. n_draft=4,adaptive=false")
+    c.add_argument("--link-latency-ms", type=float, default=0.0, help="emulated one-way link latency between ranks")
+    c.add_argument("--link-gbps", type=float, default=0.0, help="emulated link bandwidth (0: unlimited)")
+    c.add_argument("--tag", default=None, help="result name: cluster-TAG.json (default from stages and drafter)")
+    c.add_argument("--no-trace", action="store_true", help="no timelines (and no simulator validation)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,6 +178,19 @@ def _cmd_bench(a: argparse.Namespace) -> int:
 
     from pipeinfer import evaluation
 
+    if a.experiment == "cluster":
+        from pipeinfer.evaluation.cluster import ClusterSettings, run_cluster
+
+        st = ClusterSettings(
+            stages=a.stages, draft_ranks=a.draft_ranks, quota=a.quota,
+            quotas=[float(x) for x in a.quotas.split(",")] if a.quotas else None, period_us=a.period_us,
+            model=a.model or "qwen2.5-coder-0.5b", drafter=a.drafter,
+            errors=[float(x) for x in a.errors.split(",") if x], modes=[m for m in a.modes.split(",") if m],
+            n_gen=a.n_gen or 64, repeats=a.repeats, policy=_policy_fields(a.policy), trace=not a.no_trace,
+            link_latency_s=a.link_latency_ms / 1e3, link_bps=a.link_gbps * 1e9, out=Path(a.out), tag=a.tag,
+            plots=not a.no_plots, n_threads=a.threads)
+        run_cluster(st)
+        return 0
     if a.experiment == "report":
         from pipeinfer.evaluation import report
 
@@ -189,6 +220,27 @@ def _show_engine_messages() -> None:
     handler._pipeinfer_cli = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+
+
+def _policy_fields(text: str) -> dict:
+    """'n_draft=4,adaptive=false' -> {'n_draft': 4, 'adaptive': False}."""
+    out: dict = {}
+    for item in (x.strip() for x in text.split(",") if x.strip()):
+        if "=" not in item:
+            raise ValueError(f"--policy: expected key=value, got {item!r}")
+        k, v = (x.strip() for x in item.split("=", 1))
+        low = v.lower()
+        if low in ("true", "false"):
+            out[k] = low == "true"
+        else:
+            try:
+                out[k] = int(v)
+            except ValueError:
+                try:
+                    out[k] = float(v)
+                except ValueError:
+                    raise ValueError(f"--policy: {k}={v!r} is not a number or true/false") from None
+    return out
 
 
 def main(argv: Optional[List[str]] = None) -> int:

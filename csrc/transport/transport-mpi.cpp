@@ -68,6 +68,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <mutex>
 #include <set>
 #include <stdexcept>
@@ -276,8 +277,25 @@ private:
     std::unique_ptr<std::atomic<int64_t>[]> heard_ns_;  // (size_,) steady-clock ns of the last message from each rank
     std::unique_ptr<std::atomic<int64_t>[]> left_ns_;   // (size_,) when the rank's bye arrived, 0 if none
 
-    std::mutex send_mu_;                 // guards pending_ and MPI calls on its requests
+    std::mutex send_mu_;                 // guards pending_, delayed_ and MPI calls on its requests
     std::vector<pending_send> pending_;  // sends not yet completed (heartbeats too)
+
+    // Link emulation (benchmark harness only, off unless PIPEINFER_LINK_EMULATION is set): a message
+    // leaves once the emulated link to its destination has carried the messages before it at
+    // link_bps and link_latency_s has passed. Heartbeats are not delayed.
+    struct delayed_send {
+        int64_t release_ns = 0;
+        int dst = -1;
+        int tag = 0;
+        std::vector<uint8_t> buf;
+    };
+    double link_latency_s_ = 0.0;
+    double link_bps_ = 0.0;               // 0: unlimited
+    bool emulate_ = false;
+    std::deque<delayed_send> delayed_;    // in send order; release_ns never decreases per destination
+    std::vector<int64_t> link_free_ns_;   // (size_,) when the emulated link to each rank is free
+    void isend_locked(int dst, int tag, std::vector<uint8_t> buf);  // send_mu_ held
+    void flush_delayed(bool all);         // sends the delayed messages that are due (all: every one)
 
     mutable std::mutex err_mu_;               // guards the two fields below
     std::vector<std::string> peer_error_;     // (size_,) why MPI reported a peer failed, "" if not
@@ -340,10 +358,22 @@ mpi_transport::mpi_transport(const transport_options& opts) : transport(opts) {
         rt.live.insert(this);
         ++rt.created;
     }
+    if (const char* env = std::getenv("PIPEINFER_LINK_EMULATION")) {
+        // "LATENCY_S,BITS_PER_S" (BITS_PER_S 0: unlimited); set by `pipeinfer bench cluster` on every rank
+        if (std::sscanf(env, "%lf,%lf", &link_latency_s_, &link_bps_) != 2 || link_latency_s_ < 0.0 || link_bps_ < 0.0) {
+            throw std::invalid_argument(format("PIPEINFER_LINK_EMULATION=%s: expected LATENCY_S,BITS_PER_S (>= 0)", env));
+        }
+        emulate_ = link_latency_s_ > 0.0 || link_bps_ > 0.0;
+        link_free_ns_.assign(static_cast<size_t>(size_), 0);
+    }
     if (size_ > 1 && threaded_) hb_thread_ = std::thread([this] { heartbeat_loop(); });
 }
 
 mpi_transport::~mpi_transport() {
+    try {
+        flush_delayed(true);  // an emulated link's messages leave now rather than never
+    } catch (...) {
+    }
     quiesce();
     mpi_runtime& rt = runtime();
     {
@@ -507,6 +537,7 @@ void mpi_transport::reap_sends() {
 }
 
 void mpi_transport::service() {
+    if (emulate_) flush_delayed(false);
     reap_sends();
     if (threaded_ || size_ == 1) return;
     const int64_t t = now_ns();
@@ -546,14 +577,43 @@ void mpi_transport::send(int dst, msg_tag tag, std::vector<uint8_t> data) {
     const size_t n = data.size();
     {
         std::lock_guard<std::mutex> lock(send_mu_);
-        pending_send ps;
-        ps.dst = dst;
-        ps.buf = std::move(data);
-        void* ptr = ps.buf.empty() ? static_cast<void*>(&empty_payload) : static_cast<void*>(ps.buf.data());
-        PI_MPI_CHECK(MPI_Isend(ptr, static_cast<int>(n), MPI_BYTE, dst, t, comm_, &ps.req), rank_, dst);
-        pending_.push_back(std::move(ps));  // moving the vector keeps its heap buffer in place
+        if (emulate_) {
+            const int64_t now = now_ns();
+            const int64_t wire = link_bps_ > 0.0 ? static_cast<int64_t>(8.0 * static_cast<double>(n) / link_bps_ * 1e9) : 0;
+            int64_t& free_at = link_free_ns_[static_cast<size_t>(dst)];
+            free_at = std::max(now, free_at) + wire;
+            delayed_.push_back({free_at + static_cast<int64_t>(link_latency_s_ * 1e9), dst, t, std::move(data)});
+        } else {
+            isend_locked(dst, t, std::move(data));
+        }
     }
     count_sent(n);
+}
+
+void mpi_transport::isend_locked(int dst, int tag, std::vector<uint8_t> buf) {
+    pending_send ps;
+    ps.dst = dst;
+    ps.buf = std::move(buf);
+    const size_t n = ps.buf.size();
+    void* ptr = ps.buf.empty() ? static_cast<void*>(&empty_payload) : static_cast<void*>(ps.buf.data());
+    PI_MPI_CHECK(MPI_Isend(ptr, static_cast<int>(n), MPI_BYTE, dst, tag, comm_, &ps.req), rank_, dst);
+    pending_.push_back(std::move(ps));  // moving the vector keeps its heap buffer in place
+}
+
+void mpi_transport::flush_delayed(bool all) {
+    std::lock_guard<std::mutex> lock(send_mu_);
+    if (delayed_.empty()) return;
+    const int64_t now = now_ns();
+    std::deque<delayed_send> keep;
+    for (delayed_send& d : delayed_) {
+        // per destination the release times never decrease, so sending the due ones keeps the order
+        if (all || d.release_ns <= now) {
+            isend_locked(d.dst, d.tag, std::move(d.buf));
+        } else {
+            keep.push_back(std::move(d));
+        }
+    }
+    delayed_.swap(keep);
 }
 
 bool mpi_transport::try_recv(int src, msg_tag tag, message& out) {

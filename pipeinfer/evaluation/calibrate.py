@@ -9,8 +9,8 @@ Fits (all spans of the runs given; skipped runs excluded):
 - stage s: duration = fixed_s + per_token_s * n_tokens, least squares (both clipped at 0).
 - hop latency: the median of (start on stage s+1) - (end on stage s) over runs that found stage s+1
   idle, and of (result seen by the head) - (end on the last stage) over runs the head was waiting for.
-- head: the median time from a result taken to the start of the next run launched with nothing valid
-  ahead of it (verification, drafting on the head, the policy), split into head_result_s.
+- head: its own time per launched run: the decoding time minus the time it waited (for results or
+  drafts) minus its stage-0 compute, over the runs it launched; half charged at launch, half per result.
 """
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ def from_traces(records: Sequence[Mapping[str, Any]], act_bytes_per_token: float
     hop: List[float] = []
     result_hop: List[float] = []
     head: List[float] = []
+    control: List[float] = []  # the head's own time per launched run (neither waiting nor computing stage 0)
     for tl in timelines:
         t_end = tl["t_prefill_end"]
         spans = [{sp[0]: sp for sp in stage if sp[1] >= t_end} for stage in tl["stages"]]
@@ -67,6 +68,11 @@ def from_traces(records: Sequence[Mapping[str, Any]], act_bytes_per_token: float
                 if prev_end <= sp[2]:  # stage s+1 was idle when the run left stage s
                     hop.append(nxt[1] - sp[2])
         events = tl["head"]
+        launched = [f["run"] for t, kind, f in events if kind == "launch"]
+        if events and launched:
+            busy = events[-1][0] - t_end - sum(f.get("waited", 0.0) for t, kind, f in events)
+            busy -= sum(sp[2] - sp[1] for rid, sp in spans[0].items() if rid in set(launched))
+            control.append(max(0.0, busy) / len(launched))
         results = [(t, f["run"]) for t, kind, f in events if kind == "result"]
         for t, rid in results:
             last = spans[-1].get(rid)
@@ -95,9 +101,12 @@ def from_traces(records: Sequence[Mapping[str, Any]], act_bytes_per_token: float
     latency = float(np.median(hop)) if hop else 0.0
     res_lat = float(np.percentile(result_hop, 25)) if result_hop else latency
     head_s = float(np.median(head)) if head else 0.0
-    fit.update(hop_latency_s=latency, result_latency_s=res_lat, head_s=head_s, hop_samples=len(hop),
-               head_samples=len(head))
-    # the result hop is one more link; its extra latency over the others is head time (polling)
+    control_s = float(np.median(control)) if control else 0.0
+    fit.update(hop_latency_s=latency, result_latency_s=res_lat, head_s=head_s, control_per_run_s=control_s,
+               hop_samples=len(hop), head_samples=len(head))
+    # The head's own work per run (Python: verification, drafting on the head, the policy, bookkeeping)
+    # is charged half at each launch and half at each result; the result hop's extra latency over the
+    # other hops is head time too (it polls).
     cfg = SimConfig(stages=stages, link=Link(latency), act_bytes_per_token=act_bytes_per_token,
-                    head_result_s=head_s + max(0.0, res_lat - latency))
+                    head_submit_s=control_s / 2, head_result_s=control_s / 2 + max(0.0, res_lat - latency))
     return {"config": cfg, "fit": fit}

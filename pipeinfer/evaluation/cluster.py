@@ -7,7 +7,13 @@ the per-rank CPU-share check, and the result document (records, timelines). It m
 itself (cgroups.py) or know how one run executes (runner.py).
 
 Drafters (`drafter`): "oracle" replays the target's own greedy continuation (acceptance 1, no drafting
-cost) corrupted by NoisyDrafter at each error rate E; "ngram"; or a draft model (path or known name).
+cost) corrupted by NoisyDrafter at each error rate E; "synthetic:R" is the same oracle at the cost of a
+draft model R times cheaper than the target (drafting_cost: real work, SyntheticDrafter); "ngram"; or
+a draft model (path or known name). With draft_ranks=1 the drafter runs on its own rank (the paper's
+topology) with its own quota; iterative decoding uses only the target stages.
+
+Links: `link_latency_s` / `link_bps` emulate slower links between the ranks inside the transport
+(PIPEINFER_LINK_EMULATION; the kernel here has no netem).
 """
 from __future__ import annotations
 
@@ -32,6 +38,7 @@ class ClusterSettings:
 
     Args:
         stages: target pipeline stages (MPI ranks of the target model).
+        draft_ranks: 1: the drafter on its own rank (the last one), 0: on the head.
         quota: CPUs per rank (0.45: four ranks fit in two cores with room to spare).
         quotas: per-rank CPUs instead of `quota` (heterogeneous nodes), one per rank.
         period_us: the CFS period.
@@ -48,6 +55,7 @@ class ClusterSettings:
     """
 
     stages: int = 4
+    draft_ranks: int = 1
     quota: float = 0.45
     quotas: Optional[List[float]] = None
     period_us: int = 10000
@@ -63,10 +71,23 @@ class ClusterSettings:
     prompt: str = PAPER_PROMPT
     out: Path = Path("bench-results")
     progress: bool = True
+    link_latency_s: float = 0.0
+    link_bps: float = 0.0
+    tag: Optional[str] = None
+    plots: bool = True
+    n_threads: int = 1
 
     @property
     def n_ranks(self) -> int:
-        return self.stages
+        return self.stages + self.draft_ranks
+
+    @property
+    def name(self) -> str:
+        """The result file's name: cluster-TAG."""
+        model = Path(self.model).stem if Path(self.model).exists() else self.model
+        drafter = Path(self.drafter).stem if Path(self.drafter).exists() else self.drafter.replace(":", "")
+        tag = self.tag or f"{self.stages}x-{model}-{drafter}"
+        return f"cluster-{tag}"
 
     def rank_quotas(self) -> List[float]:
         if self.quotas is not None:
@@ -85,6 +106,9 @@ def _resolve(name: str) -> str:
 def _draft_spec(st: ClusterSettings, truth: List[int], error: Optional[float]) -> Dict[str, Any]:
     if st.drafter == "oracle":
         return {"kind": "replay", "truth": truth, "error_rate": error, "seed": 1}
+    if st.drafter.startswith("synthetic:"):
+        return {"kind": "synthetic", "truth": truth, "error_rate": error, "seed": 1,
+                "ratio": float(st.drafter.split(":", 1)[1]), "model": _resolve(st.model)}
     if st.drafter == "ngram":
         return {"kind": "ngram"}
     return {"kind": "model", "path": _resolve(st.drafter), "name": Path(st.drafter).stem}
@@ -95,11 +119,13 @@ def run_cluster(st: ClusterSettings) -> Dict[str, Any]:
     EvaluationError after writing when a run failed or its greedy output differs from iterative."""
     model = _resolve(st.model)
     quotas = st.rank_quotas()
-    errors = list(st.errors) if st.drafter == "oracle" else [None]
+    noisy = st.drafter == "oracle" or st.drafter.startswith("synthetic:")
+    errors = list(st.errors) if noisy else [None]
     spec_modes = [m for m in st.modes if m != "iterative"]
     plan_per_repeat = (1 if "iterative" in st.modes else 0) + len(errors) * len(spec_modes)
     prog = Progress("cluster", plan_per_repeat * st.repeats + 1, st.progress)
-    ref = run(RunSpec(model=model, mode="iterative", prompt=st.prompt, n_gen=st.n_gen, n_ctx=st.n_ctx))
+    ref = run(RunSpec(model=model, mode="iterative", prompt=st.prompt, n_gen=st.n_gen, n_ctx=st.n_ctx,
+                      n_threads=st.n_threads))
     if ref.get("error"):
         raise EvaluationError(f"reference iterative run failed: {ref['error']}")
     want = list(ref["tokens_out"])
@@ -113,10 +139,12 @@ def run_cluster(st: ClusterSettings) -> Dict[str, Any]:
                    [(m, e) for e in errors for m in spec_modes]
             for mode, err in plan:
                 spec = RunSpec(model=model, mode=mode, prompt=st.prompt, n_gen=st.n_gen, stages=st.stages,
-                               transport="mpi", n_ctx=st.n_ctx,
+                               transport="mpi", n_ctx=st.n_ctx, n_threads=st.n_threads,
                                draft=None if mode == "iterative" else _draft_spec(st, truth, err),
-                               rank_prefix=cl.rank_prefix(), trace=st.trace,
-                               labels={"repeat": rep, "error_rate": err})
+                               draft_ranks=0 if mode == "iterative" else st.draft_ranks,
+                               rank_prefix=cl.rank_prefix(), trace=st.trace, env=_link_env(st),
+                               labels={"repeat": rep, "error_rate": err, "drafter": st.drafter,
+                                       "draft_ranks": 0 if mode == "iterative" else st.draft_ranks})
                 spec.policy = dict(st.policy)  # {}: the engine's defaults
                 cl.start_accounting()
                 rec = run(spec, want)
@@ -128,13 +156,18 @@ def run_cluster(st: ClusterSettings) -> Dict[str, Any]:
                 prog.step(f"rep {rep} {mode} E={err}: {_line(rec)}")
     doc = {"experiment": "cluster", "machine": machine_facts(), "settings": _settings_doc(st),
            "quotas": quotas, "cgroup": cl.version, "records": records, "ratios": ratios(records)}
-    if st.trace and st.drafter == "oracle":
+    if st.trace and noisy:
         doc["validation"] = validate(records, truth, len(ref["prompt_tokens"]), st)
         v = doc["validation"]
         prog.note(f"simulator vs measured: mean |error| {100 * v['mean_abs_rel_error']:.1f}% "
                   f"(max {100 * v['max_abs_rel_error']:.1f}%) over {v['n']} runs")
-    paths = write_results(st.out, "cluster", doc)
+    paths = write_results(st.out, st.name, doc)
     prog.note(f"wrote {paths['json']} and {paths['csv']}")
+    if st.plots:
+        from pipeinfer.evaluation.cluster_plots import plot_cluster
+
+        for p in plot_cluster(st.name, doc, st.out):
+            prog.note(f"wrote {p}")
     bad = [r for r in records if r.get("error") or r.get("output_ok") is False]
     if bad:
         raise EvaluationError(f"{len(bad)} cluster run(s) failed or differ from iterative: "
@@ -159,13 +192,18 @@ def validate(records: List[Dict[str, Any]], truth: List[int], n_prompt: int, st:
     spec = sorted((r for r in first if r["mode"] == "speculative"), key=lambda r: r.get("error_rate") or 0.0)
     basis += spec[:1]
     cal = calibrate.from_traces(basis)
+    cfg = cal["config"]
+    if st.drafter.startswith("synthetic:"):
+        # a synthetic drafter's token costs 1/ratio of the target's: the sum of the stages' one-token times
+        one_token = sum(c.time(1) for c in cfg.stages)
+        cfg.draft_per_token_s = one_token / float(st.drafter.split(":", 1)[1])
     rows = []
     for r in ok:
         drafter = None
         if r["mode"] != "iterative":
             drafter = NoisyDrafter(ReplayDrafter(truth, 1 << 20), float(r["error_rate"]), seed=1)
-        sim = simulate(cal["config"], r["mode"], drafter, truth, n_prompt, st.n_gen,
-                       SpeculationPolicy(**r.get("policy", {})))
+        sim = simulate(cfg, r["mode"], drafter, truth, n_prompt, st.n_gen, SpeculationPolicy(**r.get("policy", {})),
+                       draft_rank=bool(r.get("draft_ranks")))
         pred = sim.predicted_per_second
         rows.append({"mode": r["mode"], "error_rate": r.get("error_rate"), "repeat": r.get("repeat", 0),
                      "measured": r["predicted_per_second"], "simulated": pred,
@@ -192,6 +230,12 @@ def ratios(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
                     row[f"{m}/iterative"] = v / it
             out.append(row)
     return out
+
+
+def _link_env(st: ClusterSettings) -> Dict[str, str]:
+    if st.link_latency_s <= 0.0 and st.link_bps <= 0.0:
+        return {}
+    return {"PIPEINFER_LINK_EMULATION": f"{st.link_latency_s},{st.link_bps}"}
 
 
 def _line(rec: Dict[str, Any]) -> str:

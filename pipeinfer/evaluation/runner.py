@@ -55,6 +55,7 @@ class RunSpec:
             cgroup join, cgroups.CgroupCluster.rank_prefix).
         trace: record per-stage run spans and the head's events (the record's "timeline").
         draft_ranks: 1 runs the drafter on its own rank (MPI: the last of stages + 1 ranks).
+        env: extra environment of every rank (e.g. PIPEINFER_LINK_EMULATION of the cluster harness).
         labels: free-form fields copied into the record (experiment, model name, ...).
     """
 
@@ -72,6 +73,7 @@ class RunSpec:
     rank_prefix: Optional[List[str]] = None
     trace: bool = False
     draft_ranks: int = 0
+    env: Dict[str, str] = field(default_factory=dict)
     labels: Dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> Dict[str, Any]:
@@ -163,6 +165,7 @@ def run_mpi(spec: RunSpec, timeout_s: float = 600.0) -> Dict[str, Any]:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([_pkg_path(), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         env["MPIEXEC_TIMEOUT"] = str(int(timeout_s))
+        env.update(spec.env)
         env["PYTHONUNBUFFERED"] = "1"
         if spec.link is not None:
             cmd += netem.rank_prefix()
@@ -193,7 +196,7 @@ def run(spec: RunSpec, reference: Optional[Sequence[int]] = None) -> Dict[str, A
     """Runs spec and returns its record: the spec's fields, its labels, the metrics, and output_ok
     (tokens equal to `reference`, when given). Failures are recorded in `error`, not raised."""
     rec: Dict[str, Any] = {k: v for k, v in spec.to_json().items()
-                           if k not in ("draft", "policy", "labels", "rank_prefix")}
+                           if k not in ("draft", "policy", "labels", "rank_prefix", "env")}
     rec.update(spec.labels)
     rec["policy"] = dict(spec.policy)
     from pipeinfer.evaluation.drafting import drafter_label

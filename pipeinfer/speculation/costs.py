@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
-__all__ = ["Acceptance", "LinearFit", "CostModel", "Arm", "predict", "rate"]
+__all__ = ["Acceptance", "LinearFit", "CostModel", "Arm", "predict", "epoch_seconds", "rate"]
 
 _MAX_STEPS = 512  # micro-batches followed per predicted epoch
 
@@ -71,6 +71,12 @@ class Acceptance:
     def value(self) -> float:
         return min(max(self.acc / self.n, 0.0), 0.999)
 
+    def lower(self, z: float = 1.0) -> float:
+        """A pessimistic estimate: z standard deviations below the mean (Beta posterior), so that little
+        evidence does not look like good drafts."""
+        m = self.value
+        return max(0.0, m - z * math.sqrt(m * (1.0 - m) / (self.n + 1.0)))
+
 
 class LinearFit:
     """y = c0 + c1 * x by least squares over discounted samples (older ones fade by `forget` each).
@@ -82,17 +88,24 @@ class LinearFit:
     def __init__(self, forget: float = 0.95, slope_prior: float = 0.05) -> None:
         self.forget, self.slope_prior = forget, slope_prior
         self.w = self.sx = self.sy = self.sxx = self.sxy = 0.0
+        self._coef: Optional[Tuple[float, float]] = None  # cached until the next sample
 
     def add(self, x: float, y: float) -> None:
         f = self.forget
         self.w, self.sx, self.sy = f * self.w + 1.0, f * self.sx + x, f * self.sy + y
         self.sxx, self.sxy = f * self.sxx + x * x, f * self.sxy + x * y
+        self._coef = None
 
     @property
     def known(self) -> bool:
         return self.w > 0.0
 
     def coefficients(self) -> Tuple[float, float]:
+        if self._coef is None:
+            self._coef = self._fit()
+        return self._coef
+
+    def _fit(self) -> Tuple[float, float]:
         if self.w <= 0.0:
             raise ValueError("LinearFit has no sample")
         mx, my = self.sx / self.w, self.sy / self.w
@@ -148,6 +161,12 @@ class CostModel:
     def observe_spacing(self, b: int, seconds: float) -> None:
         self.gap.add(b, seconds)
 
+    def signature(self) -> Tuple[float, ...]:
+        """A summary that changes when the predictions would (the policy re-plans on a change)."""
+        if not self.known:
+            return ()
+        return (self.latency(1), self.latency(9), self.spacing(1), self.spacing(8), self.head_s, self.draft_s)
+
     @property
     def draft_s(self) -> float:
         """The head's seconds per drafted token (drafting on the head delays its launches)."""
@@ -163,40 +182,47 @@ class CostModel:
             self._draft_n = 0.9 * self._draft_n + n_tokens
 
 
+def _schedule(arm: Arm, cm: CostModel) -> Tuple[List[float], float]:
+    """When the results of an epoch of a chained arm arrive (micro-batch 0 = the anchor), for the first
+    2 (D + 1) micro-batches, and the step between later ones.
+
+    Micro-batch m arrives right after the one before it (one pipeline spacing), or one latency after its
+    launch if that is later: with the anchor for m <= D, else once micro-batch m - D - 1 was consumed.
+    After this transient the arrivals are a step apart: the spacing, or the latency loop of D + 1
+    micro-batches in flight, whichever is slower.
+    """
+    h = cm.head_s
+    k, depth = arm.k, arm.depth
+    d = cm.draft_s * k  # the head drafts each micro-batch before launching it
+    gap, lat_k = max(cm.spacing(k), d), cm.latency(k) + d
+    arrivals: List[float] = [cm.latency(1 + k) + d]
+    for m in range(1, 2 * (depth + 1) + 1):
+        launched = 0.0 if m <= depth else arrivals[m - depth - 1] + h
+        arrivals.append(max(arrivals[m - 1] + gap, launched + lat_k))
+    return arrivals, max(gap, (h + lat_k) / (depth + 1))
+
+
 def predict(arm: Arm, a: float, cm: CostModel) -> Tuple[float, float]:
     """(expected accepted tokens, expected seconds) of one epoch of `arm`, given acceptance a.
 
     k = 0: one token per run. D = 0: the anchor alone, i.e. one round of synchronous speculation
     (1 + k tokens verified in one run; the expected yield is sum_{i<=k} a^i). D > 0: the anchor's
     drafts are followed by micro-batches of k drafts continuing them, D of them in flight, a new one
-    launched as each result is consumed; results come back one spacing apart, or one latency after
-    their launch if that is later. The epoch ends at the first rejected draft (then its correction is
-    the epoch's last token).
+    launched as each result is consumed (_schedule). The epoch ends at the first rejected draft (then
+    its correction is the epoch's last token).
     """
     h = cm.head_s
     if arm.off:
         return 1.0, cm.latency(1) + h
     k, depth = arm.k, arm.depth
-    d = cm.draft_s * k  # the head drafts each micro-batch before launching it
-    lat0 = cm.latency(1 + k) + d
     if depth == 0:
         tokens = (1.0 - a ** (k + 1)) / (1.0 - a) if a < 1.0 else k + 1.0
-        return tokens, lat0 + h
-    gap, lat_k = max(cm.spacing(k), d), cm.latency(k) + d
+        return tokens, cm.latency(1 + k) + cm.draft_s * k + h
+    arrivals, step = _schedule(arm, cm)
+    n_exact = len(arrivals) - 1
     pk = a ** k  # a micro-batch fully accepted
     # drafts accepted in a micro-batch that holds the rejection, on average
     j_rej = sum(j * a ** j * (1.0 - a) for j in range(k)) / (1.0 - pk) if pk < 1.0 else 0.0
-    # Arrival of micro-batch m (0 = the anchor): right after the one before it, or one latency after its
-    # launch (with the anchor if m <= depth, else once micro-batch m - depth - 1 was consumed).
-    # After a transient the arrivals are a step s apart: the pipeline's spacing, or the latency loop of
-    # depth + 1 micro-batches in flight, whichever is slower; the geometric tail is then summed in
-    # closed form.
-    n_exact = 2 * (depth + 1)
-    arrivals: List[float] = [lat0]
-    for m in range(1, n_exact + 1):
-        launched = 0.0 if m <= depth else arrivals[m - depth - 1] + h
-        arrivals.append(max(arrivals[m - 1] + gap, launched + lat_k))
-    step = max(gap, (h + lat_k) / (depth + 1))
     tokens = time = 0.0
     p_reach = 1.0  # probability that micro-batches 0..m-1 were all accepted
     for m in range(n_exact):
@@ -209,6 +235,24 @@ def predict(arm: Arm, a: float, cm: CostModel) -> Tuple[float, float]:
     tokens += p_reach * (n_exact * k + j_rej + 1.0 + k * tail)
     time += p_reach * (arrivals[n_exact] + step * tail)
     return tokens, time + h
+
+
+def epoch_seconds(arm: Arm, cm: CostModel, tokens: int, anchored: bool = True) -> float:
+    """The model's duration of an epoch of `arm` that accepted `tokens` tokens (its realised outcome):
+    what the policy compares with the measured duration, so that its corrections concern costs only
+    (the acceptance is measured on its own). anchored: the stretch began with an anchor; otherwise it
+    continued a chain already in flight and is charged its steady step per micro-batch."""
+    h = cm.head_s
+    if arm.off:
+        return tokens * (cm.latency(1) + h)
+    if arm.depth == 0:
+        return cm.latency(1 + arm.k) + cm.draft_s * arm.k + h
+    arrivals, step = _schedule(arm, cm)
+    m = max(0, tokens - 1) // arm.k  # the micro-batch that ended the epoch
+    if not anchored:
+        return max(1, -(-tokens // arm.k)) * step
+    t = arrivals[m] if m < len(arrivals) else arrivals[-1] + (m - len(arrivals) + 1) * step
+    return t + h
 
 
 def rate(arm: Arm, a: float, cm: CostModel) -> float:

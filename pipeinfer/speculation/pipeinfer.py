@@ -80,6 +80,7 @@ class PipeInferDecoder:
         self.tip_buf = -1
         self.ns_skipped = 0
         self.arm = Arm(0)  # the arm in use
+        self._anchored = True  # its stretch began with an anchor
         self._since = (0.0, 0)  # when it was chosen, and the tokens accepted before
         self.shadow = ShadowDrafts(drafter, policy)
 
@@ -100,7 +101,7 @@ class PipeInferDecoder:
                 self._speculate()
                 # a drafter on another rank streams drafts: launch them as they come while waiting
                 while self.drafter.asynchronous and self._wants_drafts() and not s.poll():
-                    if self.drafter.wait(0.05):
+                    if s.wait_drafts(self.drafter, 0.05):
                         self._speculate()
                 rid, skipped, out = s.wait()
                 r = self.inflight.popleft()
@@ -190,18 +191,20 @@ class PipeInferDecoder:
                                                          else 0.0)
         t_end = s.now() + limit
         while self.drafter.pending(g, self.arm.k) and s.now() < t_end and not s.poll():
-            self.drafter.wait(min(0.05, t_end - s.now()))
+            s.wait_drafts(self.drafter, min(0.05, t_end - s.now()))
 
-    def _choose(self, report: bool = True) -> bool:
+    def _choose(self, report: bool = True, anchored: bool = True) -> bool:
         """Reports the stretch of the arm in use to the policy and asks it for the arm to use now;
         True if it changed."""
         s = self.s
         now = s.now()
         if report:
-            self.policy.epoch(self.arm, len(s.gen) - self._since[1], now - self._since[0])
+            self.policy.epoch(self.arm, len(s.gen) - self._since[1], now - self._since[0], anchored=self._anchored)
         arm = self.policy.plan()
         changed = arm != self.arm
         self.arm = arm
+        self._anchored = anchored
+        s.event("arm", k=arm.k, depth=arm.depth)
         self._since = (now, len(s.gen))
         return changed
 
@@ -366,7 +369,7 @@ class PipeInferDecoder:
             return
         self.ns_skipped += 1
         if not self.arm.off:
-            self._choose()  # the chain goes on: its depth and draft length may change
+            self._choose(anchored=False)  # the chain goes on: its depth and draft length may change
         if not tip_ok:
             r, node = cover
             assert r.batch is not None

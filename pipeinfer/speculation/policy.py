@@ -9,12 +9,14 @@ controller that measures instead of guessing:
    takes per token, and the acceptance of drafted tokens.
 2. Prediction: for each arm (k drafts per micro-batch, D chained micro-batches in flight; k = 0: no
    speculation) the expected accepted tokens per second of one epoch (costs.predict).
-3. Correction by outcome: every epoch's accepted tokens and duration are compared with what was
-   predicted for its arm; each arm's prediction is scaled by its measured ratio (and an arm never run
-   by the ratio of all speculative arms), so systematic model errors (contention, interference of
-   cancelled runs) are corrected by measured tokens per second.
-4. Choice: the arm with the best corrected rate, plain decoding included (speculation must beat it
-   by a 3% margin): speculation switches itself off where it loses. While off, the acceptance keeps being measured from drafts that are proposed but
+3. Correction by outcome: every epoch's measured duration is compared with the model's duration of
+   an epoch of that arm that accepted the same tokens (the acceptance is measured on its own, so the
+   luck of the drafts does not count twice); each arm's predicted rate is scaled by its measured
+   ratio (an arm never run: by the ratio of all speculative arms), so systematic errors of the cost
+   model (contention, interference of cancelled runs, queueing) are corrected by measured times.
+4. Choice: the speculative arm with the best corrected rate, if it beats plain decoding by a 3%
+   margin even at a pessimistic acceptance (one standard deviation below the estimate, so that a few
+   lucky drafts do not switch it on); else no speculation: it switches itself off where it loses. While off, the acceptance keeps being measured from drafts that are proposed but
    not run ("shadow drafts", for drafters that are cheap to ask), or by a short probe every few
    tokens otherwise, so speculation comes back when the text becomes predictable.
 
@@ -26,7 +28,7 @@ import math
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from pipeinfer.speculation.costs import Acceptance, Arm, CostModel, predict
+from pipeinfer.speculation.costs import Acceptance, Arm, CostModel, epoch_seconds, predict
 from pipeinfer.speculation.interfaces import DraftLimits
 
 __all__ = ["SpeculationPolicy", "Arm"]
@@ -88,9 +90,10 @@ class SpeculationPolicy:
             raise ValueError(f"adaptive must be a bool, got {self.adaptive!r}")
         self.costs = CostModel()
         self.acceptance = Acceptance()
-        self._arms: Dict[Arm, List[float]] = {}  # arm -> [measured tokens, predicted tokens] (discounted)
+        self._arms: Dict[Arm, List[float]] = {}  # arm -> [model seconds, measured seconds] (discounted)
         self._off_epochs = 0
         self.shadowing = False  # the decoder measures acceptance from drafts it does not run while off
+        self._last: Optional[tuple] = None  # (inputs, arm) of the last plan: unchanged inputs, same arm
         self.begin(1, chained=True)
 
     # ------------------------------------------------------------------------------- the generation
@@ -102,6 +105,7 @@ class SpeculationPolicy:
         self.chained = chained
         self.acceptance.reset()
         self._off_epochs = 0
+        self._last = None
 
     def arms(self) -> List[Arm]:
         """The arms the controller chooses among: no speculation, and k drafts (up to n_draft) with
@@ -117,11 +121,27 @@ class SpeculationPolicy:
         if not self.costs.known:
             return Arm(0)  # nothing measured yet: the first run (one token) measures the pipeline
         a = self.acceptance.value
-        best, best_rate = Arm(0), self.corrected_rate(Arm(0), a) * (1.0 + _MARGIN)
+        inputs = (self.costs.signature(), tuple(self._correction(arm) for arm in sorted(self._arms, key=repr)))
+        if self._last is not None and self._last[2].off:
+            # off, every epoch is one token: re-plan every 4th, or when the acceptance moved (a plan costs
+            # the head more than a token's bookkeeping)
+            self._off_epochs += 1
+            if self._off_epochs % 4 and abs(self._last[0] - a) < 0.05:
+                return self._last[2]
+            self._off_epochs -= 1  # counted again below
+        elif self._last is not None and abs(self._last[0] - a) < 0.01 and _close(self._last[1], inputs):
+            return self._last[2]  # nothing that matters changed: the same arm
+        # the best way to speculate at the estimated acceptance; it is used only if it beats plain
+        # decoding (by the margin) even at a pessimistic acceptance: speculation must prove itself
+        off_rate = self.corrected_rate(Arm(0), a) * (1.0 + _MARGIN)
+        best, best_rate = Arm(0), -1.0
         for arm in self.arms():
-            r = self.corrected_rate(arm, a)
+            r = self.corrected_rate(arm, a) if not arm.off else -1.0
             if r > best_rate + 1e-12:
                 best, best_rate = arm, r
+        if best.off or self.corrected_rate(best, self.acceptance.lower()) <= off_rate:
+            best = Arm(0)
+        self._last = (a, inputs, best)
         if best.off:
             self._off_epochs += 1
             if self._off_epochs % _PROBE_EVERY == 0 and not self.shadowing:
@@ -134,12 +154,14 @@ class SpeculationPolicy:
         return tokens / seconds * self._correction(arm) if seconds > 0 else 0.0
 
     def _correction(self, arm: Arm) -> float:
-        """Measured over predicted tokens for this arm's epochs (prior weight: 2 epochs' worth at the
-        ratio of all speculative arms, itself with a prior of 1)."""
+        """Model over measured seconds of this arm's epochs (prior: about two epochs at the ratio of all
+        speculative arms, itself with a prior of 1); > 1 when the arm runs faster than modelled."""
+        scale = self.costs.latency(1) if self.costs.known else 1.0  # the prior's weight, in seconds
         spec = [v for k, v in self._arms.items() if not k.off]
-        glob = (sum(v[0] for v in spec) + 2.0) / (sum(v[1] for v in spec) + 2.0) if not arm.off else 1.0
-        m, p = self._arms.get(arm, (0.0, 0.0))
-        return (m + 2.0 * glob) / (p + 2.0)
+        glob = ((sum(v[0] for v in spec) + 2.0 * scale) / (sum(v[1] for v in spec) + 2.0 * scale)
+                if not arm.off else 1.0)
+        model, measured = self._arms.get(arm, (0.0, 0.0))
+        return (model + 2.0 * scale * glob) / (measured + 2.0 * scale)
 
     def limits(self, arm: Arm, burst: int = 0, n_rejected: int = 0) -> Optional[DraftLimits]:
         """Draft limits of one micro-batch of `arm` (None when the arm drafts nothing or the adjusted
@@ -155,21 +177,32 @@ class SpeculationPolicy:
                            p_accept=min(max(p_accept, 0.0), 1.0), p_split=min(max(self.p_split + adjust, 0.0), 1.0))
 
     # ----------------------------------------------------------------------------- measurements
-    def epoch(self, arm: Arm, tokens: int, seconds: float) -> None:
-        """An epoch of `arm` ended: it accepted `tokens` in `seconds` (launch of its anchor to the
-        launch of the next)."""
-        if seconds <= 0.0 or not self.costs.known:
+    def epoch(self, arm: Arm, tokens: int, seconds: float, anchored: bool = True) -> None:
+        """A stretch of `arm` ended: it accepted `tokens` in `seconds` (an epoch: launch of its anchor to
+        the launch of the next; anchored False: a stretch continuing a chain in flight)."""
+        if seconds <= 0.0 or tokens <= 0 or not self.costs.known:
             return
-        pred_tokens, pred_seconds = predict(arm, self.acceptance.value, self.costs)
-        expected = pred_tokens / pred_seconds * seconds  # tokens the model predicted for this time
-        m, p = self._arms.get(arm, (0.0, 0.0))
+        model = epoch_seconds(arm, self.costs, tokens, anchored)
+        m, s = self._arms.get(arm, (0.0, 0.0))
         decay = 0.8
-        self._arms[arm] = [decay * m + tokens, decay * p + expected]
+        self._arms[arm] = [decay * m + model, decay * s + seconds]
 
     def verified(self, accepted: int, rejected: bool) -> None:
         """A verified chain of drafts (their context right): `accepted` confirmed in a row, then one
         rejected or none."""
         self.acceptance.observe(accepted, rejected)
+
+
+def _close(a: tuple, b: tuple, tol: float = 0.02) -> bool:
+    """Every number of two plan inputs within tol (relative) of the other's."""
+    fa, fb = _flat(a), _flat(b)
+    return len(fa) == len(fb) and all(abs(x - y) <= tol * max(abs(x), abs(y), 1e-9) for x, y in zip(fa, fb))
+
+
+def _flat(t: object) -> List[float]:
+    if isinstance(t, tuple):
+        return [x for e in t for x in _flat(e)]
+    return [float(t)]  # type: ignore[arg-type]
 
 
 def _int(name: str, v: object, lo: int, hi: int) -> None:

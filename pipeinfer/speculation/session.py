@@ -61,6 +61,7 @@ class Session:
         self.now = clock or time.perf_counter
         self.trace = trace
         self.costs = costs
+        self.waited_s = 0.0  # time the head spent waiting (results, drafts): the rest is its own work
         self._runs: Dict[int, Tuple[float, int, bool]] = {}  # run id -> (launch time, tokens, fresh)
         self._cancelled: Set[int] = set()
         self._seen: Optional[float] = None  # when the last result of a valid run was seen
@@ -110,10 +111,20 @@ class Session:
         return self.target.poll()
 
     def wait(self) -> RunResult:
+        t0 = self.now()
         rid, skipped, rows = self.target.wait()
-        self._event("result", run=rid, skipped=bool(skipped))
+        self.waited_s += self.now() - t0
+        self._event("result", run=rid, skipped=bool(skipped), waited=self.now() - t0)
         self._measure(rid, bool(skipped))
         return rid, skipped, rows
+
+    def wait_drafts(self, drafter: Any, timeout_s: float) -> bool:
+        """Waits on an asynchronous drafter (drafts or a result); True if drafts arrived."""
+        t0 = self.now()
+        got = drafter.wait(timeout_s)
+        self.waited_s += self.now() - t0
+        self._event("idle", waited=self.now() - t0)
+        return bool(got)
 
     def _measure(self, rid: int, skipped: bool) -> None:
         t = self.now()
@@ -178,6 +189,10 @@ class Session:
         self.canon_end = max(self.canon_end, end)
 
     # ------------------------------------------------------------------------------------- tracing
+    def event(self, kind: str, **fields: Any) -> None:
+        """Appends an event to the trace (when tracing)."""
+        self._event(kind, **fields)
+
     def _event(self, kind: str, **fields: Any) -> None:
         if self.trace is not None:
             self.trace.append((self.now(), kind, fields))

@@ -34,6 +34,7 @@ def synchronous(s: Session, drafter: Drafter, policy: SpeculationPolicy) -> Iter
             if epoch is not None:
                 policy.epoch(epoch[0], len(s.gen) - epoch[2], now - epoch[1])
             arm = policy.plan()
+            s.event("arm", k=arm.k, depth=arm.depth)
             epoch = (arm, now, len(s.gen))
             tree = _draft(s, drafter, policy, arm)
             if arm.off:
@@ -79,7 +80,7 @@ def _draft(s: Session, drafter: Drafter, policy: SpeculationPolicy, arm: Arm) ->
     t0 = s.now()
     tree = drafter.propose(s.gen, limits)
     while drafter.asynchronous and len(tree) < limits.n_draft and drafter.pending(s.gen, limits.n_draft):
-        drafter.wait(0.05)  # synchronous: the round waits for its drafts
+        s.wait_drafts(drafter, 0.05)  # synchronous: the round waits for its drafts
         tree = drafter.propose(s.gen, limits)
     tree = trim_tree(tree, room - 1)
     if s.costs is not None:

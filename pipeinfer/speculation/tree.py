@@ -102,6 +102,8 @@ class DraftTree:
 
     def branches(self) -> List[List[int]]:
         """Root-to-leaf node index paths, depth-first over children in index order (branch 0 first)."""
+        if all(nd.parent == i - 1 for i, nd in enumerate(self.nodes)):
+            return [list(range(len(self.nodes)))] if self.nodes else []  # a chain (the common case)
         kids: List[List[int]] = [[] for _ in range(len(self.nodes) + 1)]  # slot 0 = the tip
         for k, nd in enumerate(self.nodes):
             kids[nd.parent + 1].append(k)

@@ -7,7 +7,7 @@ import pytest
 
 from pipeinfer.evaluation.simulate import Link, SimConfig, StageCost, simulate
 from pipeinfer.speculation import Drafter, DraftLimits, DraftTree, SpeculationPolicy
-from pipeinfer.speculation.costs import Acceptance, Arm, CostModel, LinearFit, predict
+from pipeinfer.speculation.costs import Acceptance, Arm, CostModel, LinearFit, epoch_seconds, predict
 
 TRUTH = [int(t) for t in np.random.default_rng(1).integers(0, 1000, 400)]
 P = 8
@@ -57,11 +57,10 @@ def test_fixed_policy_and_measured_corrections():
     pol.acceptance.observe(20, False)
     best = pol.plan()
     assert not best.off and best.depth == 0
-    # that arm keeps yielding a quarter of what was predicted: the policy turns to another
+    # that arm's epochs keep taking 4x the time the model gives them: the policy turns to another
     for _ in range(10):
-        tokens, seconds = predict(best, pol.acceptance.value, pol.costs)
-        pol.epoch(best, int(tokens * 0.25), seconds)
-    assert pol.plan() != best
+        pol.epoch(best, 5, 4 * epoch_seconds(best, pol.costs, 5))
+    assert pol._correction(best) < 0.5 and pol.plan() != best
 
 
 class _PhaseDrafter(Drafter):
