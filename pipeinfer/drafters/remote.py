@@ -20,6 +20,7 @@ This module moves drafts; what the drafter is (a model, an oracle, ...) is the c
 """
 from __future__ import annotations
 
+import time
 from typing import Any, List, Optional, Sequence
 
 from pipeinfer.speculation.interfaces import Drafter, DraftLimits, check_limits
@@ -62,6 +63,8 @@ class RemoteDrafter(Drafter):
         self.p: List[float] = []  # probability of each drafted token in remote (1.0 for accepted ones)
         self.n_accepted = 0
         self.ended = False  # the draft rank ended its chain (low confidence) in this epoch
+        self.interval_s: Optional[float] = None  # measured seconds between drafted tokens (EWMA)
+        self._last_arrival: Optional[float] = None
 
     def begin(self, prompt: Sequence[int]) -> None:
         self.accepted(prompt)
@@ -112,6 +115,14 @@ class RemoteDrafter(Drafter):
                 raise RuntimeError(f"draft rank sent tokens for position {pos}, expected {len(self.remote)}")
             if not tokens:
                 self.ended = True
+            elif pos > self.n_accepted:  # a later token of a chain: the drafting pace
+                now = time.perf_counter()
+                if self._last_arrival is not None:
+                    dt = (now - self._last_arrival) / len(tokens)
+                    self.interval_s = dt if self.interval_s is None else 0.8 * self.interval_s + 0.2 * dt
+                self._last_arrival = now
+            else:
+                self._last_arrival = time.perf_counter()
             self.remote.extend(int(t) for t in tokens)
             self.p.extend(float(x) for x in p)
 

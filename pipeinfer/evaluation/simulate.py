@@ -375,6 +375,7 @@ class SimDraftRank(Drafter):
         self.n_accepted = 0
         self.busy_until = 0.0  # when the draft rank can start its next token
         self.ended = False
+        self.interval_s = self._cost()
 
     def _lat(self) -> float:
         return self.target.cfg.link.latency_s

@@ -78,6 +78,8 @@ class Drafter(abc.ABC):
     # Asynchronous drafters draft elsewhere (a draft rank) while the head works: `propose` returns at once
     # with the drafts that have arrived (possibly none yet), `wait` blocks until more may be there.
     asynchronous: bool = False
+    # Asynchronous drafters: the measured seconds between two drafted tokens (None: not known yet).
+    interval_s: Optional[float] = None
 
     def begin(self, prompt: Sequence[int]) -> None:
         """A new generation starts with these prompt tokens (drafters may precompute; default: nothing)."""

@@ -183,12 +183,19 @@ class PipeInferDecoder:
     def _await_anchor_drafts(self, g: List[int]) -> None:
         """A drafter on another rank restarts from the accepted tokens: wait for the anchor's drafts as long
         as a separate run would cost the pipeline (its spacing: the slowest stage's time for one token),
-        since launching the token alone now and its drafts later would cost that run; not while a result
-        is waiting. With one stage nothing can overlap the drafting, so the anchor waits for all its
+        since launching the token alone now and its drafts later would cost that run, or as long as the
+        drafter takes for them when that is a small part of a run's latency; not while a result is
+        waiting. With one stage nothing can overlap the drafting, so the anchor waits for all its
         drafts."""
         s = self.s
-        limit = math.inf if s.target.n_stages == 1 else (s.costs.spacing(1) if s.costs is not None and s.costs.known
-                                                         else 0.0)
+        limit = 0.0
+        if s.target.n_stages == 1:
+            limit = math.inf
+        elif s.costs is not None and s.costs.known:
+            limit = s.costs.spacing(1)
+            pace = self.drafter.interval_s
+            if pace is not None:
+                limit = max(limit, min(self.arm.k * pace, 0.25 * s.costs.latency(1)))
         t_end = s.now() + limit
         while self.drafter.pending(g, self.arm.k) and s.now() < t_end and not s.poll():
             s.wait_drafts(self.drafter, min(0.05, t_end - s.now()))
