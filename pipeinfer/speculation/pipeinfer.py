@@ -148,7 +148,9 @@ class PipeInferDecoder:
             s.stats.accepted_lengths.append(len(s.gen) - n_before)
             s.stats.draft_n_accepted += len(t.matched)
             last = t.matched[-1] if t.matched else node
-            self.policy.verified(len(t.matched), rejected=bool(t.children.get(last)))
+            # the drafts confirmed before this result (by the bonus row of the run before) count too
+            before = t.tree.depth(node) if node >= 0 else 0
+            self.policy.verified(before + len(t.matched), rejected=bool(t.children.get(last)))
             # the path's cells from the canonical frontier to the deepest confirmed node become canonical
             s.commit(t.node_seqs[last][0], n_before + len(t.matched))
         finally:
@@ -165,6 +167,8 @@ class PipeInferDecoder:
         self._choose(report=not first)
         if self.arm.off:
             self.shadow.propose(g, best_k(self.policy) or self.policy.n_draft)
+        else:
+            self.shadow.drop()  # verifications measure the acceptance now
         root = len(g) - 1
         if not first and not self.arm.off and self.drafter.asynchronous:
             self._await_anchor_drafts(g)

@@ -39,6 +39,8 @@ def synchronous(s: Session, drafter: Drafter, policy: SpeculationPolicy) -> Iter
             tree = _draft(s, drafter, policy, arm)
             if arm.off:
                 shadow.propose(s.gen, best_k(policy) or policy.n_draft)
+            else:
+                shadow.drop()
             root = len(s.gen) - 1
             buf, seqs = s.acquire(policy.n_parallel) if len(tree) else (-1, [])
             t = TreeBatch.build(tree, root, seqs, root_row=True)
