@@ -8,6 +8,7 @@ Public API::
 """
 from pipeinfer._core import (
     GGUFError,
+    InsufficientMemoryError,
     KVCacheFullError,
     ModelError,
     PipeinferError,
@@ -53,6 +54,7 @@ __all__ = [
     "UnsupportedError",
     "ModelError",
     "KVCacheFullError",
+    "InsufficientMemoryError",
     "TransportError",
     "__version__",
 ]

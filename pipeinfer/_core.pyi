@@ -7,13 +7,14 @@ import collections.abc
 import numpy
 import numpy.typing
 from pipeinfer import GGUFError
+from pipeinfer import InsufficientMemoryError
 from pipeinfer import KVCacheFullError
 from pipeinfer import ModelError
 from pipeinfer import ShapeError
 from pipeinfer import TransportError
 from pipeinfer import UnsupportedError
 import typing
-__all__: list[str] = ['GGUFError', 'GGUFFile', 'KVCacheFullError', 'MPITransport', 'ModelError', 'PipeinferError', 'Pipeline', 'ShapeError', 'ThreadPool', 'Transport', 'TransportError', 'UnsupportedError', 'attention', 'dequantize', 'flush_log', 'kernel_isa', 'local_group', 'local_kill', 'matmul', 'mpi_abort_world', 'mpi_fault_seen', 'mpi_launched', 'mpi_report_startup_failure', 'quant_types', 'quantize', 'round_to_f16', 'serve_mpi_worker', 'set_kernel_isa', 'set_log_callback', 'split_layers_by_bytes', 'stream_read_gbps', 'stream_read_sum', 'vec_dot']
+__all__: list[str] = ['GGUFError', 'GGUFFile', 'InsufficientMemoryError', 'KVCacheFullError', 'MPITransport', 'ModelError', 'PipeinferError', 'Pipeline', 'ShapeError', 'ThreadPool', 'Transport', 'TransportError', 'UnsupportedError', 'attention', 'dequantize', 'fp16_to_fp32_fast', 'flush_log', 'kernel_isa', 'local_group', 'local_kill', 'matmul', 'mpi_abort_world', 'mpi_fault_seen', 'mpi_launched', 'mpi_report_startup_failure', 'quant_types', 'quantize', 'round_to_f16', 'serve_mpi_worker', 'set_kernel_isa', 'set_log_callback', 'split_layers_by_bytes', 'stream_read_gbps', 'stream_read_sum', 'vec_dot']
 class PipeinferError(Exception):
     pass
 class GGUFFile:
@@ -118,7 +119,7 @@ class Transport:
     def size(self) -> int:
         ...
 class Pipeline:
-    def __init__(self, path: str, n_ctx: typing.SupportsInt | typing.SupportsIndex = 0, n_threads: typing.SupportsInt | typing.SupportsIndex = 1, n_seq_max: typing.SupportsInt | typing.SupportsIndex = 1, n_stages: typing.SupportsInt | typing.SupportsIndex = 1, stage_layers: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] = [], transport: str = 'local', act_f16: bool = False, heartbeat_s: typing.SupportsFloat | typing.SupportsIndex = 0.5, dead_after_s: typing.SupportsFloat | typing.SupportsIndex = 10.0, max_delay_us: typing.SupportsInt | typing.SupportsIndex = 0, delay_seed: typing.SupportsInt | typing.SupportsIndex = 0, n_spec_buffers: typing.SupportsInt | typing.SupportsIndex = 0, n_spec_branches: typing.SupportsInt | typing.SupportsIndex = 1, repack: bool = False, trace: bool = False, repack_cache_dir: str = '', n_slots: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
+    def __init__(self, path: str, n_ctx: typing.SupportsInt | typing.SupportsIndex = 0, n_threads: typing.SupportsInt | typing.SupportsIndex = 1, n_seq_max: typing.SupportsInt | typing.SupportsIndex = 1, n_stages: typing.SupportsInt | typing.SupportsIndex = 1, stage_layers: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] = [], transport: str = 'local', act_f16: bool = False, heartbeat_s: typing.SupportsFloat | typing.SupportsIndex = 0.5, dead_after_s: typing.SupportsFloat | typing.SupportsIndex = 10.0, max_delay_us: typing.SupportsInt | typing.SupportsIndex = 0, delay_seed: typing.SupportsInt | typing.SupportsIndex = 0, n_spec_buffers: typing.SupportsInt | typing.SupportsIndex = 0, n_spec_branches: typing.SupportsInt | typing.SupportsIndex = 1, repack: bool = False, trace: bool = False, repack_cache_dir: str = '', n_slots: typing.SupportsInt | typing.SupportsIndex = 1, kv_type: str = 'f16') -> None:
         ...
     def cancel(self, run_ids: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> None:
         ...
@@ -171,6 +172,14 @@ class Pipeline:
         """
     @property
     def arch(self) -> str:
+        ...
+    @property
+    def kv_bytes(self) -> int:
+        """
+        K/V storage bytes of stage 0's cache (with one stage: the whole cache).
+        """
+    @property
+    def kv_type(self) -> str:
         ...
     @property
     def kv_n_free(self) -> int:
@@ -230,7 +239,7 @@ def MPITransport(heartbeat_s: typing.SupportsFloat | typing.SupportsIndex = 0.5,
     """
     This process's MPI endpoint (initialises MPI if needed; collective over all ranks).
     """
-def attention(q: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], k: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], v: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], cell_pos: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], cells: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], scale: typing.SupportsFloat | typing.SupportsIndex, one_row: bool = False, ref: bool = False) -> numpy.typing.NDArray[numpy.float32]:
+def attention(q: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], k: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], v: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], cell_pos: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], cells: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], scale: typing.SupportsFloat | typing.SupportsIndex, one_row: bool = False, ref: bool = False, kv_type: str = 'f16') -> numpy.typing.NDArray[numpy.float32]:
     """
     Attention of one query (head_dim,) over cells (visible cells in position order) of k, v
     (n_cells, head_dim) with positions cell_pos, in llama.cpp's f16 arithmetic; ref=True runs the
@@ -290,6 +299,10 @@ def repack(type: str, w: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8], 
     """
     Row-interleaved copy (1-D uint8) of weight rows w (n_out, row_bytes) of a ggml type with a
     repacked layout (q4_0, q4_1, q5_0, q8_0), for matmul(..., repacked=...).
+    """
+def fp16_to_fp32_fast(h: typing.Annotated[numpy.typing.ArrayLike, numpy.uint16]) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    f16 bit patterns (uint16) widened to float32 by the attention kernel's branch-free conversion.
     """
 def round_to_f16(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> numpy.typing.NDArray[numpy.float32]:
     """

@@ -28,6 +28,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exact", action="store_true",
                    help="llama.cpp's exact arithmetic (bit-identical logits) instead of the faster default "
                         "row-interleaved weights (logits equal llama.cpp's up to float rounding)")
+    p.add_argument("--kv-type", choices=["f16", "q8_0"], default="f16",
+                   help="KV cache storage (f16: llama.cpp's default and arithmetic; q8_0: about half the memory)")
+    p.add_argument("--context-shift", action="store_true",
+                   help="when the context fills, drop the older half and go on (instead of stopping)")
+    p.add_argument("--keep", type=int, default=0, help="tokens at the start a context shift keeps")
     p.add_argument("--draft", default=None,
                    help="drafter: a draft GGUF / known model name (same vocabulary), or 'ngram' (prompt lookup)")
     p.add_argument("--mode", choices=["iterative", "speculative", "pipeinfer"], default=None,
@@ -114,7 +119,8 @@ def _cmd_run(a: argparse.Namespace) -> int:
                                p_recovery=a.p_recovery, p_decay=a.p_decay, max_in_flight=a.max_in_flight,
                                adaptive=not a.no_adaptive)
     pipe = Pipeline(a.model, n_ctx=a.ctx, n_threads=a.threads, n_batch=a.batch, stages=a.stages, draft=a.draft,
-                    mode=a.mode, speculation=policy, exact=a.exact)
+                    mode=a.mode, speculation=policy, exact=a.exact, kv_type=a.kv_type,
+                    context_shift=a.context_shift, n_keep=a.keep)
     if not pipe.is_head:
         return 0  # an MPI worker rank: it served its stage until the head closed the pipeline
     sampling = dict(temperature=a.temp, top_k=a.top_k, top_p=a.top_p, min_p=a.min_p,

@@ -40,6 +40,13 @@ class EngineConfig:
         repack_cache: where the fast layout's repacked weights are cached between loads (a second load
             maps them instead of repacking): True = ``pipeinfer.models.repack_cache_dir()``, a path = that
             directory, False = no cache (repack at every load). Ignored with exact=True.
+        kv_type: how the KV cache stores keys and values: "f16" (llama.cpp's default; logits
+            identical to llama.cpp's) or "q8_0" (about half the bytes again; not llama.cpp-identical).
+        context_shift: when a generation fills the context, drop the older half of the tokens after
+            the first n_keep and go on (as llama.cpp's context shift) instead of stopping with
+            finish_reason "length".
+        n_keep: tokens at the start of the context that a context shift keeps (at least the BOS token
+            when the model adds one).
     """
 
     n_ctx: int = 0
@@ -53,6 +60,9 @@ class EngineConfig:
     dead_after_s: float = 10.0
     exact: bool = False
     repack_cache: Union[bool, str, "os.PathLike[str]"] = True
+    kv_type: str = "f16"
+    context_shift: bool = False
+    n_keep: int = 0
 
     def __post_init__(self) -> None:
         _check_int("n_ctx", self.n_ctx, 0, 1 << 24)
@@ -88,6 +98,11 @@ class EngineConfig:
             raise ValueError(f"exact must be a bool, got {self.exact!r}")
         if not isinstance(self.repack_cache, (bool, str, os.PathLike)) or self.repack_cache == "":
             raise ValueError(f"repack_cache must be True, False or a directory path, got {self.repack_cache!r}")
+        if self.kv_type not in ("f16", "q8_0"):
+            raise ValueError(f"kv_type must be 'f16' or 'q8_0', got {self.kv_type!r}")
+        if not isinstance(self.context_shift, bool):
+            raise ValueError(f"context_shift must be a bool, got {self.context_shift!r}")
+        _check_int("n_keep", self.n_keep, 0, 1 << 24)
         _check_float("heartbeat_s", self.heartbeat_s, 0.01, 60.0)
         _check_float("dead_after_s", self.dead_after_s, 0.1, 86400.0)
         if self.dead_after_s <= 2 * self.heartbeat_s:
@@ -118,6 +133,16 @@ def _check_float(name: str, value: object, lo: float, hi: float) -> None:
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     if not lo <= value <= hi:
         raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
+
+
+def shifted_context(tokens: Sequence[int], n_keep: int) -> List[int]:
+    """The tokens a context shift keeps (llama.cpp's): the first n_keep, then the newer half of the rest.
+
+    Example: 10 tokens, n_keep 2 -> the 8 after them lose their older 4: tokens[:2] + tokens[6:].
+    """
+    n_keep = min(n_keep, len(tokens) - 1)
+    n_discard = (len(tokens) - n_keep) // 2
+    return list(tokens[:n_keep]) + list(tokens[n_keep + n_discard:])
 
 
 def layer_counts(split: Sequence[Union[int, float]], n_layer: int) -> List[int]:

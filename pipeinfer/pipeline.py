@@ -19,7 +19,7 @@ import numpy as np
 from pipeinfer import _core, launch
 from pipeinfer.batching.slots import Slot, close_slots, common_prefix, layout, make_slots
 from pipeinfer.chat import render_chat
-from pipeinfer.config import EngineConfig, layer_counts
+from pipeinfer.config import EngineConfig, layer_counts, shifted_context
 from pipeinfer.drafters import Drafter, make_drafter
 from pipeinfer.drafters.remote import DraftServer, RemoteDrafter
 from pipeinfer.guard import UseGuard
@@ -180,6 +180,9 @@ class Pipeline:
             default fast layout (row-interleaved weights; logits equal llama.cpp's up to float rounding).
             Greedy speculative output equals greedy plain output in both (``EngineConfig.exact``).
         repack_cache: where the fast layout's weights are cached between loads (``EngineConfig.repack_cache``).
+        kv_type: KV cache storage, "f16" (default, llama.cpp-identical) or "q8_0" (smaller).
+        context_shift: when a generation fills the context, drop the older half (after the first
+            ``n_keep`` tokens) and go on instead of stopping with finish_reason "length".
         seed: default sampling seed for requests that give none.
         draft: the drafter for speculation: a draft GGUF path or known model name (same vocabulary as
             the target), ``"ngram"`` (prompt lookup, no model), a ``pipeinfer.drafters.Drafter``, or a
@@ -223,6 +226,9 @@ class Pipeline:
         dead_after_s: float = 10.0,
         exact: bool = False,
         repack_cache: Union[bool, str, "os.PathLike[str]"] = True,
+        kv_type: str = "f16",
+        context_shift: bool = False,
+        n_keep: int = 0,
         seed: Optional[int] = None,
         draft: Any = None,
         mode: Optional[str] = None,
@@ -234,7 +240,8 @@ class Pipeline:
         self.config = EngineConfig(n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch, stages=stages,
                                    layer_split=layer_split, transport=transport, act_f16=act_f16,
                                    dead_after_s=dead_after_s, exact=exact,
-                                   repack_cache=repack_cache)
+                                   repack_cache=repack_cache, kv_type=kv_type,
+                                   context_shift=context_shift, n_keep=n_keep)
         self.model_path = Path(resolve(str(model)))
         self.default_seed = seed
         if isinstance(parallel, bool) or not isinstance(parallel, int) or not 1 <= parallel <= 256:
@@ -287,6 +294,7 @@ class Pipeline:
             dead_after_s=self.config.dead_after_s, n_spec_buffers=n_buffers,
             n_spec_branches=self.policy.n_parallel, repack=not self.config.exact, trace=bool(trace),
             repack_cache_dir=self.config.repack_cache_dir(), n_slots=parallel, draft_ranks=self.draft_ranks,
+            kv_type=self.config.kv_type,
         )
         self._trace = bool(trace)
         if self.draft_ranks:
@@ -602,14 +610,8 @@ class Pipeline:
         s.timings.cached_n = reused
         s.timings.prompt_ms = 1e3 * (t_prefill - t0)
         gen = list(ids)
-        session = Session(self._target(slot), sampler, gen, logits.copy(), self.n_ctx, s.stats, trace=s.trace,
-                          costs=slot.policy.costs)
-        if self.mode == "iterative":
-            tokens = DECODERS["iterative"](session)
-        else:
-            slot.drafter.begin(ids)
-            tokens = DECODERS[self.mode](session, slot.drafter, slot.policy)
-        limit = self.n_ctx - len(ids)
+        tokens = self._decoded(s, slot, sampler, gen, logits.copy())
+        limit = self.n_ctx - len(ids) if not self.config.context_shift else float("inf")
         if max_tokens is not None:
             limit = min(limit, max_tokens)
         t_last = t_prefill
@@ -654,6 +656,34 @@ class Pipeline:
             if tail:
                 s.text += tail
                 yield tail
+
+
+    def _decoded(self, s: Stream, slot: Slot, sampler: Any, gen: List[int], logits: np.ndarray) -> Iterator[int]:
+        """The accepted tokens of the decoding mode; `gen` (prompt + accepted tokens) grows as they come.
+        When the context fills and context_shift is on, the context is shifted and decoding goes on."""
+        while True:
+            session = Session(self._target(slot), sampler, gen, logits, self.n_ctx, s.stats, trace=s.trace,
+                              costs=slot.policy.costs)
+            if self.mode == "iterative":
+                yield from DECODERS["iterative"](session)
+            else:
+                slot.drafter.begin(list(gen))
+                yield from DECODERS[self.mode](session, slot.drafter, slot.policy)
+            if not (self.config.context_shift and session.full):
+                return
+            logits = self._shift_context(slot, gen)
+
+    def _shift_context(self, slot: Slot, gen: List[int]) -> np.ndarray:
+        """Context shift: keeps the first n_keep tokens of `gen` and the newer half of the rest (in
+        place), brings the slot's KV cache to hold them at their new positions, and returns the logits
+        of the last one. llama.cpp re-rotates the cached keys instead; recomputing gives the state a
+        fresh evaluation of the shortened context has."""
+        slot.cached = gen[: self._target(slot).kv_seq_pos_max(0) + 1]
+        bos = self.tokenizer.bos_id
+        n_keep = max(self.config.n_keep, 1 if (self.tokenizer.add_bos and gen and gen[0] == bos) else 0)
+        gen[:] = shifted_context(gen, n_keep)
+        logits, _ = self._prefill(slot, gen)
+        return logits.copy()
 
 
 def _serve_quietly(server: DraftServer) -> None:

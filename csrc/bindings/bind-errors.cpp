@@ -25,6 +25,7 @@ void register_errors(py::module_& m) {
     static py::object model = make("ModelError", PyExc_ValueError);
     static py::object kvfull = make("KVCacheFullError", PyExc_RuntimeError);
     static py::object transport = make("TransportError", PyExc_RuntimeError);
+    static py::object memory = make("InsufficientMemoryError", PyExc_MemoryError);
 
     py::register_exception_translator([](std::exception_ptr p) {
         try {
@@ -39,6 +40,8 @@ void register_errors(py::module_& m) {
             PyErr_SetString(model.ptr(), e.what());
         } catch (const kv_full_error& e) {
             PyErr_SetString(kvfull.ptr(), e.what());
+        } catch (const memory_error& e) {
+            PyErr_SetString(memory.ptr(), e.what());
         } catch (const transport_error& e) {
             py::object exc = transport(e.what());
             exc.attr("rank") = e.rank;

@@ -18,11 +18,13 @@
 
 #include "bindings/register.h"
 #include "common/error.h"
+#include "common/fp16.h"
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "kernels/thread-pool.h"
 #include "quant/repack.h"
+#include "quant/type-traits.h"
 
 namespace py = pybind11;
 
@@ -187,9 +189,10 @@ py::array_t<int64_t> py_pool_smoke(thread_pool& pool, int n_calls, int throw_ith
 using i32_array = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
 
 // One attention item over a small cache given row-major: k, v (n_cells, head_dim), cell_pos (n_cells,),
-// cells (n_vis,) the visible cells in position order.
+// cells (n_vis,) the visible cells in position order; k and v are stored as the cache stores them
+// (kv_type "f16": rounded, K transposed; "q8_0": quantized rows).
 py::array_t<float> py_attention(const f32_array& q, const f32_array& k, const f32_array& v, const i32_array& cell_pos,
-                                const i32_array& cells, float scale, bool one_row, bool ref) {
+                                const i32_array& cells, float scale, bool one_row, bool ref, const std::string& kv_type_s) {
     if (q.ndim() != 1 || k.ndim() != 2 || v.ndim() != 2 || cell_pos.ndim() != 1 || cells.ndim() != 1) {
         throw shape_error("attention: q, cell_pos and cells must be 1-d, k and v 2-d");
     }
@@ -202,17 +205,41 @@ py::array_t<float> py_attention(const f32_array& q, const f32_array& k, const f3
         if (cells.at(j) < 0 || cells.at(j) >= n_cells) throw shape_error(format("attention: cell %d out of range", cells.at(j)));
         if (cell_pos.at(cells.at(j)) < 0) throw shape_error("attention: a visible cell has a negative position");
     }
-    const int64_t stride = n_cells + 16;  // as the cache: padded rows
-    std::vector<float> kt(static_cast<size_t>(hd * stride), 0.0f);  // (hd, stride) transposed K
-    for (int64_t c = 0; c < n_cells; ++c) {
-        for (int64_t x = 0; x < hd; ++x) kt[x * stride + c] = k.at(c, x);
-    }
     attn_kv kv;
-    kv.k_t = kt.data();
-    kv.k_stride = stride;
-    kv.v = v.data();
-    kv.v_stride = hd;
     kv.cell_pos = cell_pos.data();
+    std::vector<uint16_t> kt, vh;        // f16: (hd, stride) transposed K, (n_cells, hd) V
+    std::vector<uint8_t> kq, vq;         // q8_0: (n_cells, row bytes) K and V
+    if (kv_type_s == "q8_0") {
+        if (hd % 32 != 0) throw shape_error("attention: q8_0 storage needs head_dim % 32 == 0");
+        const size_t rb = kv_row_bytes(kv_type::Q8_0, hd);
+        kq.resize(rb * static_cast<size_t>(n_cells));
+        vq.resize(rb * static_cast<size_t>(n_cells));
+        const from_float_fn quantize = get_type_traits(ggml_type::Q8_0).from_float;
+        for (int64_t c = 0; c < n_cells; ++c) {
+            quantize(k.data(c, 0), kq.data() + rb * static_cast<size_t>(c), hd);
+            quantize(v.data(c, 0), vq.data() + rb * static_cast<size_t>(c), hd);
+        }
+        kv.type = kv_type::Q8_0;
+        kv.k = kq.data();
+        kv.v = vq.data();
+        kv.k_stride = kv.v_stride = static_cast<int64_t>(rb);
+    } else if (kv_type_s == "f16") {
+        const int64_t stride = n_cells + 16;  // as the cache: padded rows
+        kt.assign(static_cast<size_t>(hd * stride), 0);
+        vh.resize(static_cast<size_t>(n_cells * hd));
+        for (int64_t c = 0; c < n_cells; ++c) {
+            for (int64_t x = 0; x < hd; ++x) {
+                kt[x * stride + c] = fp32_to_fp16(k.at(c, x));
+                vh[c * hd + x] = fp32_to_fp16(v.at(c, x));
+            }
+        }
+        kv.k = kt.data();
+        kv.k_stride = stride;
+        kv.v = vh.data();
+        kv.v_stride = hd;
+    } else {
+        throw std::invalid_argument(format("attention: kv_type must be 'f16' or 'q8_0', got '%s'", kv_type_s.c_str()));
+    }
     py::array_t<float> out(hd);
     if (ref) {
         attend_f16_ref(q.data(), hd, scale, kv, cells.data(), n, one_row, out.mutable_data());
@@ -220,6 +247,13 @@ py::array_t<float> py_attention(const f32_array& q, const f32_array& k, const f3
         std::vector<float> scratch(attend_scratch_floats(hd, n));
         attend_f16(q.data(), hd, scale, kv, cells.data(), n, one_row, scratch.data(), out.mutable_data());
     }
+    return out;
+}
+
+// The branch-free f16 widening the attention kernel uses (common/fp16.h), for an exhaustive test.
+py::array_t<float> py_fp16_to_fp32_fast(const py::array_t<uint16_t, py::array::c_style | py::array::forcecast>& h) {
+    py::array_t<float> out(h.size());
+    for (ssize_t i = 0; i < h.size(); ++i) out.mutable_data()[i] = fp16_to_fp32_fast(h.data()[i]);
     return out;
 }
 
@@ -234,10 +268,13 @@ py::array_t<float> py_round_to_f16(const f32_array& x) {
 
 void register_kernels(py::module_& m) {
     m.def("attention", &py_attention, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("cell_pos"), py::arg("cells"),
-          py::arg("scale"), py::arg("one_row") = false, py::arg("ref") = false,
+          py::arg("scale"), py::arg("one_row") = false, py::arg("ref") = false, py::arg("kv_type") = "f16",
           "Attention of one query (head_dim,) over cells (visible cells in position order) of k, v\n"
-          "(n_cells, head_dim) with positions cell_pos, in llama.cpp's f16 arithmetic; ref=True runs the\n"
-          "scalar reference instead of the tiled kernel (the two must agree bit for bit).");
+          "(n_cells, head_dim) with positions cell_pos, in llama.cpp's f16 arithmetic, k and v stored as\n"
+          "kv_type ('f16' or 'q8_0'); ref=True runs the scalar reference instead of the tiled kernel (the\n"
+          "two must agree bit for bit).");
+    m.def("fp16_to_fp32_fast", &py_fp16_to_fp32_fast, py::arg("h"),
+          "f16 bit patterns (uint16) widened to float32 by the attention kernel's branch-free conversion.");
     m.def("round_to_f16", &py_round_to_f16, py::arg("x"),
           "Each value of x (float32, flattened) rounded to the nearest f16, as the KV cache stores it.");
     m.def("matmul", &py_matmul, py::arg("type"), py::arg("w"), py::arg("n_in"), py::arg("x"),

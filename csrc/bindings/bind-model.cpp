@@ -112,6 +112,12 @@ void wait_interruptibly(pipeline& self) {
     }
 }
 
+kv_type parse_kv_type(const std::string& name) {
+    if (name == "f16") return kv_type::F16;
+    if (name == "q8_0") return kv_type::Q8_0;
+    throw std::invalid_argument(format("kv_type must be 'f16' or 'q8_0', got '%s'", name.c_str()));
+}
+
 } // namespace
 
 void register_model(py::module_& m) {
@@ -122,7 +128,8 @@ void register_model(py::module_& m) {
                          std::vector<int64_t> stage_layers, const std::string& transport, bool act_f16,
                          double heartbeat_s, double dead_after_s, int max_delay_us, uint64_t delay_seed,
                          int n_spec_buffers, int n_spec_branches, bool repack, bool trace,
-                         const std::string& repack_cache_dir, int n_slots, int draft_ranks) {
+                         const std::string& repack_cache_dir, int n_slots, int draft_ranks,
+                         const std::string& kv) {
                  pipeline_config cfg;
                  cfg.model_path = path;
                  cfg.n_ctx = n_ctx;
@@ -144,6 +151,7 @@ void register_model(py::module_& m) {
                  cfg.trace = trace;
                  cfg.n_slots = n_slots;
                  cfg.n_draft_ranks = draft_ranks;
+                 cfg.kv = parse_kv_type(kv);
                  std::unique_ptr<pipeline> p;
                  {
                      // Loading maps the file, binds tensors and starts the stages; no Python object is
@@ -160,7 +168,7 @@ void register_model(py::module_& m) {
              py::arg("dead_after_s") = 10.0, py::arg("max_delay_us") = 0, py::arg("delay_seed") = 0,
              py::arg("n_spec_buffers") = 0, py::arg("n_spec_branches") = 1, py::arg("repack") = false,
              py::arg("trace") = false, py::arg("repack_cache_dir") = "",
-             py::arg("n_slots") = 1, py::arg("draft_ranks") = 0)
+             py::arg("n_slots") = 1, py::arg("draft_ranks") = 0, py::arg("kv_type") = "f16")
         .def(
             "decode",
             [](py::object self_obj, const i32_array& tokens, const i32_array& pos, const py::object& seq_ids,
@@ -253,6 +261,9 @@ void register_model(py::module_& m) {
         .def_property_readonly("n_head", [](const pipeline& p) { return p.hparams().n_head; })
         .def_property_readonly("n_head_kv", [](const pipeline& p) { return p.hparams().n_head_kv; })
         .def_property_readonly("arch", [](const pipeline& p) { return p.hparams().arch_name; })
+        .def_property_readonly("kv_type", [](const pipeline& p) { return std::string(kv_type_name(p.kv().type())); })
+        .def_property_readonly("kv_bytes", [](const pipeline& p) { return p.kv().bytes(); },
+                               "K/V storage bytes of stage 0's cache (with one stage: the whole cache).")
         .def("stats", [](pipeline& p) {
             std::vector<stage_report> reports;
             {

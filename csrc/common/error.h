@@ -33,6 +33,12 @@ struct kv_full_error : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// An allocation that does not fit in the memory available to the process, found before allocating
+// (common/memory.h). Python: pipeinfer.InsufficientMemoryError (MemoryError).
+struct memory_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
 // A failure between ranks or stages: MPI error, dead or hung peer, malformed message.
 // Python: pipeinfer.TransportError (RuntimeError); rank is the peer involved, or -1.
 struct transport_error : std::runtime_error {

@@ -1,6 +1,7 @@
 // The scalar reference of attend_f16 (kernels/attention.h): one cell at a time, in the plain form of
 // ggml's loops (dot_f16_ggml_*, expf_ggml, per-cell f16 rounding, lane accumulators indexed
-// [value][lane]). attend_f16 must equal it bit for bit (tests/kernels/test_attention.py).
+// [value][lane]), reading stored values through attention-kv.h. attend_f16 must equal it bit for bit
+// for every storage type (tests/kernels/test_attention.py).
 #include "common/fp-strict.h"  // first: no a*b + c contraction in this file
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 
 #include "common/fp16.h"
 #include "kernels/attention.h"
+#include "kernels/attention-kv.h"
 #include "kernels/ops.h"
 
 namespace pipeinfer {
@@ -21,7 +23,7 @@ void attend_f16_ref(const float* q, int64_t hd, float scale, const attn_kv& kv, 
     std::vector<float> kr(static_cast<size_t>(hd));  // (hd) one cell's K
     float mx = -INFINITY;
     for (int64_t j = 0; j < n; ++j) {
-        for (int64_t x = 0; x < hd; ++x) kr[x] = kv.k_t[x * kv.k_stride + cells[j]];
+        load_kv_k(kv, cells[j], hd, kr.data());
         const float s = (one_row || hd % 16 != 0) ? dot_f16_ggml_vec(q, kr.data(), hd)
                                                   : dot_f16_ggml_gemm(q, kr.data(), hd);
         sc[j] = s * scale;
@@ -41,9 +43,11 @@ void attend_f16_ref(const float* q, int64_t hd, float scale, const attn_kv& kv, 
     const float inv = static_cast<float>(1.0 / sum);
     const int lane_w = one_row ? 64 : 16;
     std::vector<float> lanes(static_cast<size_t>(hd * lane_w), 0.0f);  // (hd, lane_w)
+    std::vector<float> vrow(static_cast<size_t>(hd));                   // (hd) one cell's V
     for (int64_t j = 0; j < n; ++j) {
         const float p = fp16_to_fp32(fp32_to_fp16(sc[j] * inv));
-        const float* vr = kv.v + static_cast<int64_t>(cells[j]) * kv.v_stride;
+        load_kv_v(kv, cells[j], hd, vrow.data());
+        const float* vr = vrow.data();
         const int lane = kv.cell_pos[cells[j]] % lane_w;
         fma_strided(p, vr, hd, lanes.data() + lane, lane_w);
     }

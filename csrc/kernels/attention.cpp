@@ -5,11 +5,19 @@
 #include <algorithm>
 #include <cmath>
 
+#include "common/fp16.h"
+#include "kernels/attention-kv.h"
 #include "kernels/expf-ggml.h"
 #include "kernels/fma-clones.h"
 #include "kernels/ops.h"
 
 namespace pipeinfer {
+
+const char* kv_type_name(kv_type t) { return t == kv_type::Q8_0 ? "q8_0" : "f16"; }
+
+size_t kv_row_bytes(kv_type t, int64_t n) {
+    return t == kv_type::Q8_0 ? static_cast<size_t>(n / QK8_0) * sizeof(block_q8_0) : static_cast<size_t>(n) * 2;
+}
 
 namespace {
 
@@ -101,6 +109,38 @@ void exp_shifted_row(float* x, int64_t n, float mx) {
     for (int64_t j = 0; j < n; ++j) x[j] = expf_ggml_select(x[j] - mx);
 }
 
+// K of up to 16 cells (cells[0..m)) widened to f32 into tile (hd, 16): tile[x * 16 + t] = value x of
+// cell t, zeros for t >= m.
+PI_FMA_CLONES
+void load_k_tile(const attn_kv& kv, const int32_t* cells, int64_t m, int64_t hd, float* tile) {
+    if (kv.type == kv_type::Q8_0) {
+        for (int64_t t = 0; t < kTile; ++t) {
+            if (t < m) {
+                const uint8_t* row = static_cast<const uint8_t*>(kv.k) + static_cast<int64_t>(cells[t]) * kv.k_stride;
+                dequantize_kv_q8_0(row, hd, tile + t, kTile);
+            } else {
+                for (int64_t x = 0; x < hd; ++x) tile[x * kTile + t] = 0.0f;
+            }
+        }
+        return;
+    }
+    const uint16_t* k = static_cast<const uint16_t*>(kv.k);
+    const int32_t c0 = cells[0];
+    bool contiguous = m == kTile && c0 + kTile <= kv.k_stride;
+    for (int64_t t = 1; t < m && contiguous; ++t) contiguous = cells[t] == c0 + t;
+    if (contiguous) {  // the common case: 16 neighbouring cells, one f16 vector per value
+        for (int64_t x = 0; x < hd; ++x) {
+            const uint16_t* row = k + x * kv.k_stride + c0;
+            for (int64_t t = 0; t < kTile; ++t) tile[x * kTile + t] = fp16_to_fp32_fast(row[t]);
+        }
+        return;
+    }
+    for (int64_t x = 0; x < hd; ++x) {  // cells of other sequences between them, a short tail
+        const uint16_t* row = k + x * kv.k_stride;
+        for (int64_t t = 0; t < kTile; ++t) tile[x * kTile + t] = t < m ? fp16_to_fp32_fast(row[cells[t]]) : 0.0f;
+    }
+}
+
 // Scores of cells[0..n) into sc (scaled by `scale`); returns their maximum.
 PI_FMA_CLONES
 float scores_tiled(const float* q, int64_t hd, float scale, const attn_kv& kv, const int32_t* cells, int64_t n,
@@ -109,23 +149,11 @@ float scores_tiled(const float* q, int64_t hd, float scale, const attn_kv& kv, c
     float s[16];
     for (int64_t j0 = 0; j0 < n; j0 += kTile) {
         const int64_t m = std::min(kTile, n - j0);
-        const int32_t c0 = cells[j0];
-        bool contiguous = c0 + kTile <= kv.k_stride;
-        for (int64_t t = 1; t < m && contiguous; ++t) contiguous = cells[j0 + t] == c0 + t;
-        const float* kt = kv.k_t + c0;
-        int64_t stride = kv.k_stride;
-        if (!contiguous) {  // gather the tile's columns (cells of other sequences between them, a short tail)
-            for (int64_t x = 0; x < hd; ++x) {
-                const float* row = kv.k_t + x * kv.k_stride;
-                for (int64_t t = 0; t < kTile; ++t) tile[x * kTile + t] = t < m ? row[cells[j0 + t]] : 0.0f;
-            }
-            kt = tile;
-            stride = kTile;
-        }
+        load_k_tile(kv, cells + j0, m, hd, tile);
         if (vec_order) {
-            scores16_vec(q, hd, kt, stride, s);
+            scores16_vec(q, hd, tile, kTile, s);
         } else {
-            scores16_gemm(q, hd, kt, stride, s);
+            scores16_gemm(q, hd, tile, kTile, s);
         }
         for (int64_t t = 0; t < m; ++t) {
             sc[j0 + t] = s[t] * scale;
@@ -136,15 +164,22 @@ float scores_tiled(const float* q, int64_t hd, float scale, const attn_kv& kv, c
 }
 
 // V·p into lanes (lane_w, hd), lane = position % lane_w; each cell's term is one fma per value.
+// `row` is scratch for one dequantized q8_0 row (hd).
 PI_FMA_CLONES
 void pv_lanes(const float* p, const attn_kv& kv, const int32_t* cells, int64_t n, int64_t hd, int lane_w,
-              float* lanes) {
+              float* lanes, float* row) {
     std::fill(lanes, lanes + lane_w * hd, 0.0f);
     for (int64_t j = 0; j < n; ++j) {
         float* acc = lanes + (kv.cell_pos[cells[j]] % lane_w) * hd;
-        const float* vr = kv.v + static_cast<int64_t>(cells[j]) * kv.v_stride;
         const float pj = p[j];
-        for (int64_t t = 0; t < hd; ++t) acc[t] = std::fmaf(pj, vr[t], acc[t]);
+        if (kv.type == kv_type::Q8_0) {
+            dequantize_kv_q8_0(static_cast<const uint8_t*>(kv.v) + static_cast<int64_t>(cells[j]) * kv.v_stride, hd,
+                               row, 1);
+            for (int64_t t = 0; t < hd; ++t) acc[t] = std::fmaf(pj, row[t], acc[t]);
+        } else {
+            const uint16_t* vr = static_cast<const uint16_t*>(kv.v) + static_cast<int64_t>(cells[j]) * kv.v_stride;
+            for (int64_t t = 0; t < hd; ++t) acc[t] = std::fmaf(pj, fp16_to_fp32_fast(vr[t]), acc[t]);
+        }
     }
 }
 
@@ -186,16 +221,16 @@ void attend_f16(const float* q, int64_t hd, float scale, const attn_kv& kv, cons
         return;
     }
     float* sc = scratch;                      // (n) scores, then exp values, then p
-    float* tile = sc + round_up16(n);         // (hd, 16) gathered K columns
+    float* tile = sc + round_up16(n);         // (hd, 16) K of 16 cells, widened to f32
     float* lanes = tile + hd * kTile;         // (lane_w, hd) V·p lane accumulators
-    float* col = lanes + 64 * hd;             // (hd) one gathered K column
+    float* col = lanes + 64 * hd;             // (hd) one cell's K or V, widened to f32
     const bool vec_order = one_row || hd % 16 != 0;
     float mx = -INFINITY;
     if (!vec_order || hd % 64 == 0) {
         mx = scores_tiled(q, hd, scale, kv, cells, n, vec_order, tile, sc);
     } else {  // ggml_vec_dot_f16 with a tail of hd % 64 values: one cell at a time
         for (int64_t j = 0; j < n; ++j) {
-            for (int64_t x = 0; x < hd; ++x) col[x] = kv.k_t[x * kv.k_stride + cells[j]];
+            load_kv_k(kv, cells[j], hd, col);
             sc[j] = dot_f16_ggml_vec(q, col, hd) * scale;
             mx = std::max(mx, sc[j]);
         }
@@ -221,7 +256,7 @@ void attend_f16(const float* q, int64_t hd, float scale, const attn_kv& kv, cons
     for (int64_t j = 0; j < n; ++j) sc[j] *= inv;
     round_to_f16(sc, n);
     const int lane_w = one_row ? 64 : 16;  // 4 accumulators x 16 (vec_dot_f16) or 16 (tinyBLAS)
-    pv_lanes(sc, kv, cells, n, hd, lane_w, lanes);
+    pv_lanes(sc, kv, cells, n, hd, lane_w, lanes, col);
     reduce_lanes(lanes, hd, lane_w, out);
 }
 

@@ -4,32 +4,85 @@
 #include <stdexcept>
 
 #include "common/error.h"
+#include "common/fp16.h"
+#include "common/memory.h"
+#include "quant/type-traits.h"
 
 namespace pipeinfer {
 
-kv_cache::kv_cache(int n_layer, int64_t n_ctx, int64_t n_embd_k, int64_t n_embd_v, int n_seq_max, int seq_group)
-    : n_ctx_(n_ctx), n_embd_k_(n_embd_k), n_embd_v_(n_embd_v), n_seq_max_(n_seq_max), seq_group_(seq_group) {
+size_t kv_cache::bytes_needed(int n_layer, int64_t n_ctx, int64_t n_embd_k, int64_t n_embd_v, kv_type type) {
+    const size_t per_layer = type == kv_type::Q8_0
+                                 ? static_cast<size_t>(n_ctx) * (kv_row_bytes(type, n_embd_k) + kv_row_bytes(type, n_embd_v))
+                                 : static_cast<size_t>(n_ctx + 16) * static_cast<size_t>(n_embd_k) * 2 +
+                                       static_cast<size_t>(n_ctx) * kv_row_bytes(type, n_embd_v);
+    return per_layer * static_cast<size_t>(n_layer);
+}
+
+kv_cache::kv_cache(int n_layer, int64_t n_ctx, int64_t n_embd_k, int64_t n_embd_v, int n_seq_max, int seq_group,
+                   kv_type type)
+    : n_ctx_(n_ctx), n_embd_k_(n_embd_k), n_embd_v_(n_embd_v), n_seq_max_(n_seq_max), seq_group_(seq_group),
+      type_(type) {
     if (n_ctx <= 0) throw std::invalid_argument(format("n_ctx must be > 0, got %lld", (long long)n_ctx));
     if (n_seq_max <= 0) throw std::invalid_argument(format("n_seq_max must be > 0, got %d", n_seq_max));
     if (seq_group < 0 || (seq_group > 0 && n_seq_max % seq_group != 0)) {
         throw std::invalid_argument(format("seq_group must be 0 or divide n_seq_max (%d), got %d", n_seq_max, seq_group));
     }
+    if (type != kv_type::F16 && type != kv_type::Q8_0) {
+        throw std::invalid_argument(format("unknown KV storage type %d", static_cast<int>(type)));
+    }
+    if (type == kv_type::Q8_0 && (n_embd_k % 32 != 0 || n_embd_v % 32 != 0)) {
+        throw unsupported_type(format("kv_type q8_0 needs K/V widths that are multiples of 32, got %lld and %lld",
+                                      (long long)n_embd_k, (long long)n_embd_v));
+    }
+    bytes_ = bytes_needed(n_layer, n_ctx, n_embd_k, n_embd_v, type);
+    check_fits_in_memory(bytes_, format("KV cache (n_ctx %lld, %d layers, %lld K + %lld V values per token, %s)",
+                                        (long long)n_ctx, n_layer, (long long)n_embd_k, (long long)n_embd_v,
+                                        kv_type_name(type)));
     words_ = (n_seq_max + 63) / 64;
     pos_.assign(static_cast<size_t>(n_ctx), -1);
     seqs_.assign(static_cast<size_t>(n_ctx * words_), 0);
     k_.resize(static_cast<size_t>(n_layer));
     v_.resize(static_cast<size_t>(n_layer));
+    const size_t k_bytes = type == kv_type::Q8_0 ? static_cast<size_t>(n_ctx) * kv_row_bytes(type, n_embd_k)
+                                                  : static_cast<size_t>(k_t_stride() * n_embd_k) * 2;
+    const size_t v_bytes = static_cast<size_t>(n_ctx) * kv_row_bytes(type, n_embd_v);
     for (int il = 0; il < n_layer; ++il) {
-        k_[il].assign(static_cast<size_t>(k_t_stride() * n_embd_k), 0.0f);
-        v_[il].assign(static_cast<size_t>(n_ctx * n_embd_v), 0.0f);
+        k_[il].assign(k_bytes, 0);
+        v_[il].assign(v_bytes, 0);
     }
 }
 
 void kv_cache::store(int il, int64_t cell, const float* k, const float* v) {
-    float* kt = k_[il].data() + cell;
+    if (type_ == kv_type::Q8_0) {
+        const from_float_fn quantize = get_type_traits(ggml_type::Q8_0).from_float;
+        quantize(k, k_[il].data() + static_cast<size_t>(cell) * kv_row_bytes(type_, n_embd_k_), n_embd_k_);
+        quantize(v, v_[il].data() + static_cast<size_t>(cell) * kv_row_bytes(type_, n_embd_v_), n_embd_v_);
+        return;
+    }
+    uint16_t* kt = reinterpret_cast<uint16_t*>(k_[il].data()) + cell;
     const int64_t stride = k_t_stride();
-    for (int64_t x = 0; x < n_embd_k_; ++x) kt[x * stride] = k[x];
-    std::copy_n(v, n_embd_v_, v_[il].data() + cell * n_embd_v_);
+    for (int64_t x = 0; x < n_embd_k_; ++x) kt[x * stride] = fp32_to_fp16(k[x]);
+    uint16_t* vr = reinterpret_cast<uint16_t*>(v_[il].data()) + cell * n_embd_v_;
+    for (int64_t t = 0; t < n_embd_v_; ++t) vr[t] = fp32_to_fp16(v[t]);
+}
+
+attn_kv kv_cache::head_view(int il, int64_t g, int64_t head_dim) const {
+    attn_kv kv;
+    kv.type = type_;
+    kv.cell_pos = pos_.data();
+    if (type_ == kv_type::Q8_0) {
+        const size_t head_off = kv_row_bytes(type_, g * head_dim);
+        kv.k = k_[il].data() + head_off;
+        kv.k_stride = static_cast<int64_t>(kv_row_bytes(type_, n_embd_k_));
+        kv.v = v_[il].data() + head_off;
+        kv.v_stride = static_cast<int64_t>(kv_row_bytes(type_, n_embd_v_));
+        return kv;
+    }
+    kv.k = reinterpret_cast<const uint16_t*>(k_[il].data()) + g * head_dim * k_t_stride();
+    kv.k_stride = k_t_stride();
+    kv.v = reinterpret_cast<const uint16_t*>(v_[il].data()) + g * head_dim;
+    kv.v_stride = n_embd_v_;
+    return kv;
 }
 
 void kv_cache::check_seq(int32_t seq, const char* what) const {

@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/attention.h"
+
 namespace pipeinfer {
 
 // Per-token sequence ids of a batch, flattened: token i has ids[offsets[i] .. offsets[i+1]).
@@ -24,13 +26,19 @@ struct seq_lists {
 class kv_cache {
 public:
     // n_layer: layers held by this stage; n_embd_k / n_embd_v: values per token per layer
-    // (n_head_kv * head_dim); n_seq_max: sequence ids are in [0, n_seq_max).
+    // (n_head_kv * head_dim); n_seq_max: sequence ids are in [0, n_seq_max); type: how values are
+    // stored (kernels/attention.h; Q8_0 needs n_embd_k and n_embd_v multiples of 32).
     // seq_group: 0, or sequence ids come in groups of seq_group consecutive ids (one group per
     // serving slot) whose first id is the group's canonical sequence: its cells are visible to every
     // sequence of the group (speculative buffers then hold only their own tokens: committing them is
     // one seq_cp to the canonical sequence, and no buffer needs a copy of the canonical history).
     // One group of n_seq_max ids is the single-generation layout (sequence 0 canonical).
-    kv_cache(int n_layer, int64_t n_ctx, int64_t n_embd_k, int64_t n_embd_v, int n_seq_max, int seq_group = 0);
+    // Throws memory_error, before allocating, if the K/V storage (bytes_needed) exceeds the memory
+    // available to the process (common/memory.h).
+    kv_cache(int n_layer, int64_t n_ctx, int64_t n_embd_k, int64_t n_embd_v, int n_seq_max, int seq_group = 0,
+             kv_type type = kv_type::F16);
+    // Bytes of K/V storage a cache of these dimensions allocates.
+    static size_t bytes_needed(int n_layer, int64_t n_ctx, int64_t n_embd_k, int64_t n_embd_v, kv_type type);
     int seq_group() const { return seq_group_; }
     // The canonical sequence whose cells `seq` also sees (seq itself without groups).
     int32_t seq_canonical(int32_t seq) const { return seq_group_ > 0 ? seq - seq % seq_group_ : seq; }
@@ -75,17 +83,20 @@ public:
     void visible_cells(const std::vector<int32_t>& pos, const seq_lists& seqs,
                        std::vector<std::vector<int32_t>>& out) const;
 
-    // Writes the K and V vectors (n_embd_k and n_embd_v values) of the token in `cell` for a layer
-    // (local layer index). Values are stored as given (the model rounds them to f16 precision, the
-    // precision of llama.cpp's default f16 cache).
+    // Writes the K and V vectors (n_embd_k and n_embd_v f32 values) of the token in `cell` for a layer
+    // (local layer index), converted to the storage type (f16: rounded to nearest even, as llama.cpp's
+    // f16 cache stores them; q8_0: quantized per block of 32 as ggml's quantize_row_q8_0).
     void store(int il, int64_t cell, const float* k, const float* v);
-    // K of a layer, transposed: (n_embd_k, k_t_stride) f32, value x of cell c at [x * k_t_stride + c],
-    // so that attention reads the same K value of 16 neighbouring cells as one vector. The row stride
-    // is n_ctx plus 16 cells, so that the rows of a tile do not all fall into one L1 cache set (n_ctx is
-    // often a power of two). V: (n_ctx, n_embd_v).
-    const float* k_t(int il) const { return k_[il].data(); }
+    // Where the keys and values of KV head g (values [g * head_dim, (g + 1) * head_dim)) of a layer sit,
+    // for attention. F16: K transposed, (n_embd_k, k_t_stride) halves, value x of cell c at
+    // [x * k_t_stride + c], so that attention reads the same K value of 16 neighbouring cells as one
+    // vector (the row stride is n_ctx plus 16 cells, so that the rows of a tile do not all fall into
+    // one L1 cache set: n_ctx is often a power of two); V (n_ctx, n_embd_v) halves. Q8_0: K and V one
+    // row of blocks per cell, (n_ctx, n_embd / 32) block_q8_0.
+    attn_kv head_view(int il, int64_t g, int64_t head_dim) const;
     int64_t k_t_stride() const { return n_ctx_ + 16; }
-    const float* v(int il) const { return v_[il].data(); }
+    kv_type type() const { return type_; }
+    size_t bytes() const { return bytes_; }
     // Position of every cell ((n_ctx), -1 where free).
     const int32_t* positions() const { return pos_.data(); }
     int64_t n_embd_k() const { return n_embd_k_; }
@@ -100,11 +111,15 @@ private:
     int64_t n_embd_k_, n_embd_v_;
     int n_seq_max_;
     int seq_group_ = 0;              // ids per sequence group (0: no groups)
+    kv_type type_ = kv_type::F16;
+    size_t bytes_ = 0;               // K/V storage bytes (bytes_needed)
     int64_t words_;                  // 64-bit words per cell in the sequence bitset
     std::vector<int32_t> pos_;       // (n_ctx) position of each cell, -1 if free
     std::vector<uint64_t> seqs_;     // (n_ctx, words_) sequence bitset of each cell
-    std::vector<std::vector<float>> k_;  // n_layer × (n_embd_k, k_t_stride) f32 (transposed)
-    std::vector<std::vector<float>> v_;  // n_layer × (n_ctx, n_embd_v) f32
+    // Per layer. F16: K (n_embd_k, k_t_stride) f16 (transposed), V (n_ctx, n_embd_v) f16.
+    // Q8_0: K (n_ctx, n_embd_k / 32), V (n_ctx, n_embd_v / 32) block_q8_0.
+    std::vector<std::vector<uint8_t>> k_;
+    std::vector<std::vector<uint8_t>> v_;
     int64_t n_used_ = 0;
     int64_t used_end_ = 0;
     int64_t search_head_ = 0;        // where the next free-cell search starts

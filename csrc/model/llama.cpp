@@ -51,14 +51,29 @@ void batch::validate(int64_t n_vocab, int n_seq_max, bool needs_tokens) const {
     }
 }
 
+int64_t checked_n_ctx(const gguf_file& f, const llama_hparams& hp, int64_t n_ctx, kv_type kv) {
+    if (n_ctx > hp.n_ctx_train) {
+        throw std::invalid_argument(format("%s: n_ctx %lld exceeds the model's trained context of %lld tokens "
+                                           "(%s.context_length); the model has no rope scaling to extend it",
+                                           f.source().c_str(), (long long)n_ctx, (long long)hp.n_ctx_train,
+                                           hp.arch_name.c_str()));
+    }
+    if (kv == kv_type::Q8_0 && hp.head_dim % 32 != 0) {
+        throw unsupported_type(format("%s: kv_type q8_0 needs a head size that is a multiple of 32, the model's is %lld",
+                                      f.source().c_str(), (long long)hp.head_dim));
+    }
+    return n_ctx;
+}
+
 llama_stage::llama_stage(std::shared_ptr<const gguf_file> file, int64_t layer_begin, int64_t layer_end,
-                         int64_t n_ctx, int n_seq_max, int n_threads, int seq_group, const repack_options& repack)
+                         int64_t n_ctx, int n_seq_max, int n_threads, int seq_group, const repack_options& repack,
+                         kv_type kv)
     : file_(std::move(file)),
       hp_(hparams_from_gguf(*file_)),
       n_vocab_(vocab_size_from_gguf(*file_, hp_)),
       w_(bind_stage_weights(*file_, hp_, layer_begin, layer_end < 0 ? hp_.n_layer : layer_end)),
-      kv_(static_cast<int>(w_.layer_end - w_.layer_begin), n_ctx, hp_.n_embd_kv(), hp_.n_embd_kv(), n_seq_max,
-          seq_group),
+      kv_(static_cast<int>(w_.layer_end - w_.layer_begin), checked_n_ctx(*file_, hp_, n_ctx, kv), hp_.n_embd_kv(),
+          hp_.n_embd_kv(), n_seq_max, seq_group, kv),
       pool_(n_threads) {
     repack_stage_weights(w_, pool_, *file_, repack);
 }
@@ -88,9 +103,7 @@ void llama_stage::attention_layer(int il, const batch& b, const std::vector<int3
         }
         rope_apply(&q_[i * dq], hp_.n_head, hd, hp_.n_rot, b.pos[i], hp_.rope_freq_base, hp_.rope);
         rope_apply(&k_[i * dkv], hp_.n_head_kv, hd, hp_.n_rot, b.pos[i], hp_.rope_freq_base, hp_.rope);
-        // The cache holds f16-precision values, and llama.cpp's f16 K·Q product rounds Q to f16.
-        round_to_f16(&k_[i * dkv], dkv);
-        round_to_f16(&v_[i * dkv], dkv);
+        // llama.cpp's f16 K·Q product rounds Q to f16; the cache converts K and V to its storage type.
         round_to_f16(&q_[i * dq], dq);
         kv_.store(il, cells[i], &k_[i * dkv], &v_[i * dkv]);
     }
@@ -106,12 +119,7 @@ void llama_stage::attention_layer(int il, const batch& b, const std::vector<int3
             const size_t i = static_cast<size_t>(item / hp_.n_head);
             const int64_t h = item % hp_.n_head;
             const int64_t g = h / group;
-            attn_kv kv;
-            kv.k_t = kv_.k_t(il) + g * hd * kv_.k_t_stride();
-            kv.k_stride = kv_.k_t_stride();
-            kv.v = kv_.v(il) + g * hd;
-            kv.v_stride = dkv;
-            kv.cell_pos = kv_.positions();
+            const attn_kv kv = kv_.head_view(il, g, hd);
             const std::vector<int32_t>& vis = visible_[i];
             attend_f16(&q_[i * dq + h * hd], hd, scale, kv, vis.data(), static_cast<int64_t>(vis.size()), one_row,
                        scratch, &att_[i * dq + h * hd]);

@@ -48,13 +48,21 @@ struct stage_stats {
     uint64_t layers_skipped = 0;   // layer evaluations skipped by cancellation
 };
 
+// n_ctx, checked against the model: at most the trained context (the engine applies no rope scaling),
+// and a head size q8_0 storage can split into blocks.
+int64_t checked_n_ctx(const gguf_file& f, const llama_hparams& hp, int64_t n_ctx, kv_type kv);
+
 class llama_stage {
 public:
     // Runs layers [layer_begin, layer_end) of the model in `file` with a KV cache of n_ctx cells and
     // n_seq_max sequences, on n_threads threads. repack.enabled: row-interleaved weight copies where the
-    // type has them (model/weights-repack.h; faster, not llama.cpp's summation order).
+    // type has them (model/weights-repack.h; faster, not llama.cpp's summation order). kv: how the KV
+    // cache stores values (f16 as llama.cpp by default; q8_0 about half of that again, not exact).
+    // Throws std::invalid_argument for an n_ctx above the model's trained context, memory_error if the
+    // KV cache does not fit in the memory available (checked before allocating).
     llama_stage(std::shared_ptr<const gguf_file> file, int64_t layer_begin, int64_t layer_end, int64_t n_ctx,
-                int n_seq_max, int n_threads, int seq_group = 0, const repack_options& repack = {});
+                int n_seq_max, int n_threads, int seq_group = 0, const repack_options& repack = {},
+                kv_type kv = kv_type::F16);
 
     // First stage: `in` is ignored and b.token is embedded. Other stages: `in` is (n_tokens, n_embd)
     // f32 activations from the previous stage. Result: on the last stage, `out` = (n_outputs, n_vocab)

@@ -93,7 +93,7 @@ pipeline::pipeline(const pipeline_config& cfg)
     if (n_stages < 1) throw std::invalid_argument(format("stages must be >= 1, got %d", n_stages));
     split_ = resolve_split(*file_, hp, cfg, n_stages);
     head_ = std::make_unique<llama_stage>(file_, 0, split_[0], n_ctx_, n_seq_max_, cfg.n_threads, seq_group(),
-                                          repack_options{cfg.repack, cfg.repack_cache_dir});
+                                          repack_options{cfg.repack, cfg.repack_cache_dir}, cfg.kv);
     if ((n_stages > 1 || n_draft_ > 0) && cfg.transport == "local") {
         local_options lopts;
         lopts.heartbeat_s = cfg.heartbeat_s;
@@ -145,6 +145,7 @@ void pipeline::handshake(const pipeline_config& cfg) {
     c.h.seq_group = seq_group();
     c.h.repack = cfg.repack;
     c.h.trace = cfg.trace;
+    c.h.kv_type = static_cast<uint8_t>(cfg.kv);
     c.h.stage_layers = split_;
     c.h.n_draft_ranks = n_draft_;
     const std::vector<uint8_t> msg = encode_control(c);

@@ -36,6 +36,7 @@ struct pipeline_config {
     bool act_f16 = false;                // activations travel between stages as f16
     bool repack = false;                 // row-interleaved weights on every stage (quant/repack.h)
     std::string repack_cache_dir;        // where stages cache them (model/repack-cache.h); "" = no cache
+    kv_type kv = kv_type::F16;           // KV cache storage on every stage (kernels/attention.h)
     int n_spec_buffers = 0;              // KV multibuffer ring: speculative buffers (0 = no speculation)
     int n_spec_branches = 1;             // sequences per buffer (draft-tree branches)
     double heartbeat_s = 0.5;
@@ -113,6 +114,7 @@ public:
     void close();
 
     const llama_hparams& hparams() const { return head_->hparams(); }
+    const kv_cache& kv() const { return head_->kv(); }  // stage 0's cache
     int64_t n_vocab() const { return head_->n_vocab(); }
     int64_t n_ctx() const { return n_ctx_; }
     int n_seq_max() const { return n_seq_max_; }

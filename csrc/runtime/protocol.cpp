@@ -272,6 +272,7 @@ std::vector<uint8_t> encode_control(const control& c) {
         w.put<int32_t>(c.h.seq_group);
         w.put<uint8_t>(c.h.repack ? 1 : 0);
         w.put<uint8_t>(c.h.trace ? 1 : 0);
+        w.put<uint8_t>(c.h.kv_type);
         w.put_array(c.h.stage_layers.data(), c.h.stage_layers.size());
         w.put(c.h.n_draft_ranks);
         break;
@@ -308,6 +309,8 @@ control decode_control(const std::vector<uint8_t>& data, int src) {
         c.h.seq_group = r.get<int32_t>("seq_group");
         c.h.repack = r.get<uint8_t>("repack") != 0;
         c.h.trace = r.get<uint8_t>("trace") != 0;
+        c.h.kv_type = r.get<uint8_t>("kv_type");
+        if (c.h.kv_type > 1) r.fail("kv_type", format("unknown KV storage type %u", c.h.kv_type));
         c.h.stage_layers = r.get_array<int64_t>("stage_layers", 65536);
         c.h.n_draft_ranks = r.get<int32_t>("n_draft_ranks");
         if (c.h.n_draft_ranks < 0 || c.h.n_draft_ranks > 65536) r.fail("n_draft_ranks", "out of range");

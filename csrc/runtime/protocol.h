@@ -92,6 +92,7 @@ struct hello {
     int32_t seq_group = 0;             // KV: sequence ids per group (kv_cache seq_group; 0: none)
     bool repack = false;               // row-interleaved weights (quant/repack.h)
     bool trace = false;                // record a trace_span per run for timelines
+    uint8_t kv_type = 0;               // KV storage (kernels/attention.h kv_type)
     std::vector<int64_t> stage_layers; // layers per target stage (ranks 0..n-1)
     int32_t n_draft_ranks = 0;         // ranks after the target stages that run the drafter
 };

@@ -172,6 +172,7 @@ std::string error_kind_of(const std::exception& e) {
     if (dynamic_cast<const gguf_error*>(&e)) return "gguf";
     if (dynamic_cast<const model_error*>(&e)) return "model";
     if (dynamic_cast<const kv_full_error*>(&e)) return "kv_full";
+    if (dynamic_cast<const memory_error*>(&e)) return "memory";
     if (dynamic_cast<const unsupported_type*>(&e)) return "unsupported";
     if (dynamic_cast<const transport_error*>(&e)) return "transport";
     if (dynamic_cast<const std::invalid_argument*>(&e)) return "invalid";
@@ -196,6 +197,7 @@ void rethrow_remote_error(const control& c, int src, transport& tp) {
     if (kind == "gguf") throw gguf_error(msg);
     if (kind == "model") throw model_error(msg);
     if (kind == "kv_full") throw kv_full_error(msg);
+    if (kind == "memory") throw memory_error(msg);
     if (kind == "unsupported") throw unsupported_type(msg);
     if (kind == "invalid") throw std::invalid_argument(msg);
     throw transport_error(msg, c.error_rank >= 0 ? c.error_rank : src);
@@ -246,7 +248,7 @@ void run_worker(transport& tp, std::shared_ptr<const gguf_file> file, const std:
         for (int r = 0; r < tp.rank(); ++r) begin += h.stage_layers[static_cast<size_t>(r)];
         const int64_t end = begin + h.stage_layers[static_cast<size_t>(tp.rank())];
         llama_stage st(file, begin, end, h.n_ctx, h.n_seq_max, h.n_threads, h.seq_group,
-                       repack_options{h.repack, repack_cache_dir});
+                       repack_options{h.repack, repack_cache_dir}, static_cast<kv_type>(h.kv_type));
         control ready;
         ready.type = control_type::READY;
         ready.rank = tp.rank();
