@@ -4,7 +4,9 @@ This module owns turning a list of OpenAI-style messages into one prompt string,
 transformers' `apply_chat_template` does: a sandboxed Jinja environment with trim_blocks and
 lstrip_blocks, the loopcontrols extension, a no-op `{% generation %}` block, the `raise_exception` and
 `strftime_now` globals and a JSON `tojson` filter that does not HTML-escape. When a model has no
-template it falls back to ChatML. It does not tokenize, does not read GGUF files and never evaluates a
+template, `builtin_template` picks the built-in chat format llama.cpp has for the model's family (by
+architecture and the special tokens of its vocabulary: gemma, llama3, phi3, mistral), and ChatML
+otherwise. It does not tokenize, does not read GGUF files and never evaluates a
 template outside the sandbox (templates come from model files and are untrusted).
 """
 from __future__ import annotations
@@ -19,7 +21,8 @@ import jinja2.ext
 import jinja2.nodes
 import jinja2.sandbox
 
-__all__ = ["CHATML_TEMPLATE", "ChatTemplateError", "render_chat", "validate_messages"]
+__all__ = ["BUILTIN_TEMPLATES", "CHATML_TEMPLATE", "ChatTemplateError", "builtin_template", "render_chat",
+           "validate_messages"]
 
 # ChatML, the fallback for models whose GGUF has no tokenizer.chat_template.
 CHATML_TEMPLATE = (
@@ -28,6 +31,79 @@ CHATML_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
+
+
+# llama.cpp's built-in chat formats (src/llama-chat.cpp, llm_chat_apply_template) as Jinja, for files
+# without a template, with llama.cpp's whitespace (gemma and llama3 trim contents); gemma merges system
+# messages into the next user turn and names the assistant "model"; BOS comes from the tokenizer.
+BUILTIN_TEMPLATES = {
+    "chatml": CHATML_TEMPLATE,
+    "gemma": (
+        "{%- set ns = namespace(system='') -%}"
+        "{%- for message in messages -%}"
+        "{%- if message['role'] == 'system' -%}{%- set ns.system = ns.system + (message['content'] | trim) -%}"
+        "{%- else -%}"
+        "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+        "{{- '<start_of_turn>' + role + '\n' -}}"
+        "{%- if ns.system and role != 'model' -%}{{- ns.system + '\n\n' -}}{%- set ns.system = '' -%}{%- endif -%}"
+        "{{- (message['content'] | trim) + '<end_of_turn>\n' -}}"
+        "{%- endif -%}"
+        "{%- endfor -%}"
+        "{%- if add_generation_prompt -%}{{- '<start_of_turn>model\n' -}}{%- endif -%}"
+    ),
+    "llama3": (
+        "{%- for message in messages -%}"
+        "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + (message['content'] | trim)"
+        " + '<|eot_id|>' -}}"
+        "{%- endfor -%}"
+        "{%- if add_generation_prompt -%}{{- '<|start_header_id|>assistant<|end_header_id|>\n\n' -}}{%- endif -%}"
+    ),
+    "phi3": (
+        "{%- for message in messages -%}"
+        "{{- '<|' + message['role'] + '|>\n' + message['content'] + '<|end|>\n' -}}"
+        "{%- endfor -%}"
+        "{%- if add_generation_prompt -%}{{- '<|assistant|>\n' -}}{%- endif -%}"
+    ),
+    # "mistral-v1": a turn opens with " [INST] " (system text, then the user's), the user's text ends
+    # with " [/INST]", the answer follows after a space and ends with </s>
+    "mistral": (
+        "{%- set ns = namespace(open=false) -%}"
+        "{%- for message in messages -%}"
+        "{%- if not ns.open -%}{{- ' [INST] ' -}}{%- set ns.open = true -%}{%- endif -%}"
+        "{%- if message['role'] == 'system' -%}{{- message['content'] + '\n\n' -}}"
+        "{%- elif message['role'] == 'user' -%}{{- message['content'] + ' [/INST]' -}}"
+        "{%- else -%}{{- ' ' + message['content'] + '</s>' -}}{%- set ns.open = false -%}"
+        "{%- endif -%}"
+        "{%- endfor -%}"
+    ),
+}
+
+
+def builtin_template(arch: Optional[str], tokens: Optional[Sequence[str]]) -> str:
+    """The name of the built-in chat format for a model whose file has no template.
+
+    Args:
+        arch: general.architecture.
+        tokens: the vocabulary (tokenizer.ggml.tokens), searched for each family's special tokens.
+
+    Returns:
+        A key of BUILTIN_TEMPLATES: "gemma" for gemma* architectures or a vocabulary with
+        <start_of_turn>, "llama3" with <|start_header_id|> and <|eot_id|>, "chatml" with <|im_start|>,
+        "phi3" for phi3 or a vocabulary with <|user|> and <|end|>, "mistral" with [INST], else "chatml".
+    """
+    vocab = frozenset(tokens or ())
+    arch = arch or ""
+    if arch.startswith("gemma") or "<start_of_turn>" in vocab:
+        return "gemma"
+    if {"<|start_header_id|>", "<|eot_id|>"} <= vocab:
+        return "llama3"
+    if "<|im_start|>" in vocab:
+        return "chatml"
+    if arch == "phi3" or {"<|user|>", "<|end|>"} <= vocab:
+        return "phi3"
+    if "[INST]" in vocab:
+        return "mistral"
+    return "chatml"
 
 
 class ChatTemplateError(ValueError):

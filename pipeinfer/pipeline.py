@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeinfer import _core, launch
 from pipeinfer.batching.slots import Slot, close_slots, common_prefix, layout, make_slots
-from pipeinfer.chat import render_chat
+from pipeinfer.chat import BUILTIN_TEMPLATES, builtin_template, render_chat
 from pipeinfer.config import EngineConfig, layer_counts, shifted_context
 from pipeinfer.drafters import Drafter, make_drafter
 from pipeinfer.drafters.remote import DraftServer, RemoteDrafter
@@ -365,8 +365,13 @@ class Pipeline:
 
     @property
     def chat_template(self) -> Optional[str]:
+        """The file's chat template, or for a file without one the built-in format of the model's
+        family (pipeinfer.chat.builtin_template: gemma, llama3, phi3, mistral or ChatML)."""
         tpl = self.metadata.get("tokenizer.chat_template")
-        return tpl if isinstance(tpl, str) else None
+        if isinstance(tpl, str) and tpl:
+            return tpl
+        name = builtin_template(self.metadata.get("general.architecture"), self.metadata.get("tokenizer.ggml.tokens"))
+        return BUILTIN_TEMPLATES[name]
 
     def stage_stats(self) -> List[Dict[str, Any]]:
         """Per-stage counters: runs, runs skipped, tokens, layers run and skipped, bytes and messages

@@ -287,3 +287,50 @@ def read_gguf_string_key(path: Path, key: str) -> str:
 @pytest.mark.parametrize("name,template", [("smollm2-135m", SMOLLM2_TEMPLATE), ("qwen2.5-coder-0.5b", QWEN25_TEMPLATE)])
 def test_embedded_templates_match_the_gguf_files(real_model_path, name, template):
     assert read_gguf_string_key(real_model_path(name), "tokenizer.chat_template") == template
+
+
+# ------------------------------------------------------------------ built-in formats for files without one
+CONVERSATION = [{"role": "system", "content": " Be brief. "}, {"role": "user", "content": "Hi! "},
+                {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Bye"}]
+
+
+def test_builtin_gemma_format_is_llama_cpps():
+    """llama.cpp's LLM_CHAT_TEMPLATE_GEMMA: system merged into the first user turn, assistant = model."""
+    from pipeinfer.chat import BUILTIN_TEMPLATES
+
+    assert render_chat(BUILTIN_TEMPLATES["gemma"], CONVERSATION) == (
+        "<start_of_turn>user\nBe brief.\n\nHi!<end_of_turn>\n"
+        "<start_of_turn>model\nHello.<end_of_turn>\n"
+        "<start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n"
+    )
+
+
+def test_builtin_llama3_phi3_mistral_formats_are_llama_cpps():
+    from pipeinfer.chat import BUILTIN_TEMPLATES
+
+    assert render_chat(BUILTIN_TEMPLATES["llama3"], CONVERSATION[1:3]) == (
+        "<|start_header_id|>user<|end_header_id|>\n\nHi!<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\nHello.<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
+    assert render_chat(BUILTIN_TEMPLATES["phi3"], CONVERSATION[1:2]) == "<|user|>\nHi! <|end|>\n<|assistant|>\n"
+    assert render_chat(BUILTIN_TEMPLATES["mistral"], CONVERSATION) == (
+        " [INST]  Be brief. \n\nHi!  [/INST] Hello.</s> [INST] Bye [/INST]"
+    )
+
+
+@pytest.mark.parametrize("arch,tokens,want", [
+    ("gemma3", ["<pad>", "<eos>"], "gemma"),
+    ("llama", ["<s>", "<start_of_turn>", "<end_of_turn>"], "gemma"),
+    ("llama", ["<|begin_of_text|>", "<|start_header_id|>", "<|eot_id|>"], "llama3"),
+    ("qwen2", ["<|im_start|>", "<|im_end|>"], "chatml"),
+    ("phi3", ["<s>", "</s>"], "phi3"),
+    ("llama", ["<s>", "<|user|>", "<|end|>", "<|assistant|>"], "phi3"),
+    ("llama", ["<s>", "[INST]", "[/INST]"], "mistral"),
+    ("llama", ["<s>", "</s>"], "chatml"),
+    (None, None, "chatml"),
+])
+def test_builtin_template_chosen_by_architecture_and_vocabulary(arch, tokens, want):
+    from pipeinfer.chat import builtin_template
+
+    assert builtin_template(arch, tokens) == want
