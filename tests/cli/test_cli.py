@@ -83,7 +83,7 @@ def test_ctrl_c_stops_a_pipelined_generation_promptly(tiny_model, tmp_path):
     import signal
     import time
 
-    path, _ = tiny_model("llama", "q8_0")
+    path, _ = tiny_model("llama", "q8_0", n_ctx_train=32768)  # a context long enough never to fill
     cmd = [sys.executable, "-m", "pipeinfer", "run", "-m", str(path), "-p", "the cat", "-n", "0", "-c", "30000",
            "--temp", "0", "--stages", "2", "-t", "1", "--draft", "ngram"]
     with subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
