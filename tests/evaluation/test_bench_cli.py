@@ -18,7 +18,7 @@ def run_cli(args, cwd, timeout=300):
 
 @pytest.fixture(scope="module")
 def tiny_path(tiny_model):
-    path, _ = tiny_model("llama", "q8_0")
+    path, _ = tiny_model("llama", "q8_0", n_ctx_train=1024)  # the benchmarks run with n_ctx 1024
     return str(path)
 
 
