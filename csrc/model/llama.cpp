@@ -51,11 +51,15 @@ void batch::validate(int64_t n_vocab, int n_seq_max, bool needs_tokens) const {
     }
 }
 
-int64_t checked_n_ctx(const gguf_file& f, const llama_hparams& hp, int64_t n_ctx, kv_type kv) {
-    if (n_ctx > hp.n_ctx_train) {
-        throw std::invalid_argument(format("%s: n_ctx %lld exceeds the model's trained context of %lld tokens "
+int64_t checked_n_ctx(const gguf_file& f, const llama_hparams& hp, int64_t n_ctx, kv_type kv, int n_slots) {
+    const int64_t per_slot = n_ctx / std::max(n_slots, 1);
+    if (per_slot > hp.n_ctx_train) {
+        const std::string what = n_slots > 1 ? format("n_ctx %lld over %d slots (%lld per sequence)", (long long)n_ctx,
+                                                      n_slots, (long long)per_slot)
+                                             : format("n_ctx %lld", (long long)n_ctx);
+        throw std::invalid_argument(format("%s: %s exceeds the model's trained context of %lld tokens "
                                            "(%s.context_length); the model has no rope scaling to extend it",
-                                           f.source().c_str(), (long long)n_ctx, (long long)hp.n_ctx_train,
+                                           f.source().c_str(), what.c_str(), (long long)hp.n_ctx_train,
                                            hp.arch_name.c_str()));
     }
     if (kv == kv_type::Q8_0 && hp.head_dim % 32 != 0) {
@@ -72,7 +76,7 @@ llama_stage::llama_stage(std::shared_ptr<const gguf_file> file, int64_t layer_be
       hp_(hparams_from_gguf(*file_)),
       n_vocab_(vocab_size_from_gguf(*file_, hp_)),
       w_(bind_stage_weights(*file_, hp_, layer_begin, layer_end < 0 ? hp_.n_layer : layer_end)),
-      kv_(static_cast<int>(w_.layer_end - w_.layer_begin), checked_n_ctx(*file_, hp_, n_ctx, kv), hp_.n_embd_kv(),
+      kv_(static_cast<int>(w_.layer_end - w_.layer_begin), checked_n_ctx(*file_, hp_, n_ctx, kv, seq_group > 0 ? n_seq_max / seq_group : n_seq_max), hp_.n_embd_kv(),
           hp_.n_embd_kv(), n_seq_max, seq_group, kv),
       pool_(n_threads) {
     repack_stage_weights(w_, pool_, *file_, repack);

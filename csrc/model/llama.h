@@ -48,9 +48,10 @@ struct stage_stats {
     uint64_t layers_skipped = 0;   // layer evaluations skipped by cancellation
 };
 
-// n_ctx, checked against the model: at most the trained context (the engine applies no rope scaling),
-// and a head size q8_0 storage can split into blocks.
-int64_t checked_n_ctx(const gguf_file& f, const llama_hparams& hp, int64_t n_ctx, kv_type kv);
+// n_ctx, checked against the model: each of the n_slots sequence groups (serving slots; without groups,
+// each sequence, as llama.cpp's n_ctx_per_seq) gets at most the trained context (the engine applies no
+// rope scaling), and q8_0 storage needs a head size it can split into blocks.
+int64_t checked_n_ctx(const gguf_file& f, const llama_hparams& hp, int64_t n_ctx, kv_type kv, int n_slots);
 
 class llama_stage {
 public:

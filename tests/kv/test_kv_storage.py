@@ -117,3 +117,13 @@ def test_kv_cache_larger_than_memory_fails_before_allocating(tiny_model):
     assert f"KV cache (n_ctx {n_ctx}, 16 layers" in msg and f"needs {need} bytes" in msg
     assert "are available" in msg and "kv_type='q8_0'" in msg
     assert isinstance(e.value, MemoryError)
+
+
+def test_trained_context_is_per_slot(model):
+    """Serving slots split the cells: each slot's share, not the total, is held to the trained context."""
+    path, m = model
+    n_train = m.hparams["n_ctx_train"]
+    with pipeinfer.Pipeline(path, n_ctx=2 * n_train, n_threads=1, parallel=2) as p:
+        assert p._native.n_ctx == 2 * n_train and p.n_ctx == n_train  # the engine's cells; each slot's share
+    with pytest.raises(ValueError, match=rf"n_ctx {2 * n_train + 2} over 2 slots \({n_train + 1} per sequence\)"):
+        pipeinfer.Pipeline(path, n_ctx=2 * n_train + 2, n_threads=1, parallel=2)

@@ -10,7 +10,7 @@ from server_helpers import running_server
 
 @pytest.fixture(scope="session")
 def tiny_path(tiny_model):
-    path, _ = tiny_model("qwen2", "q8_0", n_layer=3)
+    path, _ = tiny_model("qwen2", "q8_0", n_layer=3, n_ctx_train=4096)  # some tests ask for 2048 cells
     return str(path)
 
 
