@@ -101,3 +101,20 @@ def test_cancellation_stops_runs_early_on_the_workers():
                  SpeculationPolicy(n_draft=2, max_in_flight=4, adaptive=False))
     full = sum(c.time(n) for n in r.launched for c in cfg.stages[1:])
     assert r.stats["runs_cancelled"] > 0 and sum(r.stage_busy_s[1:]) < 0.9 * full
+
+
+def test_the_simulator_runs_the_engines_decoder_and_emits_its_tokens(tiny_model):
+    """The same decoder, drafter and policy on the native pipeline and on the simulated one: both emit
+    the target's greedy tokens (the simulator checks every emitted token against its truth)."""
+    import pipeinfer
+
+    path, _ = tiny_model("llama", "q8_0", n_layer=3)
+    prompt = [5, 17, 99, 3, 250, 42]
+    with pipeinfer.Pipeline(str(path), n_ctx=128) as p:
+        want = p.generate(prompt, max_tokens=24, temperature=0).tokens
+    truth = prompt + want
+    noisy = lambda: NoisyDrafter(ReplayDrafter(truth, 320), 0.3, seed=2)  # noqa: E731
+    with pipeinfer.Pipeline(str(path), n_ctx=128, stages=2, mode="pipeinfer", draft=noisy(), draft_ranks=0) as p:
+        real = p.generate(prompt, max_tokens=24, temperature=0).tokens
+    sim = simulate(_cfg(), "pipeinfer", noisy(), truth, len(prompt), 24)
+    assert real == want and len(sim.token_times) == 24 and sim.stats["draft_n"] > 0

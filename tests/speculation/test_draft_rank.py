@@ -102,7 +102,8 @@ def test_mpi_draft_rank_keeps_greedy_output(models, tmp_path, ranks, mode):
 
 
 @pytest.mark.mpi
-def test_killed_draft_rank_is_a_clear_error(models, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP])
+def test_dead_or_stopped_draft_rank_is_a_clear_error(models, tmp_path, sig):
     target, draft, _ = models
     dead_after = 3.0
     script = Path(__file__).parents[1] / "runtime" / "mpi_generate.py"
@@ -114,7 +115,7 @@ def test_killed_draft_rank_is_a_clear_error(models, tmp_path):
         assert time.time() < deadline, "generation did not start"
         time.sleep(0.05)
     t_kill = time.time()
-    os.kill(int((tmp_path / "rank2.pid").read_text()), signal.SIGKILL)  # the draft rank: the last one
+    os.kill(int((tmp_path / "rank2.pid").read_text()), sig)  # the draft rank: the last one
     r = job.wait()
     assert r.returncode != 0 and "TransportError(rank=2)" in r.stderr, r.stderr
     assert time.time() - t_kill < dead_after + 20
