@@ -35,15 +35,18 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep", type=int, default=0, help="tokens at the start a context shift keeps")
     p.add_argument("--draft", default=None,
                    help="drafter: a draft GGUF / known model name (same vocabulary), or 'ngram' (prompt lookup)")
+    p.add_argument("--draft-ranks", type=int, choices=[0, 1], default=None,
+                   help="1: the drafter on its own rank (under mpiexec: the last rank; else a thread); default: 1 with "
+                        "a draft model and at least 3 ranks")
     p.add_argument("--mode", choices=["iterative", "speculative", "pipeinfer"], default=None,
                    help="decoding mode (default: pipeinfer with --draft, else iterative)")
-    p.add_argument("--n-draft", type=int, default=4, help="max draft tokens per speculative micro-batch")
+    p.add_argument("--n-draft", type=int, default=8, help="max draft tokens per speculative micro-batch (the policy chooses up to this)")
     p.add_argument("--p-accept", type=float, default=0.1, help="draft confidence below which a branch stops")
     p.add_argument("--p-split", type=float, default=0.8, help="draft confidence above which a branch forks")
     p.add_argument("--n-parallel", type=int, default=1, help="max branches per micro-batch (draft trees)")
     p.add_argument("--p-recovery", type=float, default=0.0, help="cutoff increase per micro-batch in a burst")
     p.add_argument("--p-decay", type=float, default=0.0, help="cutoff decrease per empty speculation attempt")
-    p.add_argument("--max-in-flight", type=int, default=4, help="max speculative micro-batches in flight")
+    p.add_argument("--max-in-flight", type=int, default=4, help="max speculative micro-batches in flight (the policy chooses up to this)")
     p.add_argument("--no-adaptive", action="store_true", help="keep the draft length fixed")
     p.add_argument("--temp", type=float, default=0.8, help="temperature (0 = greedy)")
     p.add_argument("--top-k", type=int, default=40)
@@ -120,7 +123,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
                                adaptive=not a.no_adaptive)
     pipe = Pipeline(a.model, n_ctx=a.ctx, n_threads=a.threads, n_batch=a.batch, stages=a.stages, draft=a.draft,
                     mode=a.mode, speculation=policy, exact=a.exact, kv_type=a.kv_type,
-                    context_shift=a.context_shift, n_keep=a.keep)
+                    context_shift=a.context_shift, n_keep=a.keep, draft_ranks=a.draft_ranks)
     if not pipe.is_head:
         return 0  # an MPI worker rank: it served its stage until the head closed the pipeline
     sampling = dict(temperature=a.temp, top_k=a.top_k, top_p=a.top_p, min_p=a.min_p,
