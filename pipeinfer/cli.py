@@ -40,13 +40,15 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                         "a draft model and at least 3 ranks")
     p.add_argument("--mode", choices=["iterative", "speculative", "pipeinfer"], default=None,
                    help="decoding mode (default: pipeinfer with --draft, else iterative)")
-    p.add_argument("--n-draft", type=int, default=8, help="max draft tokens per speculative micro-batch (the policy chooses up to this)")
+    p.add_argument("--n-draft", type=int, default=8,
+                   help="max draft tokens per speculative micro-batch (the policy chooses up to this)")
     p.add_argument("--p-accept", type=float, default=0.1, help="draft confidence below which a branch stops")
     p.add_argument("--p-split", type=float, default=0.8, help="draft confidence above which a branch forks")
     p.add_argument("--n-parallel", type=int, default=1, help="max branches per micro-batch (draft trees)")
     p.add_argument("--p-recovery", type=float, default=0.0, help="cutoff increase per micro-batch in a burst")
     p.add_argument("--p-decay", type=float, default=0.0, help="cutoff decrease per empty speculation attempt")
-    p.add_argument("--max-in-flight", type=int, default=4, help="max speculative micro-batches in flight (the policy chooses up to this)")
+    p.add_argument("--max-in-flight", type=int, default=4,
+                   help="max speculative micro-batches in flight (the policy chooses up to this)")
     p.add_argument("--no-adaptive", action="store_true", help="keep the draft length fixed")
     p.add_argument("--temp", type=float, default=0.8, help="temperature (0 = greedy)")
     p.add_argument("--top-k", type=int, default=40)
