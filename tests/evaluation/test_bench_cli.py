@@ -6,6 +6,7 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -78,3 +79,30 @@ def test_bench_errors_are_one_line(tmp_path):
     r = run_cli(["bench", "report", "--out", str(tmp_path / "nothing")], tmp_path)
     assert r.returncode == 1
     assert "Traceback" not in r.stderr and "no experiment results" in r.stderr
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+def test_bench_cluster_on_an_emulated_cluster(tiny_path, tmp_path):
+    """The emulated cluster end to end (as root: CI runs as root): 2 target stages + a draft rank in CPU
+    cgroups, greedy outputs checked, CPU shares within quota, timelines, simulator validation, report."""
+    out = tmp_path / "res"
+    groups = lambda: set(Path("/sys/fs/cgroup/cpu").glob("pipeinfer-cluster-*"))  # noqa: E731
+    before = groups()
+    r = run_cli(["bench", "cluster", "--model", tiny_path, "--stages", "2", "--quota", "0.3", "--errors", "0.5",
+                 "--repeats", "1", "-n", "12", "--out", str(out), "--tag", "tiny"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((out / "cluster-tiny.json").read_text())
+    recs = doc["records"]
+    assert sorted(rec["mode"] for rec in recs) == ["iterative", "pipeinfer", "speculative"]
+    assert all(rec["output_ok"] is True for rec in recs)
+    assert all(rec["cpu_share_ok"] and len(rec["cpu_share_used"]) == 3 for rec in recs)
+    assert all(len(rec["timeline"]["stages"]) == 2 for rec in recs)
+    assert {rec["draft_ranks"] for rec in recs} == {0, 1}
+    assert doc["validation"]["n"] == 3 and doc["ratios"][0]["error_rate"] == 0.5
+    assert (out / "cluster-tiny.png").exists() and (out / "cluster-tiny-timeline-pipeinfer.png").exists()
+    r = run_cli(["bench", "report", "--out", str(out), "--docs", str(tmp_path / "docs")], tmp_path)
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "docs" / "results.md").read_text()
+    assert "emulated CPU cluster" in text and "cluster-tiny" in text
+    assert groups() <= before  # the run's cgroups are gone
