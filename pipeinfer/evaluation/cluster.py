@@ -209,8 +209,36 @@ def validate(records: List[Dict[str, Any]], truth: List[int], n_prompt: int, st:
                      "measured": r["predicted_per_second"], "simulated": pred,
                      "rel_error": pred / r["predicted_per_second"] - 1.0, "calibration": r in basis})
     errs = [abs(x["rel_error"]) for x in rows]
+    best = best_arms(cfg, truth, n_prompt, st, sorted({r["error_rate"] for r in ok if r["mode"] != "iterative"}),
+                     draft_rank=any(r.get("draft_ranks") for r in ok))
     return {"fit": cal["fit"], "runs": rows, "n": len(rows), "mean_abs_rel_error": float(sum(errs) / len(errs)),
-            "max_abs_rel_error": max(errs)}
+            "max_abs_rel_error": max(errs), "best_arms": best}
+
+
+def best_arms(cfg: Any, truth: List[int], n_prompt: int, st: ClusterSettings, errors: List[float],
+              draft_rank: bool) -> List[Dict[str, Any]]:
+    """What fixed speculation settings could reach on these fitted costs (the simulator, every arm): per
+    error rate, the best synchronous draft length and the best PipeInfer (k, chained depth), as an
+    upper reference for the adaptive policy and for what the algorithm can gain here at all."""
+    from pipeinfer.drafters import NoisyDrafter
+    from pipeinfer.evaluation.drafting import ReplayDrafter
+    from pipeinfer.evaluation.simulate import simulate
+    from pipeinfer.speculation import SpeculationPolicy
+
+    it = simulate(cfg, "iterative", None, truth, n_prompt, st.n_gen).predicted_per_second
+    out = []
+    for e in errors:
+        def run(mode: str, k: int, depth: int) -> float:
+            pol = SpeculationPolicy(n_draft=k, max_in_flight=depth + 1, n_buffers=max(4, depth + 1), adaptive=False)
+            d = NoisyDrafter(ReplayDrafter(truth, 1 << 20), float(e), seed=1)
+            return simulate(cfg, mode, d, truth, n_prompt, st.n_gen, pol, draft_rank=draft_rank).predicted_per_second
+
+        sync = max((run("speculative", k, 0), k) for k in (1, 2, 3, 4, 6, 8))
+        pipe = max((run("pipeinfer", k, d), k, d) for k in (1, 2, 3, 4, 6, 8) for d in (0, 1, 2, 3, 5, 7))
+        out.append({"error_rate": e, "iterative": it, "speculative": sync[0], "speculative_k": sync[1],
+                    "pipeinfer": pipe[0], "pipeinfer_k": pipe[1], "pipeinfer_depth": pipe[2],
+                    "pipeinfer/speculative": pipe[0] / sync[0]})
+    return out
 
 
 def ratios(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:

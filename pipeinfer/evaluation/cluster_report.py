@@ -149,6 +149,17 @@ def cluster_section(docs: Dict[str, Dict[str, Any]]) -> List[str]:
                       f"from this sweep's traced iterative and first synchronous runs) predicts the {v['n']} runs with a "
                       f"mean absolute error of {100 * v['mean_abs_rel_error']:.0f}% (max "
                       f"{100 * v['max_abs_rel_error']:.0f}%).", ""]
+            best = v.get("best_arms")
+            if best:
+                lines += ["What fixed settings could reach on these fitted costs (the simulator, every synchronous draft "
+                          "length and every PipeInfer (k, D), same drafts): an upper reference for the adaptive policy "
+                          "and for what pipelining speculation can gain here at all.", "",
+                          "| E | best synchronous (k) | best PipeInfer (k, D) | best PipeInfer / best synchronous |",
+                          "|---|---|---|---|"]
+                lines += [f"| {b['error_rate']:g} | {b['speculative']:.1f} ({b['speculative_k']}) | "
+                          f"{b['pipeinfer']:.1f} ({b['pipeinfer_k']}, {b['pipeinfer_depth']}) | "
+                          f"{b['pipeinfer/speculative']:.2f} |" for b in best]
+                lines += [""]
     main = next((n for n, d in docs.items() if d["settings"]["drafter"] == "oracle" and d["settings"]["stages"] == 4),
                 None)
     if main is not None:
@@ -159,5 +170,37 @@ def cluster_section(docs: Dict[str, Dict[str, Any]]) -> List[str]:
         ]
     lines += ["### The issue's targets", "", "| target | measured | |", "|---|---|---|"]
     lines += ["| " + " | ".join(r) + " |" for r in _targets(docs)]
-    lines += [""]
+    lines += [""] + ANALYSIS
     return lines
+
+
+ANALYSIS = [
+    "### Why PipeInfer lost at mid acceptance, what changed, and what bounds it here", "",
+    "Before this work, on the same emulated 4-node cluster, PipeInfer ran at 0.59x synchronous speculation at 30% "
+    "draft error. Per-rank timelines (`Pipeline(trace=True)`, the plots above) showed why:", "",
+    "1. **The layer split ignored the output head.** It balanced layer bytes only, so the last stage also computed "
+    "the 144 MB output head of Qwen2.5-Coder-0.5B: 3.3x the work of the others. Every pipelined run queued there. "
+    "The split now minimises the costliest stage with the head counted ([7, 8, 8, 1] layers instead of [6, 6, 6, 6]).",
+    "2. **A separate one-token run after every acceptance.** The paper's non-speculative run passed every stage again "
+    "next to the first micro-batch, so each rejection read the weights (and the heavy last stage) twice. The first "
+    "micro-batch now carries the accepted token as its row 0 (the *anchor*): one pass serves both. A one-token run "
+    "remains only for the first decoded token (TTFT) and when nothing is drafted.",
+    "3. **The policy guessed.** A fixed verification cost (0.35 of a token per draft) made it switch speculation off "
+    "at mid acceptance, leaving one run in flight. The policy now measures run latencies by size, the spacing of "
+    "results in flight, the head's and the drafter's time and the acceptance, predicts every (k, D) arm, corrects "
+    "each by its measured durations, and keeps speculation off only where it measurably loses.",
+    "4. **Smaller leaks.** Cancelled runs finished the output head (it is now sliced with cancellation checks); "
+    "drafts confirmed by the bonus row of the run before were not counted as accepted (the acceptance was "
+    "underestimated by about half with a draft rank); the head re-planned every token (Python at 0.45 CPU).", "",
+    "What bounds it now. At 0.45 CPU a stage is compute-bound, so verifying one more token costs 30-50% of a "
+    "one-token run (the fitted costs above), unlike the memory-bound 70B nodes of the paper, where it costs little. "
+    "With an error rate E a chain survives 1/E tokens on average; every rejection costs one full traversal of the "
+    "correction token through all stages, in every mode. Synchronous speculation with a good draft length already "
+    "verifies a whole epoch in one traversal; PipeInfer's advantage is the micro-batches already in flight when a "
+    "chain survives, which pays at low error (1.4-1.9x at E <= 0.1) and little at E = 0.3-0.5. The simulator, "
+    "calibrated on the same runs, finds no fixed PipeInfer setting more than a few percent faster than the best "
+    "synchronous one at E = 0.3 and 0.5 on these costs (the table of best arms): the 1.5x targets there are beyond "
+    "what pipelining speculation can gain on this emulated cluster, not a matter of tuning. The paper's regime "
+    "(memory-bound nodes, expensive drafts) is where the gain is large; the synthetic drafter and the real pair show "
+    "the drafting cost that PipeInfer hides.", "",
+]

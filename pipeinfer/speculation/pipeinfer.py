@@ -11,7 +11,7 @@ the canonical sequence; the drafts to the micro-batch's buffer), so one pass ove
 both; a separate one-token run would read every stage's weights once more, and the last stage (with
 the output head, often the costliest) twice per rejection. The run is one token only when nothing is
 drafted, and for the first token of a generation (so the first decoded token comes as fast as with
-plain decoding). An anchor is never cancelled: when it is launched, no older valid run is in flight.
+plain decoding), with nothing chained behind it until it is back. An anchor is never cancelled: when it is launched, no older valid run is in flight.
 The anchor is skipped when a micro-batch in flight already holds the accepted token at its position:
 that micro-batch's verification then commits the token's entry.
 
@@ -81,6 +81,9 @@ class PipeInferDecoder:
         self.ns_skipped = 0
         self.arm = Arm(0)  # the arm in use
         self._anchored = True  # its stretch began with an anchor
+        # Until the first decoded token is out, nothing else is launched: micro-batches behind its run
+        # would take the head's time (their stage 0) and the stages' (TTFT as plain decoding's)
+        self._first_pending = True
         self._since = (0.0, 0)  # when it was chosen, and the tokens accepted before
         self.shadow = ShadowDrafts(drafter, policy)
 
@@ -105,6 +108,7 @@ class PipeInferDecoder:
                         self._speculate()
                 rid, skipped, out = s.wait()
                 r = self.inflight.popleft()
+                self._first_pending = False
                 if r.run_id != rid:
                     raise RuntimeError(f"pipeline returned run {rid} while run {r.run_id} was expected")
                 if r.cancelled or skipped:
@@ -221,7 +225,7 @@ class PipeInferDecoder:
 
     def _wants_drafts(self) -> bool:
         """More chained micro-batches may be launched and the drafter is still drafting for the tip."""
-        return (not self.arm.off and self._n_chained() < self.arm.depth
+        return (not self.arm.off and not self._first_pending and self._n_chained() < self.arm.depth
                 and self.drafter.pending(self.tip, self.arm.k))
 
     def _n_spec(self) -> int:
@@ -236,7 +240,7 @@ class PipeInferDecoder:
         flight (a one-stage pipeline computes every run inside submit, so it would otherwise never
         speculate)."""
         launched = 0
-        while self._n_chained() < self.arm.depth:
+        while self._n_chained() < self.arm.depth and not self._first_pending:
             if (launched or self._n_spec()) and self.s.poll():
                 break
             if not self._launch_spec(launched):
