@@ -66,7 +66,9 @@ def test_synchronous_with_useless_drafts_yields_one_token_per_run():
 
 
 def test_pipeinfer_never_accepts_wrong_drafts_and_cancels_them():
-    r = simulate(_cfg(), "pipeinfer", _oracle(1.0), TRUTH, P, 50, SpeculationPolicy(**FIXED))
+    # WrongDrafter drafts after any context (a replayed oracle drafts nothing once its context left the
+    # truth), so micro-batches are chained behind wrong ones and must be cancelled
+    r = simulate(_cfg(), "pipeinfer", WrongDrafter(TRUTH, n_vocab=1000), TRUTH, P, 50, SpeculationPolicy(**FIXED))
     assert r.stats["draft_n_accepted"] == 0 and r.stats["runs_cancelled"] > 0
     assert len(r.token_times) == 50 and all(b >= a for a, b in zip(r.token_times, r.token_times[1:]))
 
