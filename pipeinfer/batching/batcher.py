@@ -12,8 +12,10 @@ tick without a thread switch, and one generation alone runs as fast as without t
 thread drives at a time; the others sleep until their result is delivered or the driver steps down.
 
 A tick ends when no slot is computing (every active slot waits for a result, a flush or a query) or
-when the oldest waiting operation is older than ``max_wait_s`` (a slot busy elsewhere does not hold
-the others back). Runs are merged only when their rows are computed exactly (``exact_rows``: every
+``max_wait_s`` after the later of its oldest operation and the last delivery of results (a slot busy
+elsewhere does not hold the others back; the slots that just got results have that long to issue
+their next runs, so slots whose operations waited during a long native run do not leave without
+them and split into groups that alternate). Runs are merged only when their rows are computed exactly (``exact_rows``: every
 row equals a one-token step bit for bit), so a request's output does not depend on what it was
 batched with; runs with other flags travel alone. Operations of different slots touch different
 sequences, so only each slot's own order must be kept: a slot's KV command or query closes the
@@ -72,6 +74,8 @@ class _Slot:
     outstanding: Deque[Part] = field(default_factory=deque)  # submitted, result not yet taken
     unflushed: int = 0  # operations of this slot the batcher has not applied yet
     computing: bool = False  # between begin() and end(), outside the batcher's calls
+    wait_done: Optional[Callable[[], bool]] = None  # what the slot's thread waits for, while it waits
+    resume: bool = False  # whether it computes again once that is done
     next_rid: int = 0
 
 
@@ -96,6 +100,7 @@ class Batcher:
         self._error: Optional[BaseException] = None
         self._closed = False
         self._driving = False  # a thread is applying operations / collecting results
+        self._delivered_t = 0.0  # monotonic time of the last delivery of results to slots
         self.batches = 0  # native batches launched
         self.rows = 0  # tokens launched
 
@@ -208,6 +213,7 @@ class Batcher:
         """Waits (not computing) until done(), driving the pipeline while no other thread does; raises
         if the pipeline failed meanwhile."""
         was = s.computing
+        s.wait_done, s.resume = done, was
         self._set_computing(s, False)
         self._cv.notify_all()
         try:
@@ -219,14 +225,27 @@ class Batcher:
                     continue
                 self._cv.wait(self.max_wait_s)
         finally:
+            s.wait_done = None
             self._set_computing(s, was)
+
+    def _mark_ready(self) -> None:
+        """Counts a waiting slot whose wait is over as computing at once, before its thread wakes: else
+        the driver, seeing nobody computing, would close the tick without the runs that slot is about
+        to issue (the slots then split into groups that alternate, and a batch holds fewer rows)."""
+        for s in self._slots:
+            if s.wait_done is not None and s.resume and not s.computing and s.wait_done():
+                self._set_computing(s, True)
+
+    def _tick_expired(self) -> bool:
+        opened = max(self._ops[0].t, self._delivered_t)
+        return time.monotonic() - opened >= self.max_wait_s
 
     def _drive(self) -> None:
         """One step of the driver (lock held on entry and exit, released around native calls): launch
         the tick if it is closed, then take the results that have arrived."""
         self._driving = True
         ops: List[_Op] = []
-        if self._ops and (self._n_computing == 0 or time.monotonic() - self._ops[0].t >= self.max_wait_s):
+        if self._ops and (self._n_computing == 0 or self._tick_expired()):
             ops = list(self._ops)
             self._ops.clear()
         self._cv.release()
@@ -285,6 +304,7 @@ class Batcher:
         with self._cv:
             for op in ops:
                 self._slot(op.slot).unflushed -= 1
+            self._mark_ready()
             self._cv.notify_all()
 
     def _launch(self, parts: List[Part]) -> None:
@@ -324,4 +344,6 @@ class Batcher:
                 mine = np.empty(0, np.float32) if rows is None or skipped else rows[off:off + n].copy()
                 off += n
                 p.result = (skipped or p.cancelled, mine)
+            self._delivered_t = time.monotonic()
+            self._mark_ready()
             self._cv.notify_all()
