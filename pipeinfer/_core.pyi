@@ -6,17 +6,24 @@ from __future__ import annotations
 import collections.abc
 import numpy
 import numpy.typing
-from pipeinfer import GGUFError
-from pipeinfer import InsufficientMemoryError
-from pipeinfer import KVCacheFullError
-from pipeinfer import ModelError
-from pipeinfer import ShapeError
-from pipeinfer import TransportError
-from pipeinfer import UnsupportedError
 import typing
-__all__: list[str] = ['GGUFError', 'GGUFFile', 'InsufficientMemoryError', 'KVCacheFullError', 'MPITransport', 'ModelError', 'PipeinferError', 'Pipeline', 'ShapeError', 'ThreadPool', 'Transport', 'TransportError', 'UnsupportedError', 'attention', 'dequantize', 'fp16_to_fp32_fast', 'flush_log', 'kernel_isa', 'local_group', 'local_kill', 'matmul', 'mpi_abort_world', 'mpi_fault_seen', 'mpi_launched', 'mpi_report_startup_failure', 'quant_types', 'quantize', 'round_to_f16', 'serve_mpi_worker', 'set_kernel_isa', 'set_log_callback', 'split_layers_by_bytes', 'stream_read_gbps', 'stream_read_sum', 'vec_dot']
+__all__: list[str] = ['GGUFError', 'GGUFFile', 'InsufficientMemoryError', 'KVCacheFullError', 'MPITransport', 'ModelError', 'PipeinferError', 'Pipeline', 'ShapeError', 'ThreadPool', 'Transport', 'TransportError', 'UnsupportedError', 'attention', 'dequantize', 'fp16_to_fp32_fast', 'flush_log', 'kernel_isa', 'local_group', 'local_kill', 'matmul', 'mpi_abort_world', 'mpi_fault_seen', 'mpi_report_startup_failure', 'quant_types', 'quantize', 'round_to_f16', 'serve_mpi_worker', 'set_kernel_isa', 'set_log_callback', 'split_layers_by_bytes', 'stream_read_gbps', 'stream_read_sum', 'vec_dot']
 class PipeinferError(Exception):
     pass
+class GGUFError(PipeinferError, ValueError):
+    pass
+class ShapeError(PipeinferError, ValueError):
+    pass
+class UnsupportedError(PipeinferError, ValueError):
+    pass
+class ModelError(PipeinferError, ValueError):
+    pass
+class InsufficientMemoryError(PipeinferError, MemoryError):
+    pass
+class KVCacheFullError(PipeinferError, RuntimeError):
+    pass
+class TransportError(PipeinferError, RuntimeError):
+    rank: int
 class GGUFFile:
     """
     A GGUF file parsed by the strict reader. Malformed files raise GGUFError.
@@ -282,10 +289,6 @@ def mpi_abort_world(code: typing.SupportsInt | typing.SupportsIndex) -> None:
 def mpi_fault_seen() -> bool:
     """
     True if this process saw a dead or silent rank or an MPI error.
-    """
-def mpi_launched() -> bool:
-    """
-    True if started by an MPI launcher (environment check only).
     """
 def quant_types() -> list:
     """

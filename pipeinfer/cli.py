@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import List, Optional
+from pathlib import Path
+from typing import Any, Dict, List, Optional
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -58,6 +59,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeat-last-n", type=int, default=64)
     p.add_argument("--presence-penalty", type=float, default=0.0)
     p.add_argument("--frequency-penalty", type=float, default=0.0)
+    p.add_argument("--typical-p", type=float, default=1.0)
+    p.add_argument("--min-tokens", type=int, default=0, help="end-of-generation is banned until this many tokens")
+    p.add_argument("--ignore-eos", action="store_true", help="never stop at end-of-generation tokens")
+    p.add_argument("--grammar-file", default=None, help="a GBNF or Lark grammar file the output must follow")
+    p.add_argument("--json-schema", default=None, help="a JSON schema file the output must match (JSON mode)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     p.add_argument("--stats", action="store_true", help="print timings and counters to stderr at the end")
@@ -99,6 +105,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pipeinfer", description="GGUF inference with pipelined speculative decoding")
+    from pipeinfer import __version__
+
+    parser.add_argument("--version", action="version", version=f"pipeinfer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
     _add_bench(sub)
@@ -131,13 +140,20 @@ def _cmd_run(a: argparse.Namespace) -> int:
     sampling = dict(temperature=a.temp, top_k=a.top_k, top_p=a.top_p, min_p=a.min_p,
                     repeat_penalty=a.repeat_penalty, repeat_last_n=a.repeat_last_n,
                     presence_penalty=a.presence_penalty, frequency_penalty=a.frequency_penalty,
-                    seed=a.seed, stop=a.stop)
+                    seed=a.seed, stop=a.stop, typical_p=a.typical_p, min_tokens=a.min_tokens,
+                    ignore_eos=a.ignore_eos)
+    structured: Dict[str, Any] = {}
+    if a.grammar_file:
+        structured["grammar"] = Path(a.grammar_file).read_text(encoding="utf-8")
+    if a.json_schema:
+        schema = json.loads(Path(a.json_schema).read_text(encoding="utf-8"))
+        structured["response_format"] = {"type": "json_schema", "json_schema": {"name": "cli", "schema": schema}}
     parse_special = False
     if a.chat:
         messages = ([{"role": "system", "content": a.system}] if a.system else []) + [{"role": "user", "content": prompt}]
         prompt = pipe.render_chat(messages)
         parse_special = True
-    stream = pipe.stream(prompt, max_tokens=a.max_tokens, parse_special=parse_special, **sampling)
+    stream = pipe.stream(prompt, max_tokens=a.max_tokens, parse_special=parse_special, **sampling, **structured)
     if a.json:
         for _ in stream:
             pass
@@ -185,8 +201,6 @@ def _cmd_list(a: argparse.Namespace) -> int:
 
 
 def _cmd_bench(a: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from pipeinfer import evaluation
 
     if a.experiment == "cluster":

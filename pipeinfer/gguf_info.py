@@ -39,7 +39,8 @@ def format_value(value: Any, max_array: int = 8, max_str: int = 80) -> str:
     return str(value)
 
 
-def _human_bytes(n: int) -> str:
+def _human_bytes(size: int) -> str:
+    n = float(size)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"

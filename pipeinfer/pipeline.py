@@ -1,22 +1,23 @@
 """The public engine object: ``pipeinfer.Pipeline``.
 
-A thin layer over the native ``_core.Pipeline``: it owns the tokenizer, the prompt cache (which tokens
-the KV cache already holds), and the token loop that calls the native decode and the Python sampler.
-Per generated token only the token id crosses into C++ and one logits row comes back.
+This module owns the engine and its roles: on the head it holds the tokenizer, the slots' prompt
+caches, and runs each generation's token loop (prefill, a decoder of pipeinfer.speculation over a
+Session choosing through the request's TokenChooser, then text); on an MPI worker rank its
+constructor serves that rank's stage (or the draft rank). A generation's Stream and Timings live in
+stream.py, a request's checks in request.py, the OpenAI-shaped results in completions.py.
 """
 from __future__ import annotations
 
 import os
 import threading
 import time
-from contextlib import closing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import (Any, Callable, Dict, Generator, Iterator, List, Literal, Mapping, Optional, Sequence, Tuple,
+                    Union, cast, overload)
 
 import numpy as np
 
-from pipeinfer import _core, launch
+from pipeinfer import _core, completions, launch
 from pipeinfer.batching.slots import Slot, close_slots, common_prefix, layout, make_slots
 from pipeinfer.chat import BUILTIN_TEMPLATES, builtin_template, render_chat
 from pipeinfer.config import EngineConfig, layer_counts, shifted_context
@@ -24,140 +25,18 @@ from pipeinfer.drafters import Drafter, make_drafter
 from pipeinfer.drafters.remote import DraftServer, RemoteDrafter
 from pipeinfer.guard import UseGuard
 from pipeinfer.models import resolve
-from pipeinfer.sampling import SamplingParams, make_sampler
-from pipeinfer.speculation import DECODERS, DecodeStats, Session, SpeculationPolicy
+from pipeinfer.request import UNSET, check_token_ids, prompt_ids, sampling_params, text_of
+from pipeinfer.sampling import SamplingParams, TokenChooser
+from pipeinfer.sampling.constraint import GrammarConstraint, GrammarVocabulary, grammar_from_request
+from pipeinfer.speculation import DECODERS, Session, SpeculationPolicy, Target
 from pipeinfer.stopping import StopMatcher
+from pipeinfer.stream import Stream, Timings, stats_delta
 from pipeinfer.tokenizer import Tokenizer
+from pipeinfer.validate import check_bool, check_choice
+
+__all__ = ["Pipeline", "Stream", "Timings", "Prompt"]
 
 Prompt = Union[str, Sequence[int]]
-
-
-@dataclass
-class Timings:
-    """Per-generation timings, with llama.cpp's field names where one exists."""
-
-    prompt_n: int = 0  # prompt tokens evaluated (cached prefix excluded)
-    prompt_ms: float = 0.0  # prefill wall time
-    predicted_n: int = 0  # tokens generated
-    predicted_ms: float = 0.0  # wall time from the end of prefill to the last token
-    ttft_ms: float = 0.0  # request start to first generated token, prefill included
-    cached_n: int = 0  # prompt tokens reused from the previous request's KV cache
-    itl_ms: List[float] = field(default_factory=list)  # gaps between consecutive generated tokens
-
-    @property
-    def prompt_per_second(self) -> float:
-        return 1e3 * self.prompt_n / self.prompt_ms if self.prompt_ms > 0 else 0.0
-
-    @property
-    def predicted_per_second(self) -> float:
-        return 1e3 * self.predicted_n / self.predicted_ms if self.predicted_ms > 0 else 0.0
-
-    def as_dict(self) -> Dict[str, Any]:
-        itl = np.asarray(self.itl_ms) if self.itl_ms else np.zeros(1)
-        return {
-            "prompt_n": self.prompt_n,
-            "prompt_ms": self.prompt_ms,
-            "prompt_per_second": self.prompt_per_second,
-            "predicted_n": self.predicted_n,
-            "predicted_ms": self.predicted_ms,
-            "predicted_per_second": self.predicted_per_second,
-            "ttft_ms": self.ttft_ms,
-            "ttft_no_prefill_ms": max(0.0, self.ttft_ms - self.prompt_ms),
-            "cached_n": self.cached_n,
-            "itl_ms_mean": float(itl.mean()),
-            "itl_ms_p50": float(np.percentile(itl, 50)),
-            "itl_ms_p99": float(np.percentile(itl, 99)),
-        }
-
-
-class Stream:
-    """Iterator over the text pieces of one generation, as they are produced.
-
-    While and after iterating, ``tokens`` holds the generated token ids, ``text`` the text so far,
-    ``finish_reason`` is ``"stop"`` or ``"length"`` once finished, ``timings`` the measurements and
-    ``stats`` the speculation counters; :meth:`metrics` gathers everything in one dict.
-    """
-
-    def __init__(self, pipeline: "Pipeline", prompt_ids: List[int], params: SamplingParams, max_tokens: Optional[int]):
-        self.prompt_tokens: List[int] = list(prompt_ids)
-        self.tokens: List[int] = []
-        self.mode: str = pipeline.mode
-        self.stats = DecodeStats()
-        self.text: str = ""
-        self.finish_reason: Optional[str] = None
-        self.timings = Timings()
-        self.stage_stats: List[Dict[str, Any]] = []  # per stage, counted over this generation only
-        self.trace: Optional[list] = [] if getattr(pipeline, "_trace", False) else None  # head events
-        self._guard: Optional[UseGuard] = pipeline._guard
-        self._slot = -1  # the Pipeline slot this generation holds, from its first token
-        self._prefix_score = lambda k: common_prefix(pipeline._slots[k].cached, prompt_ids)
-        self._started = False
-        self._cancel = threading.Event()
-        self._it = self._guarded(pipeline._run(self, prompt_ids, params, max_tokens))
-
-    def _guarded(self, it: Iterator[str]) -> Iterator[str]:
-        try:
-            yield from it
-        finally:
-            if self._guard is not None:
-                self._guard.release(self)
-
-    def metrics(self) -> Dict[str, Any]:
-        """Everything measured for this generation, in one flat dict.
-
-        Timings use llama.cpp's names (prompt_ms, predicted_per_second, ...) plus ttft_ms (request
-        start to first token, prefill included), ttft_no_prefill_ms, and itl_ms mean/p50/p99. Speculation:
-        draft_n, draft_n_accepted, acceptance_rate, mean_accepted_length (tokens per verified
-        speculative run), runs_launched, runs_cancelled. Pipeline: layers_skipped and runs_skipped per
-        stage, and bytes_sent_per_token (all stages, per generated token).
-        """
-        m: Dict[str, Any] = {"mode": self.mode, "tokens": len(self.tokens), "finish_reason": self.finish_reason}
-        m.update(self.timings.as_dict())
-        m.update(self.stats.as_dict())
-        if self.stage_stats:
-            m["layers_skipped"] = [st["layers_skipped"] for st in self.stage_stats]
-            m["runs_skipped"] = [st["runs_skipped"] for st in self.stage_stats]
-            sent = sum(st["bytes_sent"] for st in self.stage_stats)
-            m["bytes_sent_per_token"] = sent / max(1, len(self.tokens))
-            m["stage_busy_s"] = [st["busy_s"] for st in self.stage_stats]
-            m["stage_idle_s"] = [st["idle_s"] for st in self.stage_stats]
-        return m
-
-    @classmethod
-    def empty(cls) -> "Stream":
-        """A finished stream with no output (what a non-head MPI rank gets)."""
-        s = cls.__new__(cls)
-        s.prompt_tokens, s.tokens, s.text, s.finish_reason, s.timings = [], [], "", "worker", Timings()
-        s.mode, s.stats, s.stage_stats, s.trace = "worker", DecodeStats(), [], None
-        s._guard, s._started, s._cancel, s._it = None, True, threading.Event(), iter(())
-        return s
-
-    def __iter__(self) -> "Stream":
-        return self
-
-    def __next__(self) -> str:
-        if not self._started:
-            # the pipeline is taken at the first token and freed when the generation ends or is closed
-            if self._guard is not None:
-                self._slot = self._guard.acquire(self, "start a stream", score=self._prefix_score)
-            self._started = True
-        return next(self._it)
-
-    def cancel(self) -> None:
-        """Asks the generation to stop at its next token (from any thread; ``close`` must be called
-        from the thread iterating). The stream then ends with finish_reason ``"cancelled"``."""
-        self._cancel.set()
-
-    def close(self) -> None:
-        """Stops the generation (cancelling what is in flight) and frees the pipeline."""
-        self._started = True  # a stream closed before its first token never takes the pipeline
-        self._it.close()
-
-
-_SAMPLING_KEYS = {
-    "temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n", "presence_penalty",
-    "frequency_penalty", "logit_bias", "seed", "stop",
-}  # fmt: skip
 
 
 class Pipeline:
@@ -242,8 +121,16 @@ class Pipeline:
                                    dead_after_s=dead_after_s, exact=exact,
                                    repack_cache=repack_cache, kv_type=kv_type,
                                    context_shift=context_shift, n_keep=n_keep)
-        self.model_path = Path(resolve(str(model)))
+        if not isinstance(model, (str, os.PathLike)):
+            raise TypeError(f"model must be a GGUF path or a known model name, got {type(model).__name__}")
+        if seed is not None:
+            SamplingParams(seed=seed)  # the same rule as a request's seed (ValueError naming it)
+        check_bool("trace", trace)
+        if mode is not None:
+            check_choice("mode", mode, ("iterative", "speculative", "pipeinfer"))
+        self.model_path = Path(resolve(os.fspath(model)))
         self.default_seed = seed
+        self._grammar_vocab: Optional[GrammarVocabulary] = None
         if isinstance(parallel, bool) or not isinstance(parallel, int) or not 1 <= parallel <= 256:
             raise ValueError(f"parallel must be an integer in [1, 256], got {parallel!r}")
         self.parallel = parallel
@@ -355,13 +242,22 @@ class Pipeline:
 
     # ----------------------------------------------------------------------------------- properties
     @property
+    def _engine(self) -> _core.Pipeline:
+        """The native pipeline; ValueError once closed (or on an MPI worker rank, which has none)."""
+        if self._native is None:
+            if not self.is_head:
+                raise ValueError(f"MPI rank {self.rank} served a worker stage; the pipeline is used on rank 0")
+            raise ValueError("the pipeline is closed (close() was called); create a new Pipeline")
+        return self._native
+
+    @property
     def n_ctx(self) -> int:
         """Context length of one generation (with parallel slots: each slot's share)."""
-        return self._layout.n_ctx_slot if self._layout is not None else self._native.n_ctx
+        return self._layout.n_ctx_slot if self._layout is not None else self._engine.n_ctx
 
     @property
     def n_vocab(self) -> int:
-        return self._native.n_vocab
+        return self._engine.n_vocab
 
     @property
     def chat_template(self) -> Optional[str]:
@@ -376,25 +272,70 @@ class Pipeline:
     def stage_stats(self) -> List[Dict[str, Any]]:
         """Per-stage counters: runs, runs skipped, tokens, layers run and skipped, bytes and messages
         sent, busy and idle seconds, KV cells used, weight bytes."""
+        engine = self._engine
         if self._batcher is not None:  # between the batches of running generations
             return self._batcher.call(-1, lambda native: native.stats())
         with self._guard.held("read the stage counters"):
-            return self._native.stats()
+            return engine.stats()
 
     # ----------------------------------------------------------------------------------- tokens
-    def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> List[int]:
-        """Text to token ids, as llama.cpp's ``llama_tokenize``."""
-        return self.tokenizer.encode(text, add_special=add_special, parse_special=parse_special)
+    def tokenize(self, text: Union[str, bytes], add_special: Optional[bool] = None,
+                 parse_special: Optional[bool] = None, *, add_bos: Optional[bool] = None,
+                 special: Optional[bool] = None) -> List[int]:
+        """Text to token ids, as llama.cpp's ``llama_tokenize``.
 
-    def detokenize(self, tokens: Sequence[int], skip_special: bool = False) -> str:
-        return self.tokenizer.decode(list(tokens), skip_special=skip_special)
+        Args:
+            text: str, or UTF-8 bytes (llama-cpp-python's ``Llama.tokenize(text: bytes)``).
+            add_special / add_bos: add BOS/EOS as the vocabulary asks (default True); ``add_bos`` is
+                llama-cpp-python's name for the same switch.
+            parse_special / special: recognise special-token text such as ``<|im_start|>`` (default False);
+                ``special`` is llama-cpp-python's name.
+        """
+        if isinstance(text, (bytes, bytearray)):
+            try:
+                text = bytes(text).decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"text: the bytes are not UTF-8 ({e.reason} at byte {e.start})") from None
+        if not isinstance(text, str):
+            raise TypeError(f"text must be str or UTF-8 bytes, got {type(text).__name__}")
+        add = _alias("add_special", add_special, "add_bos", add_bos, True)
+        parse = _alias("parse_special", parse_special, "special", special, False)
+        return self.tokenizer.encode(text_of(text, "text"), add_special=add, parse_special=parse)
+
+    def detokenize(self, tokens: Sequence[int], skip_special: bool = False, *, special: Optional[bool] = None,
+                   prev_tokens: Optional[Sequence[int]] = None, as_bytes: bool = False) -> Union[str, bytes]:
+        """Token ids to text (invalid UTF-8 becomes U+FFFD), or to bytes with ``as_bytes``.
+
+        Args:
+            tokens: the ids.
+            skip_special: drop control tokens and the BOS / EOS the vocabulary adds (``special`` is
+                llama-cpp-python's inverse name: special=True renders them).
+            prev_tokens: ids that precede ``tokens`` (llama-cpp-python): only the text ``tokens`` add
+                after them is returned, so a leading space or a multi-byte character split across the
+                boundary comes out as in one detokenization.
+            as_bytes: return the raw bytes (llama-cpp-python's ``detokenize`` returns bytes).
+        """
+        if special is not None:
+            if skip_special is not False:
+                raise ValueError("give skip_special or special (its inverse), not both")
+            skip = not check_bool("special", special)
+        else:
+            skip = check_bool("skip_special", skip_special)
+        ids = check_token_ids(tokens, self.tokenizer.n_vocab, "tokens") if _nonempty(tokens) else []
+        prev = check_token_ids(prev_tokens, self.tokenizer.n_vocab, "prev_tokens") if prev_tokens else []
+        tok = self.tokenizer
+        data = tok.detokenize(prev + ids, remove_special=skip, unparse_special=not skip)
+        if prev:
+            data = data[len(tok.detokenize(prev, remove_special=skip, unparse_special=not skip)):]
+        return data if check_bool("as_bytes", as_bytes) else data.decode("utf-8", errors="replace")
 
     def eval_logits(self, tokens: Sequence[int]) -> np.ndarray:
         """Logits (len(tokens), n_vocab) of every position of a fresh sequence, in one batch.
 
         Clears the prompt cache. Meant for tests and analysis, not for generation.
         """
-        ids = self._check_tokens(tokens)
+        self._engine
+        ids = check_token_ids(tokens, self.n_vocab, "tokens")
         with self._guard.held("evaluate logits"):
             self._reset()
             n = len(ids)
@@ -404,6 +345,7 @@ class Pipeline:
 
     def reset(self) -> None:
         """Forgets the prompt cache (clears every KV cell)."""
+        self._engine
         with self._guard.held("reset the prompt cache"):
             self._reset()
 
@@ -413,87 +355,88 @@ class Pipeline:
             slot.cached = []
 
     # ----------------------------------------------------------------------------------- generation
-    def stream(self, prompt: Prompt, *, max_tokens: Optional[int] = 16, add_special: bool = True,
-               parse_special: bool = False, **sampling: Any) -> Stream:
+    def stream(self, prompt: Prompt, params: Optional[SamplingParams] = None, *, max_tokens: Any = UNSET,
+               add_special: bool = True, parse_special: bool = False, response_format: Optional[Mapping[str, Any]] = None,
+               grammar: Optional[str] = None, regex: Optional[str] = None, **sampling: Any) -> Stream:
         """Generates from ``prompt``, yielding text pieces as they are produced.
 
         Args:
-            prompt: text, or a list of token ids.
-            max_tokens: tokens to generate at most; None, 0 or -1 run to the end of the context.
+            prompt: text, or a sequence of integer token ids.
+            params: a :class:`pipeinfer.SamplingParams`; keyword sampling fields override its fields.
+            max_tokens: tokens to generate at most; None, 0 or -1 run to the end of the context
+                (default: params.max_tokens, 16 without params).
             add_special: add BOS/EOS as the model's tokenizer asks (text prompts only).
             parse_special: recognise special-token text such as ``<|im_start|>`` in the prompt.
-            **sampling: fields of :class:`pipeinfer.sampling.SamplingParams` (temperature, top_k,
-                top_p, min_p, repeat_penalty, presence_penalty, frequency_penalty, logit_bias, seed, stop).
+            response_format: structured output, OpenAI's shape: ``{"type": "json_object"}`` or
+                ``{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}``.
+            grammar: a GBNF (llama.cpp) or Lark grammar the output must follow.
+            regex: a regular expression the output must match.
+            **sampling: fields of :class:`pipeinfer.SamplingParams` (temperature, top_k, top_p, min_p,
+                typical_p, repeat_penalty, repeat_last_n, presence_penalty, frequency_penalty, logit_bias,
+                seed, stop, stop_token_ids, min_tokens, ignore_eos, logprobs).
 
         Returns:
-            A :class:`Stream` (iterate it for text; ``.tokens``, ``.timings`` and ``.finish_reason``
-            are filled as it goes).
+            A :class:`Stream` (iterate it for text; ``.tokens``, ``.timings``, ``.finish_reason`` and
+            ``.logprobs`` are filled as it goes).
         """
         if not self.is_head:
             return Stream.empty()
-        if self._native is None:
-            raise RuntimeError("the pipeline is closed")
-        unknown = set(sampling) - _SAMPLING_KEYS
-        if unknown:
-            raise TypeError(f"unknown sampling argument(s): {', '.join(sorted(unknown))}")
-        if sampling.get("seed") is None and self.default_seed is not None:
-            sampling["seed"] = self.default_seed
-        params = SamplingParams(**sampling)
-        if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
-                                       or max_tokens < -1):
-            raise ValueError(f"max_tokens must be an integer >= -1 or None (None, 0 and -1: to the end of the "
-                             f"context), got {max_tokens!r}")
-        if isinstance(prompt, str):
-            try:
-                prompt.encode("utf-8")
-            except UnicodeEncodeError as e:
-                raise ValueError(f"the prompt is not valid Unicode text: {e.reason} at character {e.start}") from None
-            ids = self.tokenize(prompt, add_special=add_special, parse_special=parse_special)
-        else:
-            ids = list(prompt)
-        ids = self._check_tokens(ids)
-        if len(ids) >= self.n_ctx:
-            raise ValueError(
-                f"prompt has {len(ids)} tokens but the context holds {self.n_ctx} (n_ctx); at least one "
-                "cell must remain for generation"
-            )
-        return Stream(self, ids, params, None if max_tokens is None or max_tokens <= 0 else max_tokens)
+        engine = self._engine
+        req = sampling_params(params, sampling, max_tokens=max_tokens, default_seed=self.default_seed)
+        add = check_bool("add_special", add_special)
+        parse = check_bool("parse_special", parse_special)
+        ids = prompt_ids(prompt, lambda text: self.tokenizer.encode(text, add_special=add, parse_special=parse),
+                         engine.n_vocab, self.n_ctx)
+        grammar_text = grammar_from_request(response_format, grammar, regex)
+        constraint = GrammarConstraint(self._grammar_vocabulary(), grammar_text) if grammar_text else None
+        return Stream(self, ids, req, constraint)
 
-    def generate(self, prompt: Prompt, **kwargs: Any) -> Stream:
+    def generate(self, prompt: Prompt, params: Optional[SamplingParams] = None, **kwargs: Any) -> Stream:
         """Runs :meth:`stream` to completion and returns the finished Stream (``.text``, ``.tokens``)."""
-        s = self.stream(prompt, **kwargs)
+        s = self.stream(prompt, params, **kwargs)
         for _ in s:
             pass
         return s
 
+    @overload
+    def create_completion(self, prompt: Prompt, max_tokens: Optional[int] = ..., stream: Literal[False] = ...,
+                          **kwargs: Any) -> Dict[str, Any]: ...
+
+    @overload
+    def create_completion(self, prompt: Prompt, max_tokens: Optional[int] = ..., *, stream: Literal[True],
+                          **kwargs: Any) -> Iterator[Dict[str, Any]]: ...
+
+    @overload
+    def create_completion(self, prompt: Prompt, max_tokens: Optional[int], stream: Literal[True],
+                          **kwargs: Any) -> Iterator[Dict[str, Any]]: ...
+
     def create_completion(self, prompt: Prompt, max_tokens: Optional[int] = 16, stream: bool = False,
                           **kwargs: Any) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
-        """OpenAI / llama-cpp-python shaped completion (a dict, or an iterator of chunks if stream)."""
-        s = self.stream(prompt, max_tokens=max_tokens, **kwargs)
-        created = int(time.time())
-        cid = f"cmpl-{created}-{id(s):x}"
-        model = self.model_path.name
-        if stream:
-            return _completion_chunks(s, cid, created, model)
-        for _ in s:
-            pass
-        return _completion_response(s, cid, created, model)
+        """OpenAI / llama-cpp-python shaped completion: a ``text_completion`` dict, or an iterator of its
+        chunks if ``stream``. Beyond :meth:`stream`'s arguments: ``n`` choices, ``echo`` and
+        ``logprobs`` (the number of alternatives per token, OpenAI's completions shape)."""
+        return completions.completion(self, prompt, max_tokens, check_bool("stream", stream), **kwargs)
 
     __call__ = create_completion
 
+    @overload
+    def create_chat_completion(self, messages: List[Mapping[str, Any]], max_tokens: Optional[int] = ...,
+                               stream: Literal[False] = ..., **kwargs: Any) -> Dict[str, Any]: ...
+
+    @overload
+    def create_chat_completion(self, messages: List[Mapping[str, Any]], max_tokens: Optional[int] = ..., *,
+                               stream: Literal[True], **kwargs: Any) -> Iterator[Dict[str, Any]]: ...
+
+    @overload
+    def create_chat_completion(self, messages: List[Mapping[str, Any]], max_tokens: Optional[int],
+                               stream: Literal[True], **kwargs: Any) -> Iterator[Dict[str, Any]]: ...
+
     def create_chat_completion(self, messages: List[Mapping[str, Any]], max_tokens: Optional[int] = None,
                                stream: bool = False, **kwargs: Any) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
-        """OpenAI-shaped chat completion; the prompt is rendered with the GGUF's chat template."""
-        prompt = self.render_chat(messages)
-        s = self.stream(prompt, max_tokens=max_tokens, add_special=True, parse_special=True, **kwargs)
-        created = int(time.time())
-        cid = f"chatcmpl-{created}-{id(s):x}"
-        model = self.model_path.name
-        if stream:
-            return _chat_chunks(s, cid, created, model)
-        for _ in s:
-            pass
-        return _chat_response(s, cid, created, model)
+        """OpenAI-shaped chat completion; the prompt is rendered with the GGUF's chat template. Beyond
+        :meth:`stream`'s arguments: ``n`` choices, ``logprobs`` / ``top_logprobs`` (OpenAI's chat
+        shape) and ``response_format``."""
+        return completions.chat_completion(self, messages, max_tokens, check_bool("stream", stream), **kwargs)
 
     def render_chat(self, messages: List[Mapping[str, Any]], add_generation_prompt: bool = True) -> str:
         """The prompt text for a conversation, from the model's chat template (ChatML if none)."""
@@ -536,14 +479,11 @@ class Pipeline:
         self.close()
 
     # ----------------------------------------------------------------------------------- internals
-    def _check_tokens(self, tokens: Sequence[int]) -> List[int]:
-        ids = [int(t) for t in tokens]
-        if not ids:
-            raise ValueError("the prompt is empty (no tokens); give text or at least one token id")
-        bad = [t for t in ids if t < 0 or t >= self.n_vocab]
-        if bad:
-            raise ValueError(f"token id {bad[0]} is out of the vocabulary [0, {self.n_vocab})")
-        return ids
+    def _grammar_vocabulary(self) -> GrammarVocabulary:
+        """The vocabulary structured output works over (built on first use, kept for the engine's life)."""
+        if self._grammar_vocab is None:
+            self._grammar_vocab = GrammarVocabulary.from_tokenizer(self.tokenizer)
+        return self._grammar_vocab
 
     def _target(self, slot: Slot) -> Any:
         """The slot's Target: the native pipeline itself when there is one slot."""
@@ -585,24 +525,29 @@ class Pipeline:
         assert logits is not None
         return logits, common
 
-    def _run(self, s: Stream, ids: List[int], params: SamplingParams, max_tokens: Optional[int]) -> Iterator[str]:
+    def _run(self, s: Stream, ids: List[int], params: SamplingParams,
+             constraint: Optional[GrammarConstraint]) -> Iterator[str]:
         slot = self._slots[s._slot]
         if self._batcher is None:
-            yield from self._generate(s, slot, ids, params, max_tokens)
+            yield from self._generate(s, slot, ids, params, constraint)
             return
         self._batcher.begin(slot.index)
         try:
-            yield from self._generate(s, slot, ids, params, max_tokens)
+            yield from self._generate(s, slot, ids, params, constraint)
         finally:
             self._batcher.end(slot.index)
 
     def _generate(self, s: Stream, slot: Slot, ids: List[int], params: SamplingParams,
-                  max_tokens: Optional[int]) -> Iterator[str]:
+                  constraint: Optional[GrammarConstraint]) -> Iterator[str]:
+        """The token loop of one generation: prefill, the decoder's accepted tokens, then text (end
+        tokens and stop_token_ids, stop strings, the limit, cancellation)."""
         # per-generation stage counters only when the generation has the pipeline to itself
         before = self._native.stats() if self._batcher is None else None
         t0 = time.perf_counter()
-        sampler = make_sampler(params)
-        stop = StopMatcher(list(params.stop or []))
+        chooser = TokenChooser(params, eog_ids=self.tokenizer.eog_ids, constraint=constraint)
+        s.chooser = chooser
+        stop_ids = frozenset(params.stop_token_ids)
+        stop = StopMatcher(list(params.stop or ()))
         detok = self.tokenizer.stream_decoder()
         try:
             logits, reused = self._prefill(slot, ids)
@@ -615,10 +560,10 @@ class Pipeline:
         s.timings.cached_n = reused
         s.timings.prompt_ms = 1e3 * (t_prefill - t0)
         gen = list(ids)
-        tokens = self._decoded(s, slot, sampler, gen, logits.copy())
+        tokens = self._decoded(s, slot, chooser, gen, logits.copy())
         limit = self.n_ctx - len(ids) if not self.config.context_shift else float("inf")
-        if max_tokens is not None:
-            limit = min(limit, max_tokens)
+        if params.max_tokens is not None:
+            limit = min(limit, params.max_tokens)
         t_last = t_prefill
         try:
             for tok in tokens:
@@ -631,7 +576,7 @@ class Pipeline:
                 else:
                     s.timings.itl_ms.append(1e3 * (now - t_last))
                 t_last = now
-                if self.tokenizer.is_eog(tok):
+                if self.tokenizer.is_eog(tok) or tok in stop_ids:
                     s.finish_reason = "stop"
                     break
                 s.tokens.append(tok)
@@ -654,7 +599,7 @@ class Pipeline:
             # the canonical sequence now holds exactly the canonical tokens at positions 0..pos_max
             slot.cached = gen[: self._target(slot).kv_seq_pos_max(0) + 1]
             if before is not None:
-                s.stage_stats = _stats_delta(before, self._native.stats())
+                s.stage_stats = stats_delta(before, self._engine.stats())
         if s.finish_reason == "length":
             tail, _ = stop.feed(detok.flush())
             tail += stop.flush()
@@ -663,20 +608,23 @@ class Pipeline:
                 yield tail
 
 
-    def _decoded(self, s: Stream, slot: Slot, sampler: Any, gen: List[int], logits: np.ndarray) -> Iterator[int]:
+    def _decoded(self, s: Stream, slot: Slot, chooser: TokenChooser, gen: List[int],
+                 logits: np.ndarray) -> Iterator[int]:
         """The accepted tokens of the decoding mode; `gen` (prompt + accepted tokens) grows as they come.
         When the context fills and context_shift is on, the context is shifted and decoding goes on."""
+        decoder = cast(Callable[..., Generator[int, None, None]], DECODERS[self.mode])
         while True:
-            session = Session(self._target(slot), sampler, gen, logits, self.n_ctx, s.stats, trace=s.trace,
-                              costs=slot.policy.costs)
-            if self.mode == "iterative":
-                yield from DECODERS["iterative"](session)
+            session = Session(cast(Target, self._target(slot)), _ChooserBridge(chooser), gen, logits, self.n_ctx,
+                              s.stats, trace=s.trace, costs=slot.policy.costs)
+            if slot.drafter is None:
+                yield from decoder(session)
             else:
                 slot.drafter.begin(list(gen))
-                yield from DECODERS[self.mode](session, slot.drafter, slot.policy)
+                yield from decoder(session, slot.drafter, slot.policy)
             if not (self.config.context_shift and session.full):
                 return
             logits = self._shift_context(slot, gen)
+            chooser.shifted(len(gen))
 
     def _shift_context(self, slot: Slot, gen: List[int]) -> np.ndarray:
         """Context shift: keeps the first n_keep tokens of `gen` and the newer half of the rest (in
@@ -717,62 +665,53 @@ def _draft_ranks(requested: Optional[int], draft: Any, world: int, mode: Optiona
     return 1 if is_model and world >= 3 else 0
 
 
-def _stats_delta(before: List[Dict[str, Any]], after: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    out = []
-    for b, a in zip(before, after):
-        d = dict(a)
-        for k in ("runs", "runs_skipped", "tokens", "layers_run", "layers_skipped", "bytes_sent", "messages_sent",
-                  "busy_s", "idle_s"):
-            d[k] = a[k] - b[k]
-        out.append(d)
-    return out
+class _ChooserBridge:
+    """Lets today's Session (which asks a sampler for `is_greedy`, `params`, `probs` and `rng` and
+    verifies with speculation.verify_position) choose every token through the TokenChooser, until the
+    Session takes the chooser itself.
+
+    `probs(row, history)` is called once per decided position, in order: it asks the chooser for the
+    token (processed logits; logprobs recorded, grammar advanced) and returns a one-hot vector at it.
+    verify_position then confirms the drafted candidate equal to that token, if any. Drawing the token
+    from p and matching it against the candidates gives the same joint law of (token, accepted
+    candidate) as sequential rejection sampling with point-mass proposals, so this is exact. Its own
+    generator absorbs verify_position's draws, leaving the chooser's random stream untouched.
+    """
+
+    def __init__(self, chooser: TokenChooser) -> None:
+        self.chooser = chooser
+        self.params = chooser.params
+        self.is_greedy = chooser.argmax_only  # argmax of raw rows only when nothing is processed
+        self.rng = np.random.Generator(np.random.PCG64(0))
+
+    def adjusted_logits(self, row: np.ndarray, history: Sequence[int]) -> np.ndarray:
+        """Only asked when is_greedy, i.e. when nothing processes the logits: the row itself."""
+        return np.asarray(row)
+
+    def probs(self, row: np.ndarray, history: Sequence[int]) -> np.ndarray:
+        tok, _ = self.chooser.choose(row, history, ())
+        out = np.zeros(np.shape(row)[-1], dtype=np.float64)
+        out[tok] = 1.0
+        return out
 
 
-def _timings(s: Stream) -> Dict[str, Any]:
-    """The response's ``timings``: llama.cpp's server fields, with its draft counters."""
-    return {**s.timings.as_dict(), "draft_n": s.stats.draft_n, "draft_n_accepted": s.stats.draft_n_accepted}
+def _alias(name: str, value: Optional[bool], alias: str, alias_value: Optional[bool], default: bool) -> bool:
+    """One switch under two names (ours and llama-cpp-python's): the one given, or the default."""
+    if value is not None and alias_value is not None and bool(value) != bool(alias_value):
+        raise ValueError(f"{name}={value!r} and {alias}={alias_value!r} disagree; give one of them")
+    chosen = value if value is not None else alias_value
+    return default if chosen is None else check_bool(name if value is not None else alias, chosen)
 
 
-def _usage(s: Stream) -> Dict[str, int]:
-    return {"prompt_tokens": len(s.prompt_tokens), "completion_tokens": len(s.tokens),
-            "total_tokens": len(s.prompt_tokens) + len(s.tokens)}
+def _nonempty(tokens: Any) -> bool:
+    try:
+        return len(tokens) > 0
+    except TypeError:
+        return True  # not a sequence: check_token_ids names the problem
 
 
-def _completion_response(s: Stream, cid: str, created: int, model: str) -> Dict[str, Any]:
-    return {
-        "id": cid, "object": "text_completion", "created": created, "model": model,
-        "choices": [{"text": s.text, "index": 0, "logprobs": None, "finish_reason": s.finish_reason}],
-        "usage": _usage(s), "timings": _timings(s),
-    }  # fmt: skip
-
-
-def _chat_response(s: Stream, cid: str, created: int, model: str) -> Dict[str, Any]:
-    return {
-        "id": cid, "object": "chat.completion", "created": created, "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": s.text},
-                     "logprobs": None, "finish_reason": s.finish_reason}],
-        "usage": _usage(s), "timings": _timings(s),
-    }  # fmt: skip
-
-
-def _completion_chunks(s: Stream, cid: str, created: int, model: str) -> Iterator[Dict[str, Any]]:
-    with closing(s):  # closing the chunk iterator stops the generation
-        for piece in s:
-            yield {"id": cid, "object": "text_completion", "created": created, "model": model,
-                   "choices": [{"text": piece, "index": 0, "logprobs": None, "finish_reason": None}]}
-    yield {"id": cid, "object": "text_completion", "created": created, "model": model,
-           "choices": [{"text": "", "index": 0, "logprobs": None, "finish_reason": s.finish_reason}],
-           "usage": _usage(s), "timings": _timings(s)}
-
-
-def _chat_chunks(s: Stream, cid: str, created: int, model: str) -> Iterator[Dict[str, Any]]:
-    yield {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-           "choices": [{"index": 0, "delta": {"role": "assistant"}, "logprobs": None, "finish_reason": None}]}
-    with closing(s):  # closing the chunk iterator stops the generation
-        for piece in s:
-            yield {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                   "choices": [{"index": 0, "delta": {"content": piece}, "logprobs": None,
-                                "finish_reason": None}]}
-    yield {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-           "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": s.finish_reason}],
-           "usage": _usage(s), "timings": _timings(s)}
+# The server's names for the OpenAI builders of one stream (pipeinfer.completions holds them).
+_completion_response = completions.completion_response
+_completion_chunks = completions.completion_chunks
+_chat_response = completions.chat_response
+_chat_chunks = completions.chat_chunks

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import heapq
 import re
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union, cast
 
 from pipeinfer import _pretokenize as pt
 
@@ -300,7 +300,7 @@ class Tokenizer:
                 if tid is not None:
                     ids[name] = tid
                     self._mark_control(tid)
-        eog = {ids[k] for k in ("fim_pad", "fim_rep", "fim_sep") if ids[k] is not None}
+        eog: Set[int] = {t for t in (ids["fim_pad"], ids["fim_rep"], ids["fim_sep"]) if t is not None}
         for t in _EOG_TEXTS:
             tid = self._ids.get(t)
             if tid is not None:
@@ -309,9 +309,9 @@ class Tokenizer:
         for t in ("<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"):  # gpt-oss: always render
             if t in self._ids:
                 self._attrs[self._ids[t]] = TokenAttr.USER_DEFINED
-        for k in ("eos_id", "eot_id", "eom_id"):
-            if ids[k] is not None:
-                eog.add(ids[k])
+        for special_id in (ids["eos_id"], ids["eot_id"], ids["eom_id"]):
+            if special_id is not None:
+                eog.add(special_id)
         # o200k_harmony / solar-open: "<|end|>" is not end-of-generation when these are present
         eog_texts = {self._texts[t]: t for t in eog}
         if "<|end|>" in eog_texts and (
@@ -536,10 +536,10 @@ class Tokenizer:
             if attr & TokenAttr.NORMAL:
                 return text.replace(_SPM_SPACE, " ").encode("utf-8")
             if attr & TokenAttr.BYTE:
-                return bytes([_parse_byte_token(text)])  # validated at construction
+                return bytes([cast(int, _parse_byte_token(text))])  # validated at construction
             return b""
         if attr & TokenAttr.BYTE:  # byte fallback tokens <0xHH> (Gemma-4 style BPE)
-            return bytes([_parse_byte_token(text)])
+            return bytes([cast(int, _parse_byte_token(text))])
         if attr & TokenAttr.NORMAL:
             out = bytearray()
             for c in text:
@@ -569,9 +569,10 @@ class Tokenizer:
             if not unparse_special and attrs[t] & _SUPPRESSED:
                 piece = b""
             else:
-                piece = pieces[t]
-                if piece is None:
-                    piece = pieces[t] = self._piece(t, attrs[t])
+                cached = pieces[t]
+                if cached is None:
+                    cached = pieces[t] = self._piece(t, attrs[t])
+                piece = cached
             parts.append(piece)
         if remove_space and parts and parts[0][:1] == b" ":
             parts[0] = parts[0][1:]

@@ -1,5 +1,5 @@
 // Test hooks for the transports of transport/transport.h: _core.Transport (an endpoint),
-// _core.local_group, _core.local_kill, _core.MPITransport, _core.mpi_launched, _core.mpi_abort_world,
+// _core.local_group, _core.local_kill, _core.MPITransport, _core.mpi_abort_world,
 // _core.mpi_fault_seen; the MPI exit hook; _core.mpi_report_startup_failure (runtime/startup-failure.h).
 // Payloads cross as bytes; tags as ints (EVENT=1, RESULT=2, CANCEL=3, CONTROL=4).
 #include <pybind11/stl.h>
@@ -128,7 +128,6 @@ void register_transport(py::module_& m) {
     m.def(
         "local_kill", [](transport& any_endpoint, int r) { local_group_kill(any_endpoint, r); }, py::arg("endpoint"),
         py::arg("rank"), "Marks rank `rank` of the endpoint's local group dead (fault injection).");
-    m.def("mpi_launched", &mpi_launched, "True if started by an MPI launcher (environment check only).");
     m.def(
         "MPITransport",
         [](double heartbeat_s, double dead_after_s) {

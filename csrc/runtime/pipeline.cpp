@@ -292,14 +292,6 @@ void pipeline::cancel(const std::vector<int64_t>& run_ids) {
     for (int r = 1; r < n_stages(); ++r) tp_->send(r, msg_tag::CANCEL, msg);
 }
 
-const std::vector<float>& pipeline::decode(const batch& b) {
-    submit(b);
-    while (outstanding_.size() > 1) wait();
-    const run_result& r = wait();
-    if (r.skipped) throw std::runtime_error("the run was cancelled");
-    return r.logits;
-}
-
 void pipeline::sync_drafter(const draft_sync& d, int which) {
     if (which < 0 || which >= n_draft_) {
         throw std::invalid_argument(format("draft rank %d does not exist (the pipeline has %d)", which, n_draft_));

@@ -69,9 +69,6 @@ public:
     void cancel(const std::vector<int64_t>& run_ids);
     size_t n_in_flight() const { return outstanding_.size(); }
 
-    // submit + wait; throws if the run was skipped.
-    const std::vector<float>& decode(const batch& b);
-
     void kv_seq_rm(int32_t seq, int32_t p0, int32_t p1);
     void kv_seq_cp(int32_t src, int32_t dst, int32_t p0, int32_t p1);
     void kv_seq_keep(int32_t seq);

@@ -744,18 +744,6 @@ void at_process_exit() {
 
 } // namespace
 
-bool mpi_launched() {
-    static const char* const vars[] = {"PMI_RANK", "PMI_SIZE", "PMI_FD", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE",
-                                       "MPI_LOCALNRANKS"};
-    for (const char* v : vars) {
-        if (std::getenv(v)) return true;
-    }
-    // srun without an MPI plugin still sets these; a task count > 1 means a parallel step.
-    const char* procid = std::getenv("SLURM_PROCID");
-    const char* ntasks = std::getenv("SLURM_STEP_NUM_TASKS");
-    return procid && ntasks && std::atoi(ntasks) > 1;
-}
-
 std::unique_ptr<transport> make_mpi_transport(const transport_options& opts) {
     return std::make_unique<mpi_transport>(opts);
 }

@@ -118,9 +118,6 @@ void local_group_kill(transport& any_endpoint, int r);
 
 // ---- MPI ----
 
-// True if this process was started by an MPI launcher (mpiexec/srun), by environment inspection
-// (PMI_RANK, PMIX_RANK, OMPI_COMM_WORLD_SIZE, ...), without initialising MPI.
-bool mpi_launched();
 // Initialises MPI if needed (MPI_THREAD_MULTIPLE for the heartbeat thread; checks the level
 // granted), duplicates MPI_COMM_WORLD with MPI_ERRORS_RETURN, starts heartbeats, and unlinks the
 // names of MPICH's shared-memory segments (shm-names.h). Collective: every rank must call it (as its

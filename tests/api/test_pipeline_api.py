@@ -230,3 +230,125 @@ def test_full_ring_and_small_cache_pause_speculation_without_error(tiny):
         s = p.generate(prompt, max_tokens=0, temperature=0)
         assert s.tokens == want
         assert s.finish_reason in ("length", "stop")
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda p: p.generate(b"Hello", max_tokens=2), TypeError, "prompt must be text.*bytes"),
+        (lambda p: p.generate([1.9, True], max_tokens=2), TypeError, r"prompt\[0\] must be an integer"),
+        (lambda p: p.generate([5, True], max_tokens=2), TypeError, r"prompt\[1\] must be an integer"),
+        (lambda p: p.generate(None, max_tokens=2), TypeError, "prompt must be text.*None"),
+        (lambda p: p.generate(3, max_tokens=2), TypeError, "prompt must be text"),
+        (lambda p: p.generate("hi", max_tokens=2, stop={"a": 1}), ValueError, "SamplingParams.stop"),
+        (lambda p: p.create_completion("hi", max_tokens=2, stream="no"), ValueError, "stream must be True or False"),
+        (lambda p: p.create_chat_completion([{"role": "user", "content": "x"}], stream=1), ValueError, "stream"),
+        (lambda p: p.generate("hi", max_tokens=2, logit_bias={10**20: 1}), ValueError, "SamplingParams.logit_bias"),
+        (lambda p: p.generate("hi", max_tokens=2, stop_token_ids=[2**40]), ValueError, "stop_token_ids"),
+        (lambda p: p.generate("hi", max_tokens=1.5), ValueError, "SamplingParams.max_tokens"),
+        (lambda p: p.generate("hi", {"temperature": 0}), TypeError, "params must be a pipeinfer.SamplingParams"),
+        (lambda p: p.generate("hi", add_special="yes"), ValueError, "add_special"),
+        (lambda p: p.create_completion("hi", n=0), ValueError, "n must be an integer in"),
+        (lambda p: p.create_completion("hi", logprobs=50), ValueError, "logprobs"),
+        (lambda p: p.create_chat_completion([{"role": "user", "content": "x"}], top_logprobs=2), ValueError,
+         "top_logprobs needs logprobs=True"),
+        (lambda p: p.tokenize(b"\xff\xfe"), ValueError, "not UTF-8"),
+        (lambda p: p.tokenize(3), TypeError, "text must be str"),
+        (lambda p: p.tokenize("a", add_special=True, add_bos=False), ValueError, "disagree"),
+        (lambda p: p.detokenize([1.5]), TypeError, r"tokens\[0\]"),
+        (lambda p: p.eval_logits([p.n_vocab]), ValueError, "out of the vocabulary"),
+    ],
+)  # fmt: skip
+def test_bad_api_values_name_the_field(pipe, call, error, match):
+    with pytest.raises(error, match=match):
+        call(pipe)
+
+
+def test_methods_after_close_say_it_is_closed(tiny):
+    p = pipeinfer.Pipeline(str(tiny[0]), n_ctx=64, n_threads=1)
+    p.close()
+    p.close()
+    for call in (lambda: p.n_ctx, lambda: p.n_vocab, lambda: p.stream("hi"), lambda: p.generate([5]),
+                 lambda: p.eval_logits([5]), lambda: p.reset(), lambda: p.stage_stats(),
+                 lambda: p.create_completion("hi"), lambda: p.create_chat_completion([{"role": "user", "content": "x"}])):
+        with pytest.raises(ValueError, match="the pipeline is closed"):
+            call()
+    assert p.tokenize("hi", add_special=False)  # the tokenizer needs no engine
+
+
+def test_sampling_params_object_and_overrides(pipe):
+    from pipeinfer import SamplingParams
+
+    params = SamplingParams(temperature=0, max_tokens=5)
+    a = pipe.generate([5, 17, 99], params)
+    assert len(a.tokens) <= 5
+    b = pipe.generate([5, 17, 99], params, max_tokens=3)
+    assert b.tokens == a.tokens[:3]
+    c = pipe.generate([5, 17, 99], params, logit_bias={a.tokens[0]: -100})
+    assert c.tokens[:1] != a.tokens[:1]
+    assert pipe.generate([5, 17, 99], max_tokens=0, temperature=0).finish_reason in ("stop", "length")
+
+
+def test_tokenize_bytes_and_llama_cpp_python_names(pipe):
+    assert pipe.tokenize(b"the cat") == pipe.tokenize("the cat")
+    assert pipe.tokenize(b"the cat", add_bos=False) == pipe.tokenize("the cat", add_special=False)
+    assert pipe.tokenize("the cat", False, True) == pipe.tokenize("the cat", add_bos=False, special=True)
+
+
+def test_detokenize_options(pipe):
+    ids = pipe.tokenize("the cat sat", add_special=False)
+    assert pipe.detokenize(ids) == "the cat sat"
+    assert pipe.detokenize(ids, as_bytes=True) == b"the cat sat"
+    assert pipe.detokenize(ids[1:], prev_tokens=ids[:1]) == "the cat sat"[len(pipe.detokenize(ids[:1])):]
+    eog = sorted(pipe.tokenizer.eog_ids)[0]
+    assert pipe.detokenize(ids + [eog], special=False) == pipe.detokenize(ids + [eog], skip_special=True)
+    with pytest.raises(ValueError, match="not both"):
+        pipe.detokenize(ids, skip_special=True, special=True)
+
+
+def test_n_choices_echo_and_completion_logprobs(pipe):
+    out = pipe.create_completion("the cat", max_tokens=4, temperature=0.9, seed=3, n=3, logprobs=2, top_k=0)
+    assert [c["index"] for c in out["choices"]] == [0, 1, 2]
+    assert out["usage"]["completion_tokens"] == sum(len(c["logprobs"]["tokens"]) for c in out["choices"])
+    again = pipe.create_completion("the cat", max_tokens=4, temperature=0.9, seed=3, n=3, logprobs=2, top_k=0)
+    assert [c["text"] for c in again["choices"]] == [c["text"] for c in out["choices"]]
+    lp = out["choices"][0]["logprobs"]
+    assert len(lp["tokens"]) == len(lp["token_logprobs"]) == len(lp["top_logprobs"]) == len(lp["text_offset"])
+    assert all(v <= 0 for v in lp["token_logprobs"]) and all(len(t) <= 2 for t in lp["top_logprobs"])
+    assert lp["text_offset"][0] == 0
+    echo = pipe.create_completion("the cat", max_tokens=3, temperature=0, echo=True)
+    plain = pipe.create_completion("the cat", max_tokens=3, temperature=0)
+    assert echo["choices"][0]["text"] == "the cat" + plain["choices"][0]["text"]
+    chunks = list(pipe.create_completion("the cat", max_tokens=3, temperature=0, n=2, stream=True))
+    assert {c["choices"][0]["index"] for c in chunks} == {0, 1} and "usage" in chunks[-1]
+
+
+def test_chat_logprobs_shape(pipe):
+    msgs = [{"role": "user", "content": "hi"}]
+    out = pipe.create_chat_completion(msgs, max_tokens=4, temperature=0, logprobs=True, top_logprobs=2)
+    content = out["choices"][0]["logprobs"]["content"]
+    assert len(content) == out["usage"]["completion_tokens"]
+    for e in content:
+        assert set(e) == {"token", "logprob", "bytes", "top_logprobs"} and len(e["top_logprobs"]) == 2
+        assert e["top_logprobs"][0]["logprob"] == e["logprob"]  # greedy: the chosen token is the top one
+    chunks = list(pipe.create_chat_completion(msgs, max_tokens=4, temperature=0, logprobs=True, stream=True))
+    streamed = [e for c in chunks if c["choices"] and c["choices"][0]["logprobs"]
+                for e in c["choices"][0]["logprobs"]["content"]]
+    assert [e["token"] for e in streamed] == [e["token"] for e in content]
+    assert pipe.create_chat_completion(msgs, max_tokens=2, temperature=0)["choices"][0]["logprobs"] is None
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(seed="42"), ValueError, "seed"),
+        (dict(seed=-1), ValueError, "seed"),
+        (dict(mode="fast"), ValueError, "mode must be one of"),
+        (dict(trace="yes"), ValueError, "trace"),
+    ],
+)
+def test_bad_constructor_values_name_the_field(tiny, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        pipeinfer.Pipeline(str(tiny[0]), n_ctx=64, n_threads=1, **kwargs)
+    with pytest.raises(TypeError, match="model must be"):
+        pipeinfer.Pipeline(None)  # type: ignore[arg-type]

@@ -100,3 +100,29 @@ def test_ctrl_c_stops_a_pipelined_generation_promptly(tiny_model, tmp_path):
     assert proc.returncode == 130, err
     assert "interrupted" in err
     assert "Traceback" not in err
+
+
+def test_version(tmp_path):
+    import pipeinfer
+
+    r = run_cli(["--version"], tmp_path)
+    assert r.returncode == 0 and r.stdout.strip() == f"pipeinfer {pipeinfer.__version__}"
+
+
+def test_run_with_json_schema_and_grammar(tiny_model, tmp_path):
+    path, _ = tiny_model("llama", "q8_0")
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps({"type": "object", "properties": {"a": {"type": "integer", "maximum": 99}},
+                                  "required": ["a"], "additionalProperties": False}))
+    r = run_cli(["run", "-m", str(path), "-p", "the cat", "-n", "40", "--temp", "0", "--json", "-t", "1",
+                 "--json-schema", str(schema), "--ignore-eos", "--min-tokens", "1"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["finish_reason"] == "stop"  # the complete object ends it despite --ignore-eos
+    assert set(json.loads(out["text"])) == {"a"}
+    grammar = tmp_path / "g.gbnf"
+    grammar.write_text('root ::= "yes" | "no"')
+    r = run_cli(["run", "-m", str(path), "-p", "the cat", "-n", "5", "--temp", "0.7", "--json", "-t", "1",
+                 "--grammar-file", str(grammar)], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["text"] in ("yes", "no")

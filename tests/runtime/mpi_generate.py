@@ -24,6 +24,7 @@ ap.add_argument("--mode", default=None)
 ap.add_argument("--draft", default=None)
 ap.add_argument("--exact", action="store_true")
 ap.add_argument("--draft-ranks", type=int, default=None)
+ap.add_argument("--sampling", default="{}", help="JSON object of extra sampling fields for stream()")
 ap.add_argument("--slow", type=float, default=0.0, help="seconds to sleep between tokens on the head")
 ap.add_argument("--model-rank", action="append", default=[],
                 help="RANK:PATH, another model path for that rank (fault tests: missing, different)")
@@ -39,7 +40,8 @@ try:
                               draft=a.draft, exact=a.exact, draft_ranks=a.draft_ranks)
     if pipe.is_head:
         prompt = [int(x) for x in a.prompt.split(",")]
-        s = pipe.stream(prompt, max_tokens=a.n_tokens, temperature=0)
+        sampling = {"temperature": 0, **json.loads(a.sampling)}
+        s = pipe.stream(prompt, max_tokens=a.n_tokens, **sampling)
         t0 = time.time()
         for i, _ in enumerate(s):
             if i == 0:
@@ -49,8 +51,9 @@ try:
             if a.slow:
                 time.sleep(a.slow)
         stats = pipe.stage_stats()
+        logprobs = [[r.token, r.logprob] for r in s.logprobs] if s.logprobs is not None else None
         print(json.dumps({"tokens": s.tokens, "stages": stats, "transport": pipe._native.transport,
-                          "stats": s.stats.as_dict()}), flush=True)
+                          "stats": s.stats.as_dict(), "logprobs": logprobs}), flush=True)
         pipe.close()
 except pipeinfer.TransportError as e:
     print(f"TransportError(rank={e.rank}): {e}", file=sys.stderr, flush=True)

@@ -35,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipeinfer import _core
+from pipeinfer import _core, launch
 
 EVENT, RESULT, CANCEL, CONTROL = 1, 2, 3, 4
 
@@ -48,7 +48,7 @@ def payload(src: int, tag: int, i: int, n: int = 64) -> bytes:
 def ring(outdir: Path, rounds: int) -> None:
     tp = _core.MPITransport(heartbeat_s=0.2, dead_after_s=20.0)
     r, n = tp.rank, tp.size
-    assert tp.kind == "mpi" and _core.mpi_launched()
+    assert tp.kind == "mpi" and launch.mpi_launched()
     nxt, prv = (r + 1) % n, (r - 1) % n
     burst = 5
     for i in range(rounds):

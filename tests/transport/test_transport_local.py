@@ -1,5 +1,5 @@
 """Local (in-process) transport: per-(source, tag) FIFO under random delays with Python threads as ranks,
-independent tags, fault injection with local_kill, timeouts, argument checks, and mpi_launched()."""
+independent tags, fault injection with local_kill, timeouts, argument checks, and launch.mpi_launched()."""
 from __future__ import annotations
 
 import threading
@@ -189,18 +189,23 @@ def test_endpoint_properties_and_argument_checks():
 
 
 def test_mpi_launched_reads_launcher_environment(monkeypatch):
-    for var in ("PMI_RANK", "PMI_SIZE", "PMI_FD", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS",
-                "SLURM_PROCID", "SLURM_STEP_NUM_TASKS"):
+    from pipeinfer.launch import mpi_launched
+
+    for var in ("PMI_RANK", "PMI_SIZE", "PMI_FD", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE",
+                "MPI_LOCALNRANKS", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"):
         monkeypatch.delenv(var, raising=False)
-    assert _core.mpi_launched() is False
+    assert mpi_launched() is False
     monkeypatch.setenv("SLURM_PROCID", "0")
-    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "1")  # a batch shell, not a parallel step
-    assert _core.mpi_launched() is False
+    monkeypatch.setenv("SLURM_NTASKS", "4")  # a batch shell, not a parallel step
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "1")
+    assert mpi_launched() is False
     monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "4")
-    assert _core.mpi_launched() is True
+    assert mpi_launched() is True
     monkeypatch.delenv("SLURM_PROCID")
     monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
-    assert _core.mpi_launched() is True
+    assert mpi_launched() is True
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "1")  # one rank: run locally
+    assert mpi_launched() is False
     monkeypatch.delenv("OMPI_COMM_WORLD_SIZE")
     monkeypatch.setenv("PMI_RANK", "1")
-    assert _core.mpi_launched() is True
+    assert mpi_launched() is True
