@@ -243,11 +243,11 @@ class Pipeline:
     # ----------------------------------------------------------------------------------- properties
     @property
     def _engine(self) -> _core.Pipeline:
-        """The native pipeline; ValueError once closed (or on an MPI worker rank, which has none)."""
+        """The native pipeline; RuntimeError once closed (or on an MPI worker rank, which has none)."""
         if self._native is None:
             if not self.is_head:
-                raise ValueError(f"MPI rank {self.rank} served a worker stage; the pipeline is used on rank 0")
-            raise ValueError("the pipeline is closed (close() was called); create a new Pipeline")
+                raise RuntimeError(f"MPI rank {self.rank} served a worker stage; the pipeline is used on rank 0")
+            raise RuntimeError("the pipeline is closed (close() was called); create a new Pipeline")
         return self._native
 
     @property

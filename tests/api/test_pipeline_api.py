@@ -271,7 +271,7 @@ def test_methods_after_close_say_it_is_closed(tiny):
     for call in (lambda: p.n_ctx, lambda: p.n_vocab, lambda: p.stream("hi"), lambda: p.generate([5]),
                  lambda: p.eval_logits([5]), lambda: p.reset(), lambda: p.stage_stats(),
                  lambda: p.create_completion("hi"), lambda: p.create_chat_completion([{"role": "user", "content": "x"}])):
-        with pytest.raises(ValueError, match="the pipeline is closed"):
+        with pytest.raises(RuntimeError, match="the pipeline is closed"):
             call()
     assert p.tokenize("hi", add_special=False)  # the tokenizer needs no engine
 
