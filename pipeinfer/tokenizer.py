@@ -300,6 +300,10 @@ class Tokenizer:
                 if tid is not None:
                     ids[name] = tid
                     self._mark_control(tid)
+        # control tokens named "...unused..." are unused (llama.cpp's auto-detection, e.g. Gemma's <unused0>)
+        for tid, a in enumerate(self._attrs):
+            if a & TokenAttr.CONTROL and "unused" in self._texts[tid]:
+                self._attrs[tid] = a | TokenAttr.UNUSED
         eog: Set[int] = {t for t in (ids["fim_pad"], ids["fim_rep"], ids["fim_sep"]) if t is not None}
         for t in _EOG_TEXTS:
             tid = self._ids.get(t)

@@ -36,6 +36,7 @@ from llama_cpp import Llama
 MODELS = {
     "smollm2-135m": "SmolLM2-135M-Instruct.Q4_1.gguf",
     "qwen2.5-coder-0.5b": "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+    "gemma3-270m": "gemma-3-270m-q4_k_m.gguf",
 }
 
 _PARAGRAPH = (
@@ -100,6 +101,11 @@ CORPUS = [
 ]
 
 PROMPTS = ["The capital of France is", "def fibonacci(n):", "Once upon a time, in a small village,"]
+# Models whose greedy reference has more prompts (issue 13 asks for 6 on Gemma 3).
+EXTRA_PROMPTS = {
+    "gemma3-270m": ["The three primary colors are", "import numpy as np\n\ndef softmax(x):",
+                    "Q: What is 17 times 3?\nA:"],
+}
 N_GREEDY = 32
 N_TOP_POSITIONS = 4
 N_TOP = 20
@@ -188,7 +194,7 @@ def make_greedy(name: str, path: Path, seed: int) -> dict:
                 logits_all=True, seed=seed, verbose=False)
     vocab = vocab_of(llm)
     runs = []
-    for prompt in PROMPTS:
+    for prompt in PROMPTS + EXTRA_PROMPTS.get(name, []):
         prompt_ids = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
         llm.reset()
         llm.eval(prompt_ids)
@@ -351,12 +357,16 @@ def main() -> int:
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "tests" / "data"))
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--only", choices=["tokens", "greedy", "vocab"], default=None)
+    ap.add_argument("--model", choices=list(MODELS), action="append", default=None,
+                    help="only these models (repeatable; default: all)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for name, fname in MODELS.items():
         if args.only == "vocab":
             break
+        if args.model and name not in args.model:
+            continue
         path = Path(args.models_dir) / fname
         if not path.exists():
             print(f"error: model {name} not found at {path}", file=sys.stderr)
@@ -368,7 +378,7 @@ def main() -> int:
             data = make_greedy(name, path, args.seed)
             (out / f"greedy_{name}.json").write_text(json.dumps(data, ensure_ascii=False, indent=1))
         print(f"{name}: done", file=sys.stderr)
-    if args.only in (None, "vocab"):
+    if args.only == "vocab" or (args.only is None and not args.model):
         with tempfile.TemporaryDirectory() as tmp:
             data = make_pretypes(Path(args.models_dir) / MODELS["smollm2-135m"], Path(tmp))
             (out / "tokens_pretypes.json").write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")))

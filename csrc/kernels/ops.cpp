@@ -24,12 +24,13 @@ void rmsnorm_row(const float* x, const float* w, int64_t n, float eps, float* ou
 // steps as per head) and applied to all heads.
 PI_FMA_CLONES
 void rope_apply(float* x, int64_t n_head, int64_t head_dim, int64_t n_rot, int32_t pos, float freq_base,
-                rope_mode mode) {
+                rope_mode mode, const float* freq_factors) {
     const float theta_scale = std::pow(freq_base, -2.0f / static_cast<float>(n_rot));
     float theta = static_cast<float>(pos);
     for (int64_t i = 0; i < n_rot / 2; ++i) {
-        const float c = std::cos(theta);
-        const float s = std::sin(theta);
+        const float t = freq_factors != nullptr ? theta / freq_factors[i] : theta;
+        const float c = std::cos(t);
+        const float s = std::sin(t);
         const int64_t i0 = (mode == rope_mode::NEOX) ? i : 2 * i;
         const int64_t i1 = (mode == rope_mode::NEOX) ? i + n_rot / 2 : 2 * i + 1;
         for (int64_t h = 0; h < n_head; ++h) {
@@ -54,6 +55,44 @@ void swiglu_inplace(float* gate, const float* up, int64_t n) {
     for (; i < n; ++i) {
         const float g = gate[i];
         gate[i] = (g / (1.0f + std::exp(-g))) * up[i];
+    }
+}
+
+namespace {
+
+// ggml_table_gelu_f16: f16(gelu(f16 value)) for every f16 bit pattern (ggml-cpu.c ggml_cpu_init), with
+// ggml_gelu_f32's expression as GCC compiles it for an FMA machine: 1 + (a*x)*x is one fused
+// multiply-add (checked against llama.cpp's table: all 65536 entries equal).
+struct gelu_f16_table {
+    uint16_t v[1 << 16];
+    gelu_f16_table() {
+        const float a = 0.044715f, sqrt_2_over_pi = 0.79788456080286535587989211986876f;
+        for (uint32_t i = 0; i < (1u << 16); ++i) {
+            const float x = fp16_to_fp32(static_cast<uint16_t>(i));
+            const float inner = std::fmaf(a * x, x, 1.0f);
+            v[i] = fp32_to_fp16((0.5f * x) * (1.0f + std::tanh((sqrt_2_over_pi * x) * inner)));
+        }
+    }
+};
+
+const gelu_f16_table& gelu_table() {
+    static const gelu_f16_table t;  // built once, on first use (thread-safe static init)
+    return t;
+}
+
+} // namespace
+
+void geglu_inplace(float* gate, const float* up, int64_t n) {
+    const uint16_t* t = gelu_table().v;
+    for (int64_t i = 0; i < n; ++i) {
+        const float g = gate[i];
+        if (g <= -10.0f) {
+            gate[i] = 0.0f;
+        } else if (g >= 10.0f) {
+            gate[i] = g * up[i];
+        } else {
+            gate[i] = fp16_to_fp32(t[fp32_to_fp16(g)]) * up[i];
+        }
     }
 }
 

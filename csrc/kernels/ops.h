@@ -24,14 +24,21 @@ enum class rope_mode : int {
 };
 
 // Rotates the first n_rot values of each of n_head vectors of head_dim values in x (one token at
-// position pos), in place. theta_i = pos * freq_base^(-2i/n_rot) by repeated f32 products; a pair
-// (x0, x1) becomes (fma(x0, cos, -(x1 * sin)), fma(x0, sin, x1 * cos)) as ggml's rotate_pairs compiles.
+// position pos), in place. theta_i = pos * freq_base^(-2i/n_rot) by repeated f32 products, divided by
+// freq_factors[i] when given (llama 3's rope_freqs, ggml_rope_ext's c argument); a pair (x0, x1)
+// becomes (fma(x0, cos, -(x1 * sin)), fma(x0, sin, x1 * cos)) as ggml's rotate_pairs compiles.
 void rope_apply(float* x, int64_t n_head, int64_t head_dim, int64_t n_rot, int32_t pos, float freq_base,
-                rope_mode mode);
+                rope_mode mode, const float* freq_factors = nullptr);
 
 // gate[i] = silu(gate[i]) * up[i] for ONE row of n values (ggml_vec_swiglu_f32): the values of each
 // full group of 16 from the row start use silu(x) = x / (1 + expf_ggml(0 - x)), the rest x / (1 + expf(-x)).
 void swiglu_inplace(float* gate, const float* up, int64_t n);
+
+// gate[i] = gelu(gate[i]) * up[i] for one row of n values (ggml_vec_geglu_f32 with GGML_GELU_FP16):
+// x <= -10 gives 0, x >= 10 gives x * up, otherwise the tanh-approximated GELU of x rounded to f16 is
+// looked up in the table of all 65536 f16 inputs (each entry ggml_gelu_f32 rounded to f16, with the
+// fused multiply-add GCC makes of its 1 + a*x*x) and widened back.
+void geglu_inplace(float* gate, const float* up, int64_t n);
 
 // exp(x) as one lane of ggml's AVX-512 ggml_v_expf (vec.h; used by llama.cpp's softmax and SiLU):
 // a degree-5 polynomial after range reduction by ln 2, not the C library's expf.

@@ -1,7 +1,9 @@
-// Forward pass of one pipeline stage of a llama-family decoder (llama, qwen2): a contiguous range of
-// layers, with the token embedding on the first stage and the final norm + output head on the last.
-// Straight-line code over preallocated buffers; the stage owns its KV cache and thread pool.
-// Must not know about transports, runs in flight or sampling.
+// Forward pass of one pipeline stage of a decoder-only transformer of any supported architecture
+// (model/arch.h: llama, qwen2, qwen2moe, qwen3, qwen3moe, gemma3, phi3): a contiguous range of layers,
+// with the token embedding on the first stage and the final norm + output head on the last. The
+// stage owns the batch bookkeeping, the buffers, its KV cache and thread pool, and calls the
+// architecture's attention and FFN blocks per layer. Must not know about transports, runs in flight
+// or sampling, nor about any one architecture.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -11,6 +13,8 @@
 #include "kernels/matmul.h"
 #include "kernels/thread-pool.h"
 #include "kv/kv-cache.h"
+#include "model/arch.h"
+#include "model/blocks.h"
 #include "model/hparams.h"
 #include "model/weights.h"
 #include "model/weights-repack.h"
@@ -89,13 +93,13 @@ public:
 
 private:
     void embed(const batch& b);
-    void attention_layer(int il, const batch& b, const std::vector<int32_t>& cells);
-    void ffn_layer(int il, size_t n);
+    layer_ctx layer(int il, const batch& b, const std::vector<int32_t>& cells);
+    void resize_buffers(size_t n_tokens);
     // The output norm and head (last stage); false if `cancelled` turned true between head slices.
     bool head(const batch& b, std::vector<float>& out, const std::function<bool()>& cancelled);
-    // Moves the rows of x_ whose logits are wanted to the front (batch order); returns their count.
+    // Moves the rows of buf_.x whose logits are wanted to the front (batch order); returns their count.
     size_t compact_output_rows(const batch& b);
-    // Output norm + output head on the first r rows of x_: out = (r, n_vocab).
+    // Output norm + output head on the first r rows of buf_.x: out = (r, n_vocab).
     bool head_rows(size_t r, std::vector<float>& out, const std::function<bool()>& cancelled);
     bool output_matmul(size_t r, float* logits, const std::function<bool()>& cancelled);
     static constexpr int64_t OUTPUT_SLICES = 8;  // cancellation checks within the output head
@@ -105,6 +109,7 @@ private:
 
     std::shared_ptr<const gguf_file> file_;
     llama_hparams hp_;
+    const arch_def* arch_ = nullptr;
     int64_t n_vocab_ = 0;
     stage_weights w_;
     kv_cache kv_;
@@ -114,17 +119,7 @@ private:
     bool exact_ = false;                          // the current batch's exact_rows
     std::vector<std::vector<int32_t>> visible_;  // per batch token: visible KV cells
 
-    // Scratch, resized per batch (n = n_tokens):
-    std::vector<float> x_;      // (n, n_embd) residual stream
-    std::vector<float> xn_;     // (n, n_embd) normed input of a sublayer
-    std::vector<float> q_;      // (n, n_embd_q)
-    std::vector<float> k_;      // (n, n_embd_kv)
-    std::vector<float> v_;      // (n, n_embd_kv)
-    std::vector<float> att_;    // (n, n_embd_q) attention output before wo
-    std::vector<float> tmp_;    // (n, n_embd) projection output
-    std::vector<float> gate_;   // (n, n_ff)
-    std::vector<float> up_;     // (n, n_ff)
-    std::vector<float> scores_; // (n_threads, attend_scratch_floats) per-thread attention scratch
+    stage_buffers buf_;                           // scratch, resized per batch (model/blocks.h)
 };
 
 } // namespace pipeinfer

@@ -33,11 +33,7 @@ struct fnv {
 };
 
 std::vector<weight_view*> repackable_matrices(stage_weights& sw) {
-    std::vector<weight_view*> mats;
-    for (auto& lw : sw.layers) {
-        for (weight_view* w : {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down}) mats.push_back(w);
-    }
-    if (sw.has_head) mats.push_back(&sw.output);
+    std::vector<weight_view*> mats = stage_matrices(sw);
     mats.erase(std::remove_if(mats.begin(), mats.end(),
                               [](const weight_view* w) { return !repack_supported(w->type) || w->repacked != nullptr; }),
                mats.end());

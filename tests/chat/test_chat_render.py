@@ -334,3 +334,17 @@ def test_builtin_template_chosen_by_architecture_and_vocabulary(arch, tokens, wa
     from pipeinfer.chat import builtin_template
 
     assert builtin_template(arch, tokens) == want
+
+
+@pytest.mark.realmodel
+def test_gemma3_file_without_template_gets_the_gemma_format(real_model_path):
+    """gemma-3-270m's GGUF has no tokenizer.chat_template: the gemma format is chosen, not ChatML."""
+    from pipeinfer import _core
+    from pipeinfer.chat import BUILTIN_TEMPLATES, builtin_template
+
+    meta = _core.GGUFFile(str(real_model_path("gemma3-270m"))).metadata()
+    assert "tokenizer.chat_template" not in meta
+    name = builtin_template(meta["general.architecture"], meta["tokenizer.ggml.tokens"])
+    assert name == "gemma"
+    assert render_chat(BUILTIN_TEMPLATES[name], [{"role": "user", "content": "Hi"}]) == (
+        "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n")

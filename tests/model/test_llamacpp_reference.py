@@ -32,7 +32,7 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 N_CTX = 512
 N_THREADS = 2
 LOGIT_ATOL = 1e-4  # observed difference 0.0 on both models (bit-exact)
-MODELS = ("smollm2-135m", "qwen2.5-coder-0.5b")
+MODELS = ("smollm2-135m", "qwen2.5-coder-0.5b", "gemma3-270m")
 
 pytestmark = pytest.mark.realmodel
 

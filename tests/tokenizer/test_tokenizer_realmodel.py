@@ -11,7 +11,7 @@ import pytest
 from pipeinfer.tokenizer import TokenAttr, Tokenizer
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-MODELS = ["smollm2-135m", "qwen2.5-coder-0.5b"]
+MODELS = ["smollm2-135m", "qwen2.5-coder-0.5b", "gemma3-270m"]
 
 pytestmark = pytest.mark.realmodel
 

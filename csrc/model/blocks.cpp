@@ -1,0 +1,125 @@
+#include "model/blocks.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/attention.h"
+#include "kernels/ops.h"
+#include "model/llama.h"
+
+namespace pipeinfer {
+
+void norm_input(layer_ctx& c, const std::vector<float>& w, size_t n) {
+    const int64_t d = c.hp.n_embd;
+    for (size_t i = 0; i < n; ++i) rmsnorm_row(&c.buf.x[i * d], w.data(), d, c.hp.rms_eps, &c.buf.xn[i * d]);
+}
+
+void norm_rows_inplace(layer_ctx& c, float* x, const std::vector<float>& w, size_t n, int64_t width) {
+    for (size_t i = 0; i < n; ++i) rmsnorm_row(x + i * width, w.data(), width, c.hp.rms_eps, x + i * width);
+}
+
+void project_qkv(layer_ctx& c, size_t n) {
+    const layer_weights& lw = c.lw;
+    const weight_view* qkv[] = {&lw.wq, &lw.wk, &lw.wv};
+    float* qkv_out[] = {c.buf.q.data(), c.buf.k.data(), c.buf.v.data()};
+    matmul_same_x(qkv, qkv_out, 3, c.buf.xn.data(), static_cast<int64_t>(n), c.pool, c.mm, c.exact);
+    if (lw.bq.empty()) return;
+    const int64_t dq = c.hp.n_embd_q(), dkv = c.hp.n_embd_kv();
+    for (size_t i = 0; i < n; ++i) {
+        add_inplace(&c.buf.q[i * dq], lw.bq.data(), dq);
+        add_inplace(&c.buf.k[i * dkv], lw.bk.data(), dkv);
+        add_inplace(&c.buf.v[i * dkv], lw.bv.data(), dkv);
+    }
+}
+
+void norm_qk_heads(layer_ctx& c, size_t n) {
+    const int64_t hd = c.hp.head_dim;
+    const size_t n_q = n * static_cast<size_t>(c.hp.n_head), n_k = n * static_cast<size_t>(c.hp.n_head_kv);
+    for (size_t h = 0; h < n_q; ++h) rmsnorm_row(&c.buf.q[h * hd], c.lw.q_norm.data(), hd, c.hp.rms_eps, &c.buf.q[h * hd]);
+    for (size_t h = 0; h < n_k; ++h) rmsnorm_row(&c.buf.k[h * hd], c.lw.k_norm.data(), hd, c.hp.rms_eps, &c.buf.k[h * hd]);
+}
+
+void rope_qk(layer_ctx& c, size_t n) {
+    const llama_hparams& hp = c.hp;
+    const float base = hp.rope_base(c.il);
+    const float* ff = c.sw.rope_freqs.empty() ? nullptr : c.sw.rope_freqs.data();
+    const int64_t dq = hp.n_embd_q(), dkv = hp.n_embd_kv();
+    for (size_t i = 0; i < n; ++i) {
+        rope_apply(&c.buf.q[i * dq], hp.n_head, hp.head_dim, hp.n_rot, c.b.pos[i], base, hp.rope, ff);
+        rope_apply(&c.buf.k[i * dkv], hp.n_head_kv, hp.head_dim, hp.n_rot, c.b.pos[i], base, hp.rope, ff);
+    }
+}
+
+void scale_q(layer_ctx& c, size_t n, float s) {
+    float* q = c.buf.q.data();
+    const size_t m = n * static_cast<size_t>(c.hp.n_embd_q());
+    for (size_t i = 0; i < m; ++i) q[i] *= s;  // ggml_vec_scale_f32: one product per value
+}
+
+namespace {
+
+// Index of the first cell of `vis` (in position order) that a token at `pos` sees through a window
+// of n_swa positions: llama.cpp masks p' when pos - p' >= n_swa.
+size_t window_start(const std::vector<int32_t>& vis, const int32_t* cell_pos, int32_t pos, int64_t n_swa) {
+    const auto it = std::partition_point(vis.begin(), vis.end(), [&](int32_t cell) {
+        return static_cast<int64_t>(pos) - cell_pos[cell] >= n_swa;
+    });
+    return static_cast<size_t>(it - vis.begin());
+}
+
+} // namespace
+
+void self_attention(layer_ctx& c, size_t n, float scale) {
+    const llama_hparams& hp = c.hp;
+    const int64_t dq = hp.n_embd_q(), dkv = hp.n_embd_kv(), hd = hp.head_dim;
+    for (size_t i = 0; i < n; ++i) {
+        // llama.cpp's f16 K·Q product rounds Q to f16; the cache converts K and V to its storage type.
+        round_to_f16(&c.buf.q[i * dq], dq);
+        c.kv.store(c.local, c.cells[i], &c.buf.k[i * dkv], &c.buf.v[i * dkv]);
+    }
+    // Scores, softmax and P·V in llama.cpp's exact arithmetic: kernels/attention.h.
+    const int64_t group = hp.n_head / hp.n_head_kv;
+    const int64_t n_items = static_cast<int64_t>(n) * hp.n_head;
+    const bool one_row = n == 1 || c.b.exact_rows;
+    const bool swa = hp.is_swa(c.il);
+    const size_t per_thread = attend_scratch_floats(hd, c.kv.n_ctx());
+    c.pool.parallel_for([&](int ith, int nth) {
+        float* scratch = c.buf.scores.data() + static_cast<size_t>(ith) * per_thread;
+        for (int64_t item = ith; item < n_items; item += nth) {
+            const size_t i = static_cast<size_t>(item / hp.n_head);
+            const int64_t h = item % hp.n_head;
+            const attn_kv kv = c.kv.head_view(c.local, h / group, hd);
+            const std::vector<int32_t>& vis = c.visible[i];
+            const size_t first = swa ? window_start(vis, kv.cell_pos, c.b.pos[i], hp.n_swa) : 0;
+            attend_f16(&c.buf.q[i * dq + h * hd], hd, scale, kv, vis.data() + first,
+                       static_cast<int64_t>(vis.size() - first), one_row, scratch, &c.buf.att[i * dq + h * hd]);
+        }
+    });
+}
+
+void output_projection(layer_ctx& c, size_t n) {
+    matmul(c.lw.wo, c.buf.att.data(), static_cast<int64_t>(n), c.buf.tmp.data(), c.pool, c.mm, c.exact);
+}
+
+void gated_ffn(layer_ctx& c, size_t n, const weight_view& gate, const weight_view& up, const weight_view& down,
+               ffn_act act) {
+    const int64_t ff = gate.n_out;
+    const weight_view* gate_up[] = {&gate, &up};
+    float* gate_up_out[] = {c.buf.gate.data(), c.buf.up.data()};
+    matmul_same_x(gate_up, gate_up_out, 2, c.buf.xn.data(), static_cast<int64_t>(n), c.pool, c.mm, c.exact);
+    for (size_t i = 0; i < n; ++i) {  // per row: ggml's 16-value groups start at each row
+        if (act == ffn_act::GELU) {
+            geglu_inplace(&c.buf.gate[i * ff], &c.buf.up[i * ff], ff);
+        } else {
+            swiglu_inplace(&c.buf.gate[i * ff], &c.buf.up[i * ff], ff);
+        }
+    }
+    matmul(down, c.buf.gate.data(), static_cast<int64_t>(n), c.buf.tmp.data(), c.pool, c.mm, c.exact);
+}
+
+void add_residual(layer_ctx& c, size_t n) {
+    const size_t m = n * static_cast<size_t>(c.hp.n_embd);
+    for (size_t i = 0; i < m; ++i) c.buf.x[i] += c.buf.tmp[i];
+}
+
+} // namespace pipeinfer
