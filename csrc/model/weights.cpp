@@ -81,7 +81,7 @@ std::vector<float> tensor_binder::vector(const std::string& name, int64_t n, boo
     // Norm weights and biases are element-wise operands: llama.cpp keeps them f32 (ggml_mul / ggml_add
     // take no quantized operand), so only float types are accepted.
     if (t.type != ggml_type::F32 && t.type != ggml_type::F16 && t.type != ggml_type::BF16) {
-        throw unsupported_type(format("%s: tensor '%s' has type %s; norm weights and biases must be f32, f16 or bf16",
+        throw model_error(format("%s: tensor '%s' has type %s; norm weights and biases must be f32, f16 or bf16",
                                       f_.source().c_str(), name.c_str(), get_type_traits(t.type).name));
     }
     if (check_only_) return {};

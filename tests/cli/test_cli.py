@@ -47,7 +47,9 @@ def test_info_lists_keys_and_tensors(tiny_model, tmp_path):
 def test_list_names_known_models(tmp_path):
     r = run_cli(["list"], tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "smollm2-135m" in r.stdout
+    header, *rows = r.stdout.splitlines()
+    assert header.split() == ["name", "architecture", "size", "cached"]
+    assert any(row.split()[:2] == ["smollm2-135m", "llama"] for row in rows)
 
 
 @pytest.mark.parametrize(

