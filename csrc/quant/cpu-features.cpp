@@ -2,6 +2,11 @@
 // is compiled with (csrc/CMakeLists.txt), so a kernel file never runs on a CPU missing one of them.
 #include "quant/arch/arch.h"
 
+#if defined(PIPEINFER_ARM)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
+
 namespace pipeinfer {
 
 #if defined(PIPEINFER_X86)
@@ -21,6 +26,14 @@ bool cpu_has_avx512() {
 #else
 bool cpu_has_avx2() { return false; }
 bool cpu_has_avx512() { return false; }
+#endif
+
+#if defined(PIPEINFER_ARM)
+bool cpu_has_neon() { return true; }  // mandatory in AArch64
+bool cpu_has_dotprod() { return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0; }
+#else
+bool cpu_has_neon() { return false; }
+bool cpu_has_dotprod() { return false; }
 #endif
 
 } // namespace pipeinfer

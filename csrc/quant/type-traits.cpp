@@ -67,10 +67,17 @@ void fill_sizes() {
     g_unknown.name = "unknown";
 }
 
+// The SIMD levels of this architecture, lowest first (index = rank); "scalar" is rank 0 everywhere.
+#if defined(PIPEINFER_ARM)
+const char* const LEVELS[] = {"scalar", "neon", "dotprod"};
+#else
+const char* const LEVELS[] = {"scalar", "avx2", "avx512"};
+#endif
+
 int isa_rank(const char* isa) {
-    if (std::strcmp(isa, "scalar") == 0) return 0;
-    if (std::strcmp(isa, "avx2") == 0) return 1;
-    if (std::strcmp(isa, "avx512") == 0) return 2;
+    for (int i = 0; i < 3; ++i) {
+        if (std::strcmp(isa, LEVELS[i]) == 0) return i;
+    }
     return -1;
 }
 
@@ -88,6 +95,15 @@ const char* apply_isa(int want) {
     if (want >= 2 && cpu_has_avx512()) {
         register_kernels_avx512(g_table);
         got = "avx512";
+    }
+#elif defined(PIPEINFER_ARM)
+    if (want >= 1 && cpu_has_neon()) {
+        register_kernels_neon(g_table);
+        got = "neon";
+    }
+    if (want >= 2 && cpu_has_dotprod()) {
+        register_kernels_neon_dotprod(g_table);
+        got = "dotprod";
     }
 #endif
     (void)sizes;
@@ -132,7 +148,8 @@ const char* kernel_isa() {
 const char* set_kernel_isa(const char* isa) {
     const int want = isa_rank(isa);
     if (want < 0) {
-        throw std::invalid_argument(format("unknown kernel ISA '%s' (expected scalar, avx2 or avx512)", isa));
+        throw std::invalid_argument(
+            format("unknown kernel ISA '%s' (expected %s, %s or %s)", isa, LEVELS[0], LEVELS[1], LEVELS[2]));
     }
     std::lock_guard<std::mutex> lock(g_mu);
     g_done = true;

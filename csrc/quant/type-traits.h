@@ -75,7 +75,8 @@ const type_traits& get_type_traits(uint32_t id);
 // unsupported_type for an unknown id.
 size_t row_size(ggml_type t, int64_t n);
 
-// Name of the SIMD level chosen at run time for the kernels ("scalar", "avx2", "avx512").
+// Name of the SIMD level chosen at run time for the kernels ("scalar", "avx2", "avx512" on x86-64;
+// "scalar", "neon", "dotprod" on AArch64).
 const char* kernel_isa();
 // Forces the reference kernels (isa = "scalar") or a level up to the CPU's best; returns the
 // level in force. Used by tests to compare SIMD paths with the reference.
