@@ -9,6 +9,16 @@ OpenAI endpoints), schemas.py (request validation), scheduler.py (bounded queue,
 cancellation), metrics.py (Prometheus), errors.py (OpenAI error bodies), page.html (the chat page),
 main.py (the command line).
 """
-from pipeinfer.server.app import ServerOptions, create_app
+from typing import Any
 
 __all__ = ["ServerOptions", "create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: the command line imports pipeinfer.server.main for `serve`'s arguments,
+    # and `pipeinfer run` must work without the server extra (fastapi) installed.
+    if name in __all__:
+        from pipeinfer.server import app
+
+        return getattr(app, name)
+    raise AttributeError(f"module 'pipeinfer.server' has no attribute {name!r}")

@@ -128,3 +128,18 @@ def test_run_with_json_schema_and_grammar(tiny_model, tmp_path):
                  "--grammar-file", str(grammar)], tmp_path)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["text"] in ("yes", "no")
+
+
+def test_cli_without_the_server_extra(tiny_model, tmp_path):
+    # fastapi / uvicorn are the optional `server` extra: run works without them, serve says what is missing
+    path, _ = tiny_model("llama", "q8_0")
+    block = "import sys; sys.modules['fastapi'] = None; sys.modules['uvicorn'] = None; from pipeinfer.cli import main; "
+    r = subprocess.run([sys.executable, "-c", block + f"sys.exit(main(['run', '-m', {str(path)!r}, '-p', 'the cat', "
+                        "'-n', '3', '--temp', '0', '--json', '-t', '1']))"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["finish_reason"] in ("length", "stop")
+    r = subprocess.run([sys.executable, "-c", block + f"sys.exit(main(['serve', '-m', {str(path)!r}]))"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert "pipeinfer[server]" in r.stderr
