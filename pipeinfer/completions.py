@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from contextlib import closing
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from pipeinfer.sampling import MAX_TOP_LOGPROBS, TokenLogprob
 from pipeinfer.stream import Stream
@@ -19,8 +19,8 @@ from pipeinfer.validate import check_bool, check_int
 if TYPE_CHECKING:
     from pipeinfer.pipeline import Pipeline, Prompt
 
-__all__ = ["completion", "chat_completion", "usage", "timings", "completion_response", "completion_chunks",
-           "chat_response", "chat_chunks"]
+__all__ = ["completion", "chat_completion", "usage", "timings", "echo_text", "choice_seed", "completion_response",
+           "completion_chunks", "chat_response", "chat_chunks", "MAX_CHOICES"]
 
 Result = Union[Dict[str, Any], Iterator[Dict[str, Any]]]
 MAX_CHOICES = 128
@@ -44,8 +44,14 @@ def _choice_streams(pipe: "Pipeline", prompt: Any, n: int, kwargs: Dict[str, Any
     for i in range(n):
         kw = dict(kwargs)
         if seed is not None and n > 1:
-            kw["seed"] = (seed + i) % _SEED_MOD if isinstance(seed, int) and not isinstance(seed, bool) else seed
+            kw["seed"] = choice_seed(seed, i)
         yield pipe.stream(prompt, **kw)
+
+
+def choice_seed(seed: Any, i: int) -> Any:
+    """The seed of choice ``i`` of a seeded request: seed + i (mod 2**64), so choices differ yet
+    reproduce (a value that is not an integer is passed on for SamplingParams to refuse)."""
+    return (seed + i) % _SEED_MOD if isinstance(seed, int) and not isinstance(seed, bool) else seed
 
 
 def _token_str(tokenizer: Any, tok: int) -> Tuple[str, List[int]]:
@@ -75,20 +81,21 @@ def completion(pipe: "Pipeline", prompt: "Prompt", max_tokens: Optional[int], st
     streams = _choice_streams(pipe, prompt, n, kwargs)
     first = next(streams)  # validates the request before anything is returned
     created = int(time.time())
-    head = {"id": f"cmpl-{created}-{id(first):x}", "object": "text_completion", "created": created,
-            "model": pipe.model_path.name}
-    prefix = _echo_text(pipe, prompt, first) if echo else ""
+    cid, model = f"cmpl-{created}-{id(first):x}", pipe.model_path.name
+    prefix = echo_text(pipe, prompt, first) if echo else ""
     if stream:
-        return _completion_chunks(head, first, streams, n, prefix)
+        return completion_chunks(first, streams, n, cid, created, model, prefix)
+    return completion_response(_finished(first, streams), cid, created, model, prefix)
+
+
+def _finished(first: Stream, rest: Iterator[Stream]) -> List[Stream]:
+    """Runs each choice's stream to its end, one after the other."""
     done: List[Stream] = []
-    for i, s in enumerate(_chain(first, streams)):
+    for s in _chain(first, rest):
         for _ in s:
             pass
         done.append(s)
-    choices = [{"text": prefix + s.text, "index": i, "logprobs": _completion_logprobs(s, 0, len(prefix)),
-                "finish_reason": s.finish_reason} for i, s in enumerate(done)]
-    return {**head, "choices": choices, "usage": usage(len(first.prompt_tokens), done),
-            "timings": timings(done[-1])}
+    return done
 
 
 def _chain(first: Stream, rest: Iterator[Stream]) -> Iterator[Stream]:
@@ -96,7 +103,8 @@ def _chain(first: Stream, rest: Iterator[Stream]) -> Iterator[Stream]:
     yield from rest
 
 
-def _echo_text(pipe: "Pipeline", prompt: Any, s: Stream) -> str:
+def echo_text(pipe: "Pipeline", prompt: Any, s: Stream) -> str:
+    """The prompt's text as ``echo`` repeats it (token prompts detokenized)."""
     return prompt if isinstance(prompt, str) else str(pipe.detokenize(s.prompt_tokens))
 
 
@@ -162,20 +170,10 @@ def chat_completion(pipe: "Pipeline", messages: List[Mapping[str, Any]], max_tok
     streams = _choice_streams(pipe, prompt, n, kwargs)
     first = next(streams)
     created = int(time.time())
-    head = {"id": f"chatcmpl-{created}-{id(first):x}", "object": "chat.completion", "created": created,
-            "model": pipe.model_path.name}
+    cid, model = f"chatcmpl-{created}-{id(first):x}", pipe.model_path.name
     if stream:
-        return _chat_chunks({**head, "object": "chat.completion.chunk"}, first, streams, n)
-    done: List[Stream] = []
-    for s in _chain(first, streams):
-        for _ in s:
-            pass
-        done.append(s)
-    choices = [{"index": i, "message": {"role": "assistant", "content": s.text},
-                "logprobs": _chat_logprobs(s.tokenizer, s.logprobs), "finish_reason": s.finish_reason}
-               for i, s in enumerate(done)]
-    return {**head, "choices": choices, "usage": usage(len(first.prompt_tokens), done),
-            "timings": timings(done[-1])}
+        return chat_chunks(first, streams, n, cid, created, model)
+    return chat_response(_finished(first, streams), cid, created, model)
 
 
 def _chat_logprobs(tokenizer: Any, records: Optional[Sequence[TokenLogprob]]) -> Optional[Dict[str, Any]]:
@@ -217,30 +215,37 @@ def _chat_chunks(head: Dict[str, Any], first: Stream, rest: Iterator[Stream],
         yield last
 
 
-# ------------------------------------------------------------------------------- one stream (the server)
-def completion_response(s: Stream, cid: str, created: int, model: str) -> Dict[str, Any]:
-    """The ``text_completion`` dict of one finished stream (its logprobs when the request asked)."""
-    return {"id": cid, "object": "text_completion", "created": created, "model": model,
-            "choices": [{"text": s.text, "index": 0, "logprobs": _completion_logprobs(s, 0, 0),
-                         "finish_reason": s.finish_reason}],
-            "usage": usage(len(s.prompt_tokens), [s]), "timings": timings(s)}
+# ------------------------------------------------------------------------- from made streams (the server)
+def completion_response(streams: Sequence[Stream], cid: str, created: int, model: str,
+                        prefix: str = "") -> Dict[str, Any]:
+    """The ``text_completion`` dict of finished streams, one choice each (with their logprobs when the
+    request asked; ``prefix``: the echoed prompt)."""
+    choices = [{"text": prefix + s.text, "index": i, "logprobs": _completion_logprobs(s, 0, len(prefix)),
+                "finish_reason": s.finish_reason} for i, s in enumerate(streams)]
+    return {"id": cid, "object": "text_completion", "created": created, "model": model, "choices": choices,
+            "usage": usage(len(streams[0].prompt_tokens), streams), "timings": timings(streams[-1])}
 
 
-def completion_chunks(s: Stream, cid: str, created: int, model: str) -> Iterator[Dict[str, Any]]:
-    """The ``text_completion`` chunks of one stream, as it runs."""
+def completion_chunks(first: Stream, rest: Iterable[Stream], n: int, cid: str, created: int, model: str,
+                      prefix: str = "") -> Iterator[Dict[str, Any]]:
+    """The ``text_completion`` chunks of ``n`` choices as they run: ``first``, then each stream of
+    ``rest`` (taken when the previous choice is done)."""
     head = {"id": cid, "object": "text_completion", "created": created, "model": model}
-    return _completion_chunks(head, s, iter(()), 1, "")
+    return _completion_chunks(head, first, iter(rest), n, prefix)
 
 
-def chat_response(s: Stream, cid: str, created: int, model: str) -> Dict[str, Any]:
-    """The ``chat.completion`` dict of one finished stream (its logprobs when the request asked)."""
-    return {"id": cid, "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": s.text},
-                         "logprobs": _chat_logprobs(s.tokenizer, s.logprobs), "finish_reason": s.finish_reason}],
-            "usage": usage(len(s.prompt_tokens), [s]), "timings": timings(s)}
+def chat_response(streams: Sequence[Stream], cid: str, created: int, model: str) -> Dict[str, Any]:
+    """The ``chat.completion`` dict of finished streams, one choice each (with their logprobs when the
+    request asked)."""
+    choices = [{"index": i, "message": {"role": "assistant", "content": s.text},
+                "logprobs": _chat_logprobs(s.tokenizer, s.logprobs), "finish_reason": s.finish_reason}
+               for i, s in enumerate(streams)]
+    return {"id": cid, "object": "chat.completion", "created": created, "model": model, "choices": choices,
+            "usage": usage(len(streams[0].prompt_tokens), streams), "timings": timings(streams[-1])}
 
 
-def chat_chunks(s: Stream, cid: str, created: int, model: str) -> Iterator[Dict[str, Any]]:
-    """The ``chat.completion.chunk`` chunks of one stream, as it runs."""
+def chat_chunks(first: Stream, rest: Iterable[Stream], n: int, cid: str, created: int,
+                model: str) -> Iterator[Dict[str, Any]]:
+    """The ``chat.completion.chunk`` chunks of ``n`` choices as they run (as completion_chunks)."""
     head = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}
-    return _chat_chunks(head, s, iter(()), 1)
+    return _chat_chunks(head, first, iter(rest), n)

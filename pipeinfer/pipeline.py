@@ -709,9 +709,3 @@ def _nonempty(tokens: Any) -> bool:
     except TypeError:
         return True  # not a sequence: check_token_ids names the problem
 
-
-# The server's names for the OpenAI builders of one stream (pipeinfer.completions holds them).
-_completion_response = completions.completion_response
-_completion_chunks = completions.completion_chunks
-_chat_response = completions.chat_response
-_chat_chunks = completions.chat_chunks

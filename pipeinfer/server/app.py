@@ -12,7 +12,7 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Dict, Optional, Set
+from typing import Any, AsyncIterator, Dict, List, Optional, Set
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -138,7 +138,8 @@ class _Guard:
 
 
 async def _read_body(receive: Receive, limit: int) -> Optional[bytes]:
-    parts, seen = [], 0
+    parts: List[bytes] = []
+    seen = 0
     while True:
         msg = await receive()
         if msg.get("type") != "http.request":

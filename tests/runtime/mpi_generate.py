@@ -25,6 +25,8 @@ ap.add_argument("--draft", default=None)
 ap.add_argument("--exact", action="store_true")
 ap.add_argument("--draft-ranks", type=int, default=None)
 ap.add_argument("--sampling", default="{}", help="JSON object of extra sampling fields for stream()")
+ap.add_argument("--fixed-draft", type=int, default=0,
+                help="K > 0: a fixed policy of K drafts per micro-batch (speculation always on)")
 ap.add_argument("--slow", type=float, default=0.0, help="seconds to sleep between tokens on the head")
 ap.add_argument("--model-rank", action="append", default=[],
                 help="RANK:PATH, another model path for that rank (fault tests: missing, different)")
@@ -34,10 +36,12 @@ rank = int(os.environ.get("PMI_RANK", "0"))
 if a.pidfile_dir:
     with open(os.path.join(a.pidfile_dir, f"rank{rank}.pid"), "w") as f:
         f.write(str(os.getpid()))
+policy = (pipeinfer.SpeculationPolicy(n_draft=a.fixed_draft, p_accept=0.0, adaptive=False) if a.fixed_draft > 0
+          else None)
 try:
     model = dict(x.split(":", 1) for x in a.model_rank).get(str(rank), a.model)
     pipe = pipeinfer.Pipeline(model, n_ctx=256, n_threads=1, dead_after_s=a.dead_after, mode=a.mode,
-                              draft=a.draft, exact=a.exact, draft_ranks=a.draft_ranks)
+                              draft=a.draft, exact=a.exact, draft_ranks=a.draft_ranks, speculation=policy)
     if pipe.is_head:
         prompt = [int(x) for x in a.prompt.split(",")]
         sampling = {"temperature": 0, **json.loads(a.sampling)}

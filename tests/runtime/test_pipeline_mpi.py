@@ -45,10 +45,10 @@ def test_mpi_ranks_match_single_process(tiny_model, n_ranks):
     assert sum(s["layer_end"] - s["layer_begin"] for s in out["stages"]) == 4
 
 
-@pytest.mark.parametrize("mode", ["iterative", "pipeinfer"])
+@pytest.mark.parametrize("mode", ["iterative", "speculative", "pipeinfer"])
 def test_mpi_bias_and_penalties_change_greedy_output_as_in_one_process(tiny_model, mode):
     """Over 2 MPI ranks, a bias forbidding the top token plus penalties give the single-process output
-    (every mode chooses through the TokenChooser), with the same logprobs."""
+    (every mode chooses through the TokenChooser), with the same logprobs; the speculative modes draft."""
     path, _ = tiny_model("llama", "q8_0", n_layer=4)
     prompt = [5, 17, 99, 3, 250, 5, 17, 99, 3, 250]
     with pipeinfer.Pipeline(str(path), n_ctx=256, n_threads=1) as p:
@@ -56,7 +56,8 @@ def test_mpi_bias_and_penalties_change_greedy_output_as_in_one_process(tiny_mode
         sampling = {"logit_bias": {str(free[0]): -100}, "repeat_penalty": 1.6, "presence_penalty": 0.5, "logprobs": 1}
         want = p.generate(prompt, max_tokens=12, temperature=0, **sampling)
     assert want.tokens[:1] != free[:1]
-    extra = ["--mode", mode, "--draft", "ngram"] if mode != "iterative" else []
+    # the model drafts for itself: its drafts follow the raw logits, so the processed choices reject some
+    extra = ["--mode", mode, "--draft", str(path), "--fixed-draft", "4"] if mode != "iterative" else []
     r = run_mpi(SCRIPT, 2, [str(path), "12", "--prompt", ",".join(map(str, prompt)), "--sampling",
                             json.dumps(sampling)] + extra, timeout_s=180)
     assert r.returncode == 0, r.stderr
@@ -64,6 +65,8 @@ def test_mpi_bias_and_penalties_change_greedy_output_as_in_one_process(tiny_mode
     assert out["tokens"] == want.tokens
     assert [t for t, _ in out["logprobs"]] == want.tokens
     assert [lp for _, lp in out["logprobs"]] == pytest.approx([x.logprob for x in want.logprobs], abs=1e-6)
+    if mode != "iterative":
+        assert out["stats"]["draft_n"] > 0
 
 
 @pytest.mark.realmodel
