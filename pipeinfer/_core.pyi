@@ -7,7 +7,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['GGUFError', 'GGUFFile', 'InsufficientMemoryError', 'KVCacheFullError', 'MPITransport', 'ModelError', 'PipeinferError', 'Pipeline', 'ShapeError', 'ThreadPool', 'Transport', 'TransportError', 'UnsupportedError', 'attention', 'dequantize', 'fp16_to_fp32_fast', 'flush_log', 'kernel_isa', 'local_group', 'local_kill', 'matmul', 'mpi_abort_world', 'mpi_fault_seen', 'mpi_report_startup_failure', 'quant_types', 'quantize', 'round_to_f16', 'serve_mpi_worker', 'set_kernel_isa', 'set_log_callback', 'split_layers_by_bytes', 'stream_read_gbps', 'stream_read_sum', 'vec_dot']
+__all__: list[str] = ['DraftLink', 'GGUFError', 'GGUFFile', 'InsufficientMemoryError', 'KVCacheFullError', 'MPITransport', 'ModelError', 'PipeinferError', 'Pipeline', 'ShapeError', 'ThreadPool', 'Transport', 'TransportError', 'UnsupportedError', 'attention', 'dequantize', 'flush_log', 'fp16_to_fp32_fast', 'kernel_isa', 'local_group', 'local_kill', 'matmul', 'mpi_abort_world', 'mpi_fault_seen', 'mpi_report_startup_failure', 'quant_types', 'quantize', 'repack', 'round_to_f16', 'serve_mpi_worker', 'set_kernel_isa', 'set_log_callback', 'split_layers_by_bytes', 'stream_read_gbps', 'stream_read_sum', 'vec_dot']
 class PipeinferError(Exception):
     pass
 class GGUFError(PipeinferError, ValueError):
@@ -125,8 +125,33 @@ class Transport:
     @property
     def size(self) -> int:
         ...
+class DraftLink:
+    """
+    A draft rank's end of the draft channel (drafters/server.py serves it).
+    """
+    @staticmethod
+    def mpi(heartbeat_s: typing.SupportsFloat | typing.SupportsIndex = 0.5, dead_after_s: typing.SupportsFloat | typing.SupportsIndex = 10.0) -> DraftLink:
+        """
+        Joins the MPI world as a draft rank (collective: every rank's first MPI step).
+        """
+    def error(self, kind: str, text: str) -> None:
+        ...
+    def ready(self) -> None:
+        ...
+    def recv(self, timeout_s: typing.SupportsFloat | typing.SupportsIndex) -> typing.Any:
+        """
+        The head's next message within timeout_s: ('sync', epoch, n_common, tokens, ahead, p_min), ('stop',), or None.
+        """
+    def send(self, epoch: typing.SupportsInt | typing.SupportsIndex, pos: typing.SupportsInt | typing.SupportsIndex, tokens: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], p: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
+        ...
+    @property
+    def rank(self) -> int:
+        ...
+    @property
+    def transport(self) -> str:
+        ...
 class Pipeline:
-    def __init__(self, path: str, n_ctx: typing.SupportsInt | typing.SupportsIndex = 0, n_threads: typing.SupportsInt | typing.SupportsIndex = 1, n_seq_max: typing.SupportsInt | typing.SupportsIndex = 1, n_stages: typing.SupportsInt | typing.SupportsIndex = 1, stage_layers: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] = [], transport: str = 'local', act_f16: bool = False, heartbeat_s: typing.SupportsFloat | typing.SupportsIndex = 0.5, dead_after_s: typing.SupportsFloat | typing.SupportsIndex = 10.0, max_delay_us: typing.SupportsInt | typing.SupportsIndex = 0, delay_seed: typing.SupportsInt | typing.SupportsIndex = 0, n_spec_buffers: typing.SupportsInt | typing.SupportsIndex = 0, n_spec_branches: typing.SupportsInt | typing.SupportsIndex = 1, repack: bool = False, trace: bool = False, repack_cache_dir: str = '', n_slots: typing.SupportsInt | typing.SupportsIndex = 1, kv_type: str = 'f16') -> None:
+    def __init__(self, path: str, n_ctx: typing.SupportsInt | typing.SupportsIndex = 0, n_threads: typing.SupportsInt | typing.SupportsIndex = 1, n_seq_max: typing.SupportsInt | typing.SupportsIndex = 1, n_stages: typing.SupportsInt | typing.SupportsIndex = 1, stage_layers: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] = [], transport: str = 'local', act_f16: bool = False, heartbeat_s: typing.SupportsFloat | typing.SupportsIndex = 0.5, dead_after_s: typing.SupportsFloat | typing.SupportsIndex = 10.0, max_delay_us: typing.SupportsInt | typing.SupportsIndex = 0, delay_seed: typing.SupportsInt | typing.SupportsIndex = 0, n_spec_buffers: typing.SupportsInt | typing.SupportsIndex = 0, n_spec_branches: typing.SupportsInt | typing.SupportsIndex = 1, repack: bool = False, trace: bool = False, repack_cache_dir: str = '', n_slots: typing.SupportsInt | typing.SupportsIndex = 1, draft_ranks: typing.SupportsInt | typing.SupportsIndex = 0, kv_type: str = 'f16') -> None:
         ...
     def cancel(self, run_ids: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> None:
         ...
@@ -135,6 +160,10 @@ class Pipeline:
     def decode(self, tokens: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], pos: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], seq_ids: typing.Any, logits: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8], exact_rows: bool = False) -> numpy.ndarray:
         """
         Evaluates a batch synchronously; returns a float32 view (n_outputs, n_vocab) overwritten by the next call.
+        """
+    def draft_poll(self) -> list:
+        """
+        Proposals arrived from the draft rank: [(epoch, pos, tokens, p)], oldest first.
         """
     def kv_clear(self) -> None:
         ...
@@ -146,9 +175,9 @@ class Pipeline:
         ...
     def kv_seq_rm(self, seq: typing.SupportsInt | typing.SupportsIndex, p0: typing.SupportsInt | typing.SupportsIndex, p1: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
-    def wait_ready(self, timeout_s: typing.SupportsFloat | typing.SupportsIndex) -> bool:
+    def local_draft_link(self) -> DraftLink:
         """
-        Waits up to timeout_s for the oldest run's result; True if it has arrived.
+        The draft rank's link of a local pipeline (served by a thread of this process).
         """
     def poll(self) -> bool:
         """
@@ -172,10 +201,22 @@ class Pipeline:
         """
         Launches a run (computes stage 0 here); returns its run id.
         """
+    def sync_drafter(self, epoch: typing.SupportsInt | typing.SupportsIndex, n_common: typing.SupportsInt | typing.SupportsIndex, tokens: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], ahead: typing.SupportsInt | typing.SupportsIndex, p_min: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+        """
+        Tells the draft rank the accepted context (its first n_common tokens + tokens) and how far to draft.
+        """
     def wait(self) -> tuple:
         """
         The oldest run's result: (run_id, skipped, rows): rows is a float32 logits view (n_rows, n_vocab)
         valid until the next wait, or int32 token ids (n_rows,) for a run submitted with argmax_only.
+        """
+    def wait_ready(self, timeout_s: typing.SupportsFloat | typing.SupportsIndex) -> bool:
+        """
+        Waits up to timeout_s for the oldest run's result; True if it has arrived.
+        """
+    def wait_result_or_draft(self, timeout_s: typing.SupportsFloat | typing.SupportsIndex) -> int:
+        """
+        Waits until a result (1) or a proposal (2) is ready, or timeout_s passed (0).
         """
     @property
     def arch(self) -> str:
@@ -186,19 +227,22 @@ class Pipeline:
         K/V storage bytes of stage 0's cache (with one stage: the whole cache).
         """
     @property
-    def kv_type(self) -> str:
-        ...
-    @property
     def kv_n_free(self) -> int:
         ...
     @property
     def kv_n_used(self) -> int:
         ...
     @property
+    def kv_type(self) -> str:
+        ...
+    @property
     def n_ctx(self) -> int:
         ...
     @property
     def n_ctx_train(self) -> int:
+        ...
+    @property
+    def n_draft_ranks(self) -> int:
         ...
     @property
     def n_embd(self) -> int:
@@ -216,16 +260,10 @@ class Pipeline:
     def n_layer(self) -> int:
         ...
     @property
-    def n_slots(self) -> int:
-        ...
-    @property
-    def seqs_per_slot(self) -> int:
-        """
-        sequence ids per slot: slot k owns [k * seqs_per_slot, (k + 1) * seqs_per_slot), the first one canonical
-        """
-        ...
-    @property
     def n_seq_max(self) -> int:
+        ...
+    @property
+    def n_slots(self) -> int:
         ...
     @property
     def n_stages(self) -> int:
@@ -233,6 +271,11 @@ class Pipeline:
     @property
     def n_vocab(self) -> int:
         ...
+    @property
+    def seqs_per_slot(self) -> int:
+        """
+        sequence ids per slot: slot k owns [k * seqs_per_slot, (k + 1) * seqs_per_slot), the first one canonical
+        """
     @property
     def spec_free(self) -> int:
         ...
@@ -249,8 +292,9 @@ def MPITransport(heartbeat_s: typing.SupportsFloat | typing.SupportsIndex = 0.5,
 def attention(q: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], k: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], v: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], cell_pos: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], cells: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], scale: typing.SupportsFloat | typing.SupportsIndex, one_row: bool = False, ref: bool = False, kv_type: str = 'f16') -> numpy.typing.NDArray[numpy.float32]:
     """
     Attention of one query (head_dim,) over cells (visible cells in position order) of k, v
-    (n_cells, head_dim) with positions cell_pos, in llama.cpp's f16 arithmetic; ref=True runs the
-    scalar reference instead of the tiled kernel (the two must agree bit for bit).
+    (n_cells, head_dim) with positions cell_pos, in llama.cpp's f16 arithmetic, k and v stored as
+    kv_type ('f16' or 'q8_0'); ref=True runs the scalar reference instead of the tiled kernel (the
+    two must agree bit for bit).
     """
 def dequantize(type: str, data: typing.Any, n: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
     """
@@ -259,6 +303,10 @@ def dequantize(type: str, data: typing.Any, n: typing.SupportsInt | typing.Suppo
 def flush_log() -> None:
     """
     Delivers messages logged by engine threads since the last delivery.
+    """
+def fp16_to_fp32_fast(h: typing.Annotated[numpy.typing.ArrayLike, numpy.uint16]) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    f16 bit patterns (uint16) widened to float32 by the attention kernel's branch-free conversion.
     """
 def kernel_isa() -> str:
     """
@@ -290,6 +338,10 @@ def mpi_fault_seen() -> bool:
     """
     True if this process saw a dead or silent rank or an MPI error.
     """
+def mpi_report_startup_failure(kind: str, text: str, heartbeat_s: typing.SupportsFloat | typing.SupportsIndex = 0.5, dead_after_s: typing.SupportsFloat | typing.SupportsIndex = 10.0) -> bool:
+    """
+    Reports an error raised on this MPI rank before it joined the pipeline to the other ranks (runtime/startup-failure.h); False if it had joined already or the report failed.
+    """
 def quant_types() -> list:
     """
     Rows of the type-traits table: list of dicts {name, id, block_size, type_size, vec_dot_type (name or None), can_dequantize, can_quantize, can_dot}.
@@ -303,17 +355,9 @@ def repack(type: str, w: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8], 
     Row-interleaved copy (1-D uint8) of weight rows w (n_out, row_bytes) of a ggml type with a
     repacked layout (q4_0, q4_1, q5_0, q8_0), for matmul(..., repacked=...).
     """
-def fp16_to_fp32_fast(h: typing.Annotated[numpy.typing.ArrayLike, numpy.uint16]) -> numpy.typing.NDArray[numpy.float32]:
-    """
-    f16 bit patterns (uint16) widened to float32 by the attention kernel's branch-free conversion.
-    """
 def round_to_f16(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> numpy.typing.NDArray[numpy.float32]:
     """
     Each value of x (float32, flattened) rounded to the nearest f16, as the KV cache stores it.
-    """
-def mpi_report_startup_failure(kind: str, text: str, heartbeat_s: typing.SupportsFloat | typing.SupportsIndex = 0.5, dead_after_s: typing.SupportsFloat | typing.SupportsIndex = 10.0) -> bool:
-    """
-    Reports an error raised on this MPI rank before it joined the pipeline to the other ranks (runtime/startup-failure.h); False if it had joined already or the report failed.
     """
 def serve_mpi_worker(path: str, heartbeat_s: typing.SupportsFloat | typing.SupportsIndex = 0.5, dead_after_s: typing.SupportsFloat | typing.SupportsIndex = 10.0, repack_cache_dir: str = '') -> None:
     """

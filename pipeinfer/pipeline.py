@@ -18,7 +18,7 @@ from typing import (Any, Callable, Dict, Generator, Iterator, List, Literal, Map
 import numpy as np
 
 from pipeinfer import _core, completions, launch
-from pipeinfer.batching.slots import Slot, close_slots, common_prefix, layout, make_slots
+from pipeinfer.batching.slots import Slot, SlotLayout, close_slots, common_prefix, layout, make_slots
 from pipeinfer.chat import BUILTIN_TEMPLATES, builtin_template, render_chat
 from pipeinfer.config import EngineConfig, layer_counts, shifted_context
 from pipeinfer.drafters import Drafter, make_drafter
@@ -26,7 +26,7 @@ from pipeinfer.drafters.remote import DraftServer, RemoteDrafter
 from pipeinfer.guard import UseGuard
 from pipeinfer.models import resolve
 from pipeinfer.request import UNSET, check_token_ids, prompt_ids, sampling_params, text_of
-from pipeinfer.sampling import SamplingParams, TokenChooser
+from pipeinfer.sampling import Constraint, SamplingParams, TokenChooser
 from pipeinfer.sampling.constraint import GrammarConstraint, GrammarVocabulary, grammar_from_request
 from pipeinfer.speculation import DECODERS, Session, SpeculationPolicy, Target
 from pipeinfer.stopping import StopMatcher
@@ -175,7 +175,7 @@ class Pipeline:
             self._layout = layout(parallel, self.config.n_ctx, self._n_ctx_train(), n_buffers, self.policy.n_draft)
             n_ctx_native = self._layout.n_ctx_native
         self._native = _core.Pipeline(
-            str(self.model_path), n_ctx=n_ctx_native, n_threads=self.config.n_threads, n_seq_max=1,
+            str(self.model_path), n_ctx=n_ctx_native, n_threads=cast(int, self.config.n_threads), n_seq_max=1,
             n_stages=self.config.stages, stage_layers=self._stage_layers(), transport=kind,
             act_f16=self.config.act_f16, heartbeat_s=self.config.heartbeat_s,
             dead_after_s=self.config.dead_after_s, n_spec_buffers=n_buffers,
@@ -205,8 +205,9 @@ class Pipeline:
                 return next(drafters, None) or make_drafter(draft, target_meta=self.metadata,
                                                             model_options={"exact": self.config.exact})
 
-            self._batcher, self._slots = make_slots(self._native, self._layout, n_buffers, self.policy.n_parallel,
-                                                    self.policy, slot_drafter, self.config.n_batch)
+            self._batcher, self._slots = make_slots(self._native, cast(SlotLayout, self._layout), n_buffers,
+                                                    self.policy.n_parallel, self.policy, slot_drafter,
+                                                    self.config.n_batch)
         if self.tokenizer.n_vocab > self._native.n_vocab:
             raise _core.ModelError(
                 f"{self.model_path}: the tokenizer has {self.tokenizer.n_vocab} tokens but the model's "
@@ -223,6 +224,8 @@ class Pipeline:
         meta = _core.GGUFFile(str(self.model_path)).metadata()
         try:
             drafter = make_drafter(draft, target_meta=meta, model_options={"exact": self.config.exact})
+            if drafter is None:
+                raise ValueError("the draft rank needs a drafter (draft=...)")
         except Exception as e:
             link = _core.DraftLink.mpi(heartbeat_s=self.config.heartbeat_s, dead_after_s=self.config.dead_after_s)
             link.error("invalid" if isinstance(e, ValueError) else "other", f"draft rank: {type(e).__name__}: {e}")
@@ -465,12 +468,12 @@ class Pipeline:
             if self._native is not None:
                 self._native.close()
             self._native = None
-            if getattr(self, "_draft_thread", None) is not None:
-                self._draft_thread.join(timeout=30)
-                self._draft_thread = None
-            if getattr(self, "drafter", None) is not None:
-                self.drafter.close()
-                self.drafter = None
+            thread, self._draft_thread = getattr(self, "_draft_thread", None), None
+            if thread is not None:
+                thread.join(timeout=30)
+            drafter, self.drafter = getattr(self, "drafter", None), None
+            if drafter is not None:
+                drafter.close()
 
     def __enter__(self) -> "Pipeline":
         return self
@@ -494,7 +497,7 @@ class Pipeline:
         n = len(tokens)
         args = (np.asarray(tokens, np.int32), np.arange(pos0, pos0 + n, dtype=np.int32), np.zeros(n, np.int32), want)
         if self._batcher is None:
-            return self._native.decode(*args)
+            return self._engine.decode(*args)
         # with several slots every row is exact, so a prompt gives the same logits whatever it is batched
         # with and however much of it was cached
         self._target(slot).submit(*args, exact_rows=exact)
@@ -526,7 +529,7 @@ class Pipeline:
         return logits, common
 
     def _run(self, s: Stream, ids: List[int], params: SamplingParams,
-             constraint: Optional[GrammarConstraint]) -> Iterator[str]:
+             constraint: Optional[Constraint]) -> Generator[str, None, None]:
         slot = self._slots[s._slot]
         if self._batcher is None:
             yield from self._generate(s, slot, ids, params, constraint)
@@ -538,11 +541,11 @@ class Pipeline:
             self._batcher.end(slot.index)
 
     def _generate(self, s: Stream, slot: Slot, ids: List[int], params: SamplingParams,
-                  constraint: Optional[GrammarConstraint]) -> Iterator[str]:
+                  constraint: Optional[Constraint]) -> Generator[str, None, None]:
         """The token loop of one generation: prefill, the decoder's accepted tokens, then text (end
         tokens and stop_token_ids, stop strings, the limit, cancellation)."""
         # per-generation stage counters only when the generation has the pipeline to itself
-        before = self._native.stats() if self._batcher is None else None
+        before = self._engine.stats() if self._batcher is None else None
         t0 = time.perf_counter()
         chooser = TokenChooser(params, eog_ids=self.tokenizer.eog_ids, constraint=constraint)
         s.chooser = chooser
@@ -609,7 +612,7 @@ class Pipeline:
 
 
     def _decoded(self, s: Stream, slot: Slot, chooser: TokenChooser, gen: List[int],
-                 logits: np.ndarray) -> Iterator[int]:
+                 logits: np.ndarray) -> Generator[int, None, None]:
         """The accepted tokens of the decoding mode; `gen` (prompt + accepted tokens) grows as they come.
         When the context fills and context_shift is on, the context is shifted and decoding goes on."""
         decoder = cast(Callable[..., Generator[int, None, None]], DECODERS[self.mode])
@@ -620,7 +623,8 @@ class Pipeline:
                 yield from decoder(session)
             else:
                 slot.drafter.begin(list(gen))
-                yield from decoder(session, slot.drafter, slot.policy)
+                drafter = slot.drafter if chooser.constraint is None else _GrammarDrafter(slot.drafter, chooser)
+                yield from decoder(session, drafter, slot.policy)
             if not (self.config.context_shift and session.full):
                 return
             logits = self._shift_context(slot, gen)
@@ -693,6 +697,39 @@ class _ChooserBridge:
         out = np.zeros(np.shape(row)[-1], dtype=np.float64)
         out[tok] = 1.0
         return out
+
+
+class _GrammarDrafter(Drafter):
+    """A slot's drafter for one constrained generation: its drafts without the branches the grammar
+    rejects (TokenChooser.cut_draft), so drafts that break the grammar are cut before verification.
+    Everything else is the slot's drafter's (which this wrapper never closes)."""
+
+    def __init__(self, inner: Drafter, chooser: TokenChooser) -> None:
+        self.inner, self.chooser = inner, chooser
+        self.n_vocab, self.cheap, self.asynchronous = inner.n_vocab, inner.cheap, inner.asynchronous
+
+    @property
+    def interval_s(self) -> Optional[float]:
+        return self.inner.interval_s
+
+    @interval_s.setter
+    def interval_s(self, value: Optional[float]) -> None:
+        self.inner.interval_s = value
+
+    def propose(self, context: Sequence[int], limits: Any) -> Any:
+        return self.chooser.cut_draft(context, self.inner.propose(context, limits))
+
+    def begin(self, prompt: Sequence[int]) -> None:
+        self.inner.begin(prompt)
+
+    def accepted(self, tokens: Sequence[int]) -> None:
+        self.inner.accepted(tokens)
+
+    def wait(self, timeout_s: float) -> bool:
+        return self.inner.wait(timeout_s)
+
+    def pending(self, context: Sequence[int], n: int) -> bool:
+        return self.inner.pending(context, n)
 
 
 def _alias(name: str, value: Optional[bool], alias: str, alias_value: Optional[bool], default: bool) -> bool:

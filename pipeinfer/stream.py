@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, Generator, Iterator, List, Optional
 
 import numpy as np
 
@@ -100,7 +100,7 @@ class Stream:
             return None
         return ch.logprobs[: len(self.tokens)]
 
-    def _guarded(self, it: Iterator[str]) -> Iterator[str]:
+    def _guarded(self, it: Iterator[str]) -> Generator[str, None, None]:
         try:
             yield from it
         finally:
@@ -135,7 +135,7 @@ class Stream:
         s.prompt_tokens, s.tokens, s.text, s.finish_reason, s.timings = [], [], "", "worker", Timings()
         s.mode, s.stats, s.stage_stats, s.trace = "worker", DecodeStats(), [], None
         s.tokenizer, s.chooser = None, None
-        s._guard, s._started, s._cancel, s._it = None, True, threading.Event(), iter(())
+        s._guard, s._started, s._cancel, s._it = None, True, threading.Event(), s._guarded(iter(()))
         return s
 
     def __iter__(self) -> "Stream":

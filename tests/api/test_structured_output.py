@@ -52,8 +52,10 @@ def model_path(real_model_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("mode, draft", MODES)
 def test_json_schema_outputs_parse_and_match_in_every_mode(model_path, mode, draft):
-    with pipeinfer.Pipeline(model_path, n_ctx=512, n_threads=2, mode=mode, draft=draft) as p:
-        outputs = {}
+    # a fixed policy: the speculative modes draft (and verify) whenever the n-gram drafter has a match
+    policy = pipeinfer.SpeculationPolicy(n_draft=4, p_accept=0.0, adaptive=False) if draft else None
+    with pipeinfer.Pipeline(model_path, n_ctx=512, n_threads=2, mode=mode, draft=draft, speculation=policy) as p:
+        outputs, drafted = {}, 0
         for temperature in (0.0, 0.8):
             for i, (prompt, schema) in enumerate(PROMPTS):
                 out = p.create_chat_completion([{"role": "user", "content": prompt}], max_tokens=96,
@@ -62,6 +64,8 @@ def test_json_schema_outputs_parse_and_match_in_every_mode(model_path, mode, dra
                 assert out["choices"][0]["finish_reason"] == "stop", (prompt, temperature, text)
                 jsonschema.validate(json.loads(text), schema)
                 outputs[temperature, i] = text
+                drafted += out["timings"]["draft_n"]
+    assert (drafted > 0) == (draft is not None), drafted
     # the constrained greedy output of every mode is the constrained plain output
     key = f"greedy-{len(PROMPTS)}"
     _GREEDY.setdefault(key, {})[mode] = [outputs[0.0, i] for i in range(len(PROMPTS))]
@@ -131,3 +135,30 @@ def test_regex_constrains_a_tiny_model_in_every_mode(tiny):
                     assert re.fullmatch(r"[0-9]{2,4}-[a-c]*", s.text), (mode, s.text)
                 got[mode, t] = s.tokens
     assert got["speculative", 0.0] == got["iterative", 0.0] == got["pipeinfer", 0.0]
+
+
+@pytest.mark.parametrize("mode", ["speculative", "pipeinfer"])
+def test_drafts_that_break_the_grammar_are_cut_before_verification(tiny, mode):
+    """A drafter proposing a token the regex never allows gets nothing verified under the constraint
+    (and does without it); one proposing the constrained greedy output gets its drafts accepted. The
+    output is the constrained plain output either way."""
+    pattern = r"[0-9]{2,4}-[a-c]+"
+    prompt = [5, 17, 99, 3, 5, 17, 99, 3]
+    policy = pipeinfer.SpeculationPolicy(n_draft=3, p_accept=0.0, adaptive=False)
+    with pipeinfer.Pipeline(tiny, n_ctx=128, n_threads=1) as p:
+        want = p.generate(prompt, max_tokens=12, temperature=0, regex=pattern).tokens
+        bad = p.tokenize("#", add_special=False)[0]
+    assert want
+
+    def oracle(ctx):
+        return want[len(ctx) - len(prompt):][:3]
+
+    for drafter, constrained_drafts in ((lambda ctx: [bad] * 3, False), (oracle, True)):
+        with pipeinfer.Pipeline(tiny, n_ctx=128, n_threads=1, mode=mode, draft=drafter, speculation=policy) as p:
+            s = p.generate(prompt, max_tokens=12, temperature=0, regex=pattern)
+            assert s.tokens == want
+            assert (s.stats.draft_n > 0) == constrained_drafts, (mode, s.stats.as_dict())
+            if constrained_drafts:
+                assert s.stats.draft_n_accepted > 0
+            else:  # the same drafts are verified (and rejected) when nothing constrains the output
+                assert p.generate(prompt, max_tokens=12, temperature=0).stats.draft_n > 0
