@@ -127,3 +127,33 @@ def test_json_object_and_grammar_on_completions(server, pipe):
                                                   "grammar": gbnf}, timeout=120)
     assert r.status_code == 200, r.text
     assert r.json()["choices"][0]["text"] in ("answer: yes", "answer: no")
+
+
+def test_disconnect_during_the_first_of_n_choices_runs_no_other_choice(tiny_path):
+    """A client that leaves while choice 0 streams cancels it, and choices 1.. are never made."""
+    import time
+
+    import pipeinfer
+    from pipeinfer.server import ServerOptions, create_app
+    from server_helpers import running_server
+
+    with pipeinfer.Pipeline(tiny_path, n_ctx=2048, n_threads=1) as p:
+        app = create_app(p, ServerOptions())
+        state = app.state.pipeinfer
+        with running_server(app) as url:
+            body = {"prompt": [5, 17, 99, 3], "max_tokens": 1500, "temperature": 0.9, "n": 3, "stream": True,
+                    "logprobs": 1}
+            with httpx.stream("POST", url + "/v1/completions", json=body, timeout=60) as r:
+                assert r.status_code == 200
+                first = json.loads(next(r.iter_lines())[len("data: "):])
+                assert first["choices"][0]["index"] == 0
+            deadline = time.monotonic() + 60
+            while state.scheduler.running:
+                assert time.monotonic() < deadline, "the job did not end"
+                time.sleep(0.01)
+            metrics = httpx.get(url + "/metrics").text
+            assert "pipeinfer_requests_cancelled_total 1.0" in metrics
+            generated = float(metrics.split("\npipeinfer_generated_tokens_total ")[1].split()[0])
+            assert generated < 1500  # choice 0 stopped early, no other choice ran
+            r = httpx.post(url + "/v1/completions", json={"prompt": [9, 8], "max_tokens": 3, "n": 2}, timeout=60)
+            assert r.status_code == 200 and [c["index"] for c in r.json()["choices"]] == [0, 1]
