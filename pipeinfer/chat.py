@@ -7,7 +7,8 @@ lstrip_blocks, the loopcontrols extension, a no-op `{% generation %}` block, the
 template, `builtin_template` picks the built-in chat format llama.cpp has for the model's family (by
 architecture and the special tokens of its vocabulary: gemma, llama3, phi3, mistral), and ChatML
 otherwise. It does not tokenize, does not read GGUF files and never evaluates a
-template outside the sandbox (templates come from model files and are untrusted).
+template outside the sandbox (templates come from model files and are untrusted): the sandbox and the
+bounds on rendering time and sizes are those of template_limits.py.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ import jinja2
 import jinja2.ext
 import jinja2.nodes
 import jinja2.sandbox
+
+from pipeinfer.template_limits import BoundedSandbox, TemplateLimitError, render_bounded
 
 __all__ = ["BUILTIN_TEMPLATES", "CHATML_TEMPLATE", "ChatTemplateError", "builtin_template", "render_chat",
            "validate_messages"]
@@ -165,11 +168,10 @@ def _tojson(value: Any, ensure_ascii: bool = False, indent: Optional[int] = None
 
 
 @functools.lru_cache(maxsize=1)
-def _environment() -> jinja2.sandbox.ImmutableSandboxedEnvironment:
-    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols, _GenerationBlock]
-    )
+def _environment() -> BoundedSandbox:
+    env = BoundedSandbox(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols, _GenerationBlock])
     env.filters["tojson"] = _tojson
+    env.bound_filters()
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
     return env
@@ -207,19 +209,21 @@ def render_chat(
     Raises:
         ValueError: bad messages (see validate_messages).
         ChatTemplateError (a ValueError): the template does not compile, calls raise_exception(),
-            attempts an operation the sandbox forbids, or fails while rendering.
+            attempts an operation the sandbox forbids, goes over a bound of template_limits.TemplateLimits
+            (time, output or value size), or fails while rendering.
     """
     msgs = validate_messages(messages)
     if template is not None and not isinstance(template, str):
         raise ValueError(f"render_chat: template must be a string or None, got {type(template).__name__}")
     compiled = _compile(template if template else CHATML_TEMPLATE)
+    variables = dict(messages=msgs, add_generation_prompt=bool(add_generation_prompt), bos_token=bos_token,
+                     eos_token=eos_token, **kw)
     try:
-        return compiled.render(
-            messages=msgs, add_generation_prompt=bool(add_generation_prompt),
-            bos_token=bos_token, eos_token=eos_token, **kw,
-        )
+        return render_bounded(compiled, _environment().limits, variables)
     except ChatTemplateError:
         raise
+    except TemplateLimitError as e:
+        raise ChatTemplateError(f"chat template: {e}") from e
     except jinja2.exceptions.SecurityError as e:
         raise ChatTemplateError(f"chat template: operation forbidden by the sandbox: {e}") from e
     except jinja2.TemplateError as e:

@@ -183,6 +183,7 @@ class Pipeline:
             repack_cache_dir=self.config.repack_cache_dir(), n_slots=parallel, draft_ranks=self.draft_ranks,
             kv_type=self.config.kv_type,
         )
+        self._gguf.check_unchanged()  # the metadata above and the weights come from one and the same file
         self._trace = bool(trace)
         if self.draft_ranks:
             if kind == "local":

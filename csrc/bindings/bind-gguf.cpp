@@ -95,13 +95,17 @@ py::dict tensor_dict(const gguf_file& f, const gguf_tensor_info& t) {
 
 } // namespace
 
+std::string path_bytes(const py::handle& path) {
+    return py::module_::import("os").attr("fsencode")(path).cast<std::string>();
+}
+
 void register_gguf(py::module_& m) {
     py::class_<py_gguf_file>(m, "GGUFFile",
                              "A GGUF file parsed by the strict reader. Malformed files raise GGUFError.")
         .def(py::init([](py::object path) {
                  auto self = std::make_unique<py_gguf_file>();
                  self->path = py::module_::import("os").attr("fsdecode")(path);
-                 const std::string p = self->path.cast<std::string>();
+                 const std::string p = path_bytes(path);
                  {
                      // Safe: from_path only reads `p` (a C++ copy) and the mapped file; it touches
                      // no Python object, and the result is stored only after the GIL is back.
@@ -134,6 +138,8 @@ void register_gguf(py::module_& m) {
         .def_property_readonly("data_offset", [](const py_gguf_file& s) { return s.file->data_offset(); })
         .def_property_readonly("file_size", [](const py_gguf_file& s) { return s.file->file_size(); })
         .def_property_readonly("path", [](const py_gguf_file& s) { return s.path; })
+        .def("check_unchanged", [](const py_gguf_file& s) { s.file->check_unchanged(); },
+             "Raises GGUFError if the file was replaced, resized or modified since it was parsed.")
         .def(
             "metadata",
             [](const py_gguf_file& s) {

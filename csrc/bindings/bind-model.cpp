@@ -124,14 +124,14 @@ void register_model(py::module_& m) {
     using u8_array = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
     py::class_<pipeline> cls(m, "Pipeline");
     register_pipeline_draft(cls);
-    cls.def(py::init([](const std::string& path, int64_t n_ctx, int n_threads, int n_seq_max, int n_stages,
+    cls.def(py::init([](const py::object& path, int64_t n_ctx, int n_threads, int n_seq_max, int n_stages,
                          std::vector<int64_t> stage_layers, const std::string& transport, bool act_f16,
                          double heartbeat_s, double dead_after_s, int max_delay_us, uint64_t delay_seed,
                          int n_spec_buffers, int n_spec_branches, bool repack, bool trace,
                          const std::string& repack_cache_dir, int n_slots, int draft_ranks,
                          const std::string& kv) {
                  pipeline_config cfg;
-                 cfg.model_path = path;
+                 cfg.model_path = path_bytes(path);
                  cfg.n_ctx = n_ctx;
                  cfg.n_threads = n_threads;
                  cfg.n_seq_max = n_seq_max;
@@ -279,11 +279,12 @@ void register_model(py::module_& m) {
     m.def("split_layers_by_bytes", &split_layers_by_bytes, py::arg("layer_bytes"), py::arg("n_stages"));
     m.def(
         "serve_mpi_worker",
-        [](const std::string& path, double heartbeat_s, double dead_after_s, const std::string& repack_cache_dir) {
+        [](const py::object& path, double heartbeat_s, double dead_after_s, const std::string& repack_cache_dir) {
             register_mpi_exit_hook();
+            const std::string p = path_bytes(path);
             // Safe: serving touches no Python object (the strings were copied above).
             py::gil_scoped_release release;
-            serve_mpi_worker(path, heartbeat_s, dead_after_s, repack_cache_dir);
+            serve_mpi_worker(p, heartbeat_s, dead_after_s, repack_cache_dir);
         },
         py::arg("path"), py::arg("heartbeat_s") = 0.5, py::arg("dead_after_s") = 10.0, py::arg("repack_cache_dir") = "",
         "Runs this MPI rank as a pipeline worker until the head shuts the pipeline down.");

@@ -11,6 +11,9 @@ void register_kernels(pybind11::module_& m);
 void register_transport(pybind11::module_& m);
 void register_model(pybind11::module_& m);
 void register_draft(pybind11::module_& m);
+// A path argument (str, bytes or os.PathLike) as the file system's bytes (os.fsencode), so that a
+// file name that is not valid UTF-8 still opens.
+std::string path_bytes(const pybind11::handle& path);
 // Registers, once, the interpreter-exit hook of MPI transports (bind-transport.cpp); called before
 // any binding creates one.
 void register_mpi_exit_hook();

@@ -277,6 +277,10 @@ void gguf_file::release_pages(const void* p, size_t n) const {
     if (map_) map_->release(p, n);
 }
 
+void gguf_file::check_unchanged() const {
+    if (map_) map_->check_unchanged();
+}
+
 std::unique_ptr<gguf_file> gguf_file::from_buffer(const uint8_t* data, size_t size, const std::string& what) {
     std::unique_ptr<gguf_file> f(new gguf_file());
     f->base_ = data;

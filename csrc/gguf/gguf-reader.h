@@ -111,6 +111,9 @@ public:
     const uint8_t* bytes() const { return base_; }
     // Drops the mapped pages wholly inside [p, p + n) (mapped_file::release); no-op for a buffer.
     void release_pages(const void* p, size_t n) const;
+    // Throws gguf_error if the mapped file was replaced, resized or modified since it was mapped
+    // (mapped_file::check_unchanged); no-op for a buffer. Loaders call it once they are done.
+    void check_unchanged() const;
 
 private:
     gguf_file() = default;

@@ -115,13 +115,14 @@ pipeline::pipeline(const pipeline_config& cfg)
             });
         }
     }
-    if (n_stages > 1 || (n_draft_ > 0 && cfg.transport == "mpi")) {
-        try {
-            handshake(cfg);
-        } catch (...) {
-            close();
-            throw;
-        }
+    try {
+        if (n_stages > 1 || (n_draft_ > 0 && cfg.transport == "mpi")) handshake(cfg);
+        // The weights were read from a mapping: a file written or truncated meanwhile is refused now
+        // rather than met later as wrong logits or a SIGBUS (common/mmap.h).
+        file_->check_unchanged();
+    } catch (...) {
+        close();
+        throw;
     }
 }
 

@@ -344,7 +344,7 @@ def test_boundary_values_are_accepted():
 def test_missing_or_non_regular_path(tmp_path):
     with pytest.raises(pipeinfer.GGUFError, match=r"cannot open '.*nope\.gguf'"):
         _core.GGUFFile(str(tmp_path / "nope.gguf"))
-    with pytest.raises(pipeinfer.GGUFError, match="is not a regular file"):
+    with pytest.raises(pipeinfer.GGUFError, match="is a directory, not a regular file"):
         _core.GGUFFile(str(tmp_path))
     empty = tmp_path / "empty.gguf"
     empty.write_bytes(b"")
