@@ -480,25 +480,27 @@ void gguf_file::check_data_layout() {
         }
         t.data = base_ + data_offset_ + t.offset;
     }
-    // Tensors may come in any order with gaps (llama.cpp's dense packing is relaxed, see the header),
-    // but no two non-empty spans may share a byte.
-    std::vector<size_t> order;
-    order.reserve(tensors_.size());
-    for (size_t k = 0; k < tensors_.size(); ++k) {
-        if (tensors_[k].nbytes > 0) order.push_back(k);
-    }
-    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-        return tensors_[a].offset != tensors_[b].offset ? tensors_[a].offset < tensors_[b].offset : a < b;
-    });
-    for (size_t k = 1; k < order.size(); ++k) {
-        const gguf_tensor_info& a = tensors_[order[k - 1]];
-        const gguf_tensor_info& b = tensors_[order[k]];
-        if (a.nbytes > b.offset - a.offset) {
-            throw gguf_error(format("%s: tensors '%s' (data-section bytes [%llu, %llu)) and '%s' (from %llu) "
-                                    "overlap",
-                                    what_.c_str(), a.name.c_str(), (ull)a.offset, (ull)(a.offset + a.nbytes),
-                                    b.name.c_str(), (ull)b.offset));
+    // llama.cpp's dense packing (gguf.cpp): tensors lie one after another in declaration order, each
+    // at the aligned end of the previous one, and the file ends within the last one's padding. So the
+    // bytes between two offsets are exactly what the type and shape say: a corrupted type, dimension
+    // or offset cannot silently reinterpret another tensor's bytes or leave some unread.
+    size_t expected = 0;  // data-section offset where the next tensor must start
+    for (const auto& t : tensors_) {
+        if (t.offset != expected) {
+            throw gguf_error(format("%s: tensor '%s': data at data-section offset %llu, expected %zu (tensors are "
+                                    "stored one after another in declaration order, each padded to %zu bytes; a "
+                                    "different offset means a wrong offset, type or shape in this or an earlier "
+                                    "tensor)",
+                                    what_.c_str(), t.name.c_str(), (ull)t.offset, expected, alignment_));
         }
+        expected = t.offset + t.nbytes;
+        expected += (alignment_ - expected % alignment_) % alignment_;  // cannot wrap: bounded by the file size
+    }
+    if (avail > expected) {
+        throw gguf_error(format("%s: %zu bytes after the end of the last tensor's data (data section of %zu bytes, "
+                                "tensors end at %zu with padding): a wrong type or shape in the last tensor, or "
+                                "a damaged file",
+                                what_.c_str(), avail - expected, avail, expected));
     }
 }
 

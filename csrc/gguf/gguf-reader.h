@@ -18,12 +18,11 @@
 //            ne0 a multiple of the block size; byte size (and byte size padded to the alignment)
 //            fits size_t; offset a multiple of the alignment; data starts at the aligned end of the
 //            tensor infos; [offset, offset + nbytes) inside the file (subtraction, no overflow).
-//   layout   no two tensors overlap (checked after sorting by offset). This RELAXES llama.cpp, which
-//            also requires the tensors to be densely packed in declaration order: we accept gaps
-//            and any order, since the non-overlap and in-file checks are what keep every tensor's
-//            bytes its own (a tensor's span is always computed from its type and shape, so a file
-//            cannot reserve fewer bytes than the type needs without overlapping a neighbour or
-//            passing the end of the file).
+//   layout   as llama.cpp: tensors densely packed in declaration order (each at the aligned end of
+//            the previous one, the first at 0) and nothing after the last one's padding. Gaps and
+//            other orders were once accepted, but then one corrupted type id or dimension made a
+//            tensor silently reinterpret bytes meant for another (found by tests/gguf/
+//            test_gguf_mutations.py): with dense packing every byte is accounted for.
 //   zero-size dimensions (ne[j] == 0) are accepted here; the model loader rejects zero-size weights.
 // Allocation failures (std::bad_alloc, std::length_error) are turned into gguf_error.
 #pragma once

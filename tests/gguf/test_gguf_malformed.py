@@ -258,7 +258,20 @@ CASES = [
         .tensor("b", [8], GGML_F32, bytes(32), offset=64)
         .tensor("a", [32], GGML_F32, bytes(128), offset=0)
         .build(),
-        r"tensors 'a' \(data-section bytes \[0, 128\)\) and 'b' \(from 64\) overlap",
+        r"tensor 'b': data at data-section offset 64, expected 0 \(tensors are stored one after another",
+    ),
+    (
+        "overlap-in-declaration-order",
+        lambda: gb.GGUFBuilder()
+        .tensor("a", [32], GGML_F32, bytes(128), offset=0)
+        .tensor("b", [8], GGML_F32, bytes(32), offset=64)
+        .build(),
+        r"tensor 'b': data at data-section offset 64, expected 128",
+    ),
+    (
+        "bytes-after-the-last-tensor",
+        lambda: one_tensor([8], data=bytes(32)) + bytes(32),
+        r"32 bytes after the end of the last tensor's data",
     ),
     (
         "tensor-past-end",

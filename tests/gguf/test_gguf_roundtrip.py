@@ -163,15 +163,19 @@ def test_custom_alignment(tmp_path):
     _check_tensors(f, tensors, 256)
 
 
-def test_from_bytes_matches_path_and_ignores_trailing_bytes(tmp_path):
+def test_from_bytes_matches_path_and_refuses_trailing_bytes(tmp_path):
     path = tmp_path / "b.gguf"
     tensors = _write(path)
     blob = path.read_bytes()
-    f = _core.GGUFFile.from_bytes(blob + b"\x00trailing bytes after the data section")
+    f = _core.GGUFFile.from_bytes(blob)
     assert f.path is None
-    assert f.file_size == len(blob) + 38
+    assert f.file_size == len(blob)
     _check_metadata(f)
     _check_tensors(f, tensors, 32)
+    # Writers pad the last tensor to the alignment and stop: bytes beyond that are a damaged file (or
+    # a last tensor whose type or shape was changed to a smaller one), not something to ignore.
+    with pytest.raises(pipeinfer.GGUFError, match=r"38 bytes after the end of the last tensor's data"):
+        _core.GGUFFile.from_bytes(blob + b"\x00trailing bytes after the data section")
     # A GGUF image found at an offset inside a larger buffer parses once sliced out.
     outer = b"JUNK123" + blob
     g = _core.GGUFFile.from_bytes(outer[7:])
@@ -226,14 +230,19 @@ def test_metadata_only_file():
     assert f.tensors() == [] and f.metadata() == {"general.architecture": "x"}
 
 
-def test_gaps_and_any_order_are_accepted():
-    # Documented relaxation of llama.cpp's dense-packing rule: tensors in any order, with gaps.
+def test_gaps_and_other_orders_are_rejected_as_by_llama_cpp():
+    # Dense packing in declaration order (llama.cpp's rule): otherwise one wrong type id or dimension
+    # could make a tensor reinterpret another's bytes unnoticed.
     b = gb.GGUFBuilder()
     b.tensor("late", [8], gb.GGML_F32, b"\x01" * 32, offset=128)
     b.tensor("early", [8], gb.GGML_F32, b"\x02" * 32, offset=0)
-    f = _core.GGUFFile.from_bytes(b.build())
-    assert f.tensor_data("late").tobytes() == b"\x01" * 32
-    assert f.tensor_data("early").tobytes() == b"\x02" * 32
+    with pytest.raises(pipeinfer.GGUFError, match=r"tensor 'late': data at data-section offset 128, expected 0"):
+        _core.GGUFFile.from_bytes(b.build())
+    b = gb.GGUFBuilder()
+    b.tensor("a", [8], gb.GGML_F32, b"\x01" * 32, offset=0)
+    b.tensor("b", [8], gb.GGML_F32, b"\x02" * 32, offset=64)
+    with pytest.raises(pipeinfer.GGUFError, match=r"tensor 'b': data at data-section offset 64, expected 32"):
+        _core.GGUFFile.from_bytes(b.build())
 
 
 def test_zero_size_dimension_is_accepted_by_the_reader():
