@@ -45,17 +45,26 @@ public:
 
     // A GGUF string: u64 length then bytes. The length is bounded by 1 GiB and by the bytes left
     // before anything is allocated.
-    std::string str(const std::string& field) {
+    std::string str(const std::string& field) { return str_named([&]() -> const std::string& { return field; }); }
+
+    // As str, with the field's name made by name() only when the read fails: the strings of a
+    // vocabulary are read by the hundred thousand, and formatting each one's name cost more than reading it.
+    template <class Name>
+    std::string str_named(const Name& name) {
         const size_t at = pos_;
-        const uint64_t n = u64(field + " length");
+        if (remaining() < 8) take(8, name() + " length");  // throws: truncated
+        const uint64_t n = load_le(data_ + pos_, 8);
+        pos_ += 8;
         if (n > GGUF_MAX_STRING) {
-            fail(format("%s at offset %zu: string length %llu exceeds the 1 GiB limit", field.c_str(), at, (ull)n));
+            fail(format("%s at offset %zu: string length %llu exceeds the 1 GiB limit", std::string(name()).c_str(),
+                        at, (ull)n));
         }
         if (n > remaining()) {
             fail(format("truncated file: %s at offset %zu: string length %llu exceeds the %zu bytes remaining",
-                        field.c_str(), at, (ull)n, remaining()));
+                        std::string(name()).c_str(), at, (ull)n, remaining()));
         }
-        const uint8_t* p = take(static_cast<size_t>(n), field);
+        const uint8_t* p = data_ + pos_;
+        pos_ += static_cast<size_t>(n);
         return std::string(reinterpret_cast<const char*>(p), static_cast<size_t>(n));
     }
 
@@ -197,7 +206,7 @@ void read_array(gguf_byte_reader& r, gguf_value& v, const std::string& ctx) {
         v.arr_n = n;
         v.arr_str.reserve(capped_reserve(n));
         for (uint64_t k = 0; k < n; ++k) {
-            v.arr_str.push_back(r.str(format("%s element %llu", ctx.c_str(), (ull)k)));
+            v.arr_str.push_back(r.str_named([&] { return format("%s element %llu", ctx.c_str(), (ull)k); }));
         }
         return;
     }
