@@ -1,10 +1,10 @@
 // libFuzzer target for the GGUF reader and the hyperparameter reader on top of it (fuzz/run.sh builds it
 // with -fsanitize=fuzzer,address,undefined). Feeds the input as a whole file to gguf_file::from_buffer,
 // then reads every metadata value through every typed getter, touches the first and last byte of every
-// tensor, and reads the model hyperparameters. The contract checked: a malformed file raises a typed
-// error (gguf_error, model_error, unsupported_type, std::invalid_argument); anything else is a finding
-// (an uncaught or untyped exception aborts here, and ASan/UBSan report memory and arithmetic faults).
-// Owns no parsing logic.
+// tensor, reads the model hyperparameters, checks the whole tensor set and binds every weight. The contract
+// checked: a malformed file raises a typed error (gguf_error, model_error, unsupported_type,
+// std::invalid_argument); anything else is a finding (an uncaught or untyped exception aborts here, and
+// ASan/UBSan report memory and arithmetic faults). Owns no parsing logic.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -15,6 +15,7 @@
 #include "common/error.h"
 #include "gguf/gguf-reader.h"
 #include "model/hparams.h"
+#include "model/weights.h"
 
 namespace {
 
@@ -52,7 +53,12 @@ void read_everything(const gguf_file& f) {
         if (f.find_tensor(t.name) != &t) std::abort();  // the index must find every tensor
         if (t.nbytes > 0) sink = static_cast<uint8_t>(t.data[0] ^ t.data[t.nbytes - 1]);
     }
-    expect_typed("hparams_from_gguf", [&] { sink = static_cast<uint8_t>(hparams_from_gguf(f).n_layer); });
+    expect_typed("model", [&] {
+        const llama_hparams hp = hparams_from_gguf(f);
+        check_model_tensors(f, hp);  // the whole tensor set and the vocabulary metadata
+        const stage_weights w = bind_stage_weights(f, hp, 0, hp.n_layer);  // every weight bound
+        sink = static_cast<uint8_t>(w.layers.size());
+    });
 }
 
 } // namespace
