@@ -221,7 +221,11 @@ def test_stopped_rank_under_a_supervisor_ends_the_whole_job(tiny_model, tmp_path
     assert r.returncode != 0
     assert f"TransportError(rank={victim})" in r.stderr, r.stderr
     assert f"rank {victim} has been silent for" in r.stderr
-    assert "TransportError(rank=" not in r.stderr.replace(f"TransportError(rank={victim})", "")
+    # No other rank is blamed for the silence. A rank may still report, before the job's MPI_Abort
+    # reaches it, that the rank which raised is exiting: that names the exiting rank, truthfully.
+    others = [line for line in r.stderr.splitlines()
+              if "TransportError(rank=" in line and f"TransportError(rank={victim})" not in line]
+    assert all("closed its transport" in line for line in others), others
     assert elapsed < DEAD_AFTER_S + FAULT_MARGIN_S
     assert not r.leftover_pids
     assert not alive, f"rank processes still alive: {alive}"
