@@ -39,6 +39,10 @@ class GGUFFile:
         """
     def __repr__(self) -> str:
         ...
+    def check_unchanged(self) -> None:
+        """
+        Raises GGUFError if the file was replaced, resized or modified since it was parsed.
+        """
     def get_bool(self, key: str, default: typing.Any = None) -> typing.Any:
         ...
     def get_f32_array(self, key: str) -> numpy.typing.NDArray[numpy.float32]:
