@@ -11,6 +11,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bdir=$root/build/sanitize
+mkdir -p "$bdir"
 py=${PYTHON:-python3}
 for mod in cmake ninja pybind11; do
   "$py" -c "import $mod" 2>/dev/null || "$py" -m pip install -q "$mod"
