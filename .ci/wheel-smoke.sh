@@ -6,7 +6,7 @@
 # against the installed package (a copy of tests/ and of the pytest settings, no source on the path).
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
-work=$(mktemp -d /tmp/pipeinfer-wheel.XXXXXX)
+work=$(mktemp -d)
 [ -n "${WHEEL_SMOKE_KEEP:-}" ] || trap 'rm -rf "$work"' EXIT  # WHEEL_SMOKE_KEEP=1 keeps it for a look
 py=${PYTHON:-python3}
 

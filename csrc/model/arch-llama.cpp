@@ -23,27 +23,9 @@ void bind_layer(tensor_binder& b, const llama_hparams& hp, int64_t il, layer_wei
     bind_ffn(b, hp, il, lw);
 }
 
-void attention(layer_ctx& c, size_t n) {
-    norm_input(c, c.lw.attn_norm, n);
-    project_qkv(c, n);
-    rope_qk(c, n);
-    self_attention(c, n, c.hp.score_scale());
-    output_projection(c, n);
-    add_residual(c, n);
-}
-
-void ffn(layer_ctx& c, size_t n) {
-    norm_input(c, c.lw.ffn_norm, n);
-    if (c.lw.is_moe()) {
-        moe_ffn(c, n, ffn_act::SILU);
-    } else {
-        gated_ffn(c, n, c.lw.w_gate, c.lw.w_up, c.lw.w_down, ffn_act::SILU);
-    }
-    add_residual(c, n);
-}
-
 } // namespace
 
-const arch_def arch_llama = {"llama", llm_arch::LLAMA, load_hparams, bind_layer, attention, ffn};
+const arch_def arch_llama = {"llama", llm_arch::LLAMA, load_hparams,
+                               bind_layer, prenorm_attention, prenorm_silu_ffn};
 
 } // namespace pipeinfer

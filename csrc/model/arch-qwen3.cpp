@@ -29,29 +29,11 @@ void bind_layer(tensor_binder& b, const llama_hparams& hp, int64_t il, layer_wei
     bind_ffn(b, hp, il, lw);
 }
 
-void attention(layer_ctx& c, size_t n) {
-    norm_input(c, c.lw.attn_norm, n);
-    project_qkv(c, n);
-    norm_qk_heads(c, n);
-    rope_qk(c, n);
-    self_attention(c, n, c.hp.score_scale());
-    output_projection(c, n);
-    add_residual(c, n);
-}
-
-void ffn(layer_ctx& c, size_t n) {
-    norm_input(c, c.lw.ffn_norm, n);
-    if (c.lw.is_moe()) {
-        moe_ffn(c, n, ffn_act::SILU);
-    } else {
-        gated_ffn(c, n, c.lw.w_gate, c.lw.w_up, c.lw.w_down, ffn_act::SILU);
-    }
-    add_residual(c, n);
-}
-
 } // namespace
 
-const arch_def arch_qwen3 = {"qwen3", llm_arch::QWEN3, load_qwen3, bind_layer, attention, ffn};
-const arch_def arch_qwen3moe = {"qwen3moe", llm_arch::QWEN3MOE, load_qwen3moe, bind_layer, attention, ffn};
+const arch_def arch_qwen3 = {"qwen3", llm_arch::QWEN3, load_qwen3,
+                               bind_layer, prenorm_attention_qk_norm, prenorm_silu_ffn};
+const arch_def arch_qwen3moe = {"qwen3moe", llm_arch::QWEN3MOE, load_qwen3moe,
+                               bind_layer, prenorm_attention_qk_norm, prenorm_silu_ffn};
 
 } // namespace pipeinfer

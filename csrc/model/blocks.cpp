@@ -122,4 +122,22 @@ void add_residual(layer_ctx& c, size_t n) {
     for (size_t i = 0; i < m; ++i) c.buf.x[i] += c.buf.tmp[i];
 }
 
+namespace {
+
+void prenorm_attention_impl(layer_ctx& c, size_t n, bool qk_norm) {
+    norm_input(c, c.lw.attn_norm, n);
+    project_qkv(c, n);
+    if (qk_norm) norm_qk_heads(c, n);
+    rope_qk(c, n);
+    self_attention(c, n, c.hp.score_scale());
+    output_projection(c, n);
+    add_residual(c, n);
+}
+
+} // namespace
+
+void prenorm_attention(layer_ctx& c, size_t n) { prenorm_attention_impl(c, n, false); }
+
+void prenorm_attention_qk_norm(layer_ctx& c, size_t n) { prenorm_attention_impl(c, n, true); }
+
 } // namespace pipeinfer

@@ -81,4 +81,10 @@ void gated_ffn(layer_ctx& c, size_t n, const weight_view& gate, const weight_vie
 // buf.x += buf.tmp (n rows).
 void add_residual(layer_ctx& c, size_t n);
 
+// The pre-norm attention block of llama and qwen2: x += wo · attention(rope(qkv(RMSNorm(x)))), scores
+// scaled by 1/sqrt(head_dim).
+void prenorm_attention(layer_ctx& c, size_t n);
+// The same with RMSNorm of every q and k head before the rotary embedding (qwen3).
+void prenorm_attention_qk_norm(layer_ctx& c, size_t n);
+
 } // namespace pipeinfer

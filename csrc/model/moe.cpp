@@ -102,4 +102,14 @@ void moe_ffn(layer_ctx& c, size_t n, ffn_act act) {
     if (c.lw.w_down_sh.n_out > 0) add_shared_expert(c, n, act);
 }
 
+void prenorm_silu_ffn(layer_ctx& c, size_t n) {
+    norm_input(c, c.lw.ffn_norm, n);
+    if (c.lw.is_moe()) {
+        moe_ffn(c, n, ffn_act::SILU);
+    } else {
+        gated_ffn(c, n, c.lw.w_gate, c.lw.w_up, c.lw.w_down, ffn_act::SILU);
+    }
+    add_residual(c, n);
+}
+
 } // namespace pipeinfer

@@ -17,5 +17,8 @@ namespace pipeinfer {
 
 // buf.tmp = MoE FFN of buf.xn (n rows).
 void moe_ffn(layer_ctx& c, size_t n, ffn_act act);
+// The pre-norm SiLU FFN block of llama, qwen2 and qwen3: x += FFN(RMSNorm(x)), the layer's experts
+// when it has them (moe_ffn), else its dense SwiGLU.
+void prenorm_silu_ffn(layer_ctx& c, size_t n);
 
 } // namespace pipeinfer

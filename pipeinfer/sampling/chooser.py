@@ -96,7 +96,8 @@ def accept_candidates(probs: np.ndarray, candidates: Sequence[int], rng: np.rand
     return int(rng.choice(len(residual), p=residual)), -1
 
 
-def _candidate_index(token: int, candidates: Sequence[int]) -> int:
+def candidate_index(token: int, candidates: Sequence[int]) -> int:
+    """The index of `token` among the drafted candidates, or -1."""
     return next((i for i, c in enumerate(candidates) if c == token), -1)
 
 
@@ -157,12 +158,12 @@ class TokenChooser:
                 raise ValueError("TokenChooser.choose: got a token id, but this generation processes the logits "
                                  "(bias, penalties, logprobs or a grammar): pass the logits row")
             tok = int(row)
-            idx = _candidate_index(tok, candidates)
+            idx = candidate_index(tok, candidates)
         else:
             x = self.processed(row, history)
             if self.params.is_greedy:
                 tok = int(np.argmax(x))
-                idx = _candidate_index(tok, candidates)
+                idx = candidate_index(tok, candidates)
             else:
                 tok, idx = accept_candidates(self.sampler.chain_probs(x), candidates, self.sampler.rng)
             if self.params.logprobs is not None:

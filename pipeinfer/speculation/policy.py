@@ -24,12 +24,12 @@ It must not launch runs, verify drafts or read a clock (the decoders pass the ti
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from pipeinfer.speculation.costs import Acceptance, Arm, CostModel, epoch_seconds, predict
 from pipeinfer.speculation.interfaces import DraftLimits
+from pipeinfer.validate import check_bool, check_int, check_real
 
 __all__ = ["SpeculationPolicy", "Arm"]
 
@@ -72,22 +72,19 @@ class SpeculationPolicy:
     adaptive: bool = True
 
     def __post_init__(self) -> None:
-        _int("n_draft", self.n_draft, 1, 256)
-        _int("n_parallel", self.n_parallel, 1, 16)
-        _int("max_in_flight", self.max_in_flight, 1, 1024)
-        _int("n_buffers", self.n_buffers, 0, 4096)
+        check_int("n_draft", self.n_draft, 1, 256)
+        check_int("n_parallel", self.n_parallel, 1, 16)
+        check_int("max_in_flight", self.max_in_flight, 1, 1024)
+        check_int("n_buffers", self.n_buffers, 0, 4096)
         for name in ("p_accept", "p_split", "p_recovery", "p_decay"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name} must be a number in [0, 1], got {v!r}")
+            check_real(name, getattr(self, name), 0.0, 1.0)
         if self.n_buffers == 0:
             self.n_buffers = self.max_in_flight
         if self.n_buffers < self.max_in_flight:
             raise ValueError(f"n_buffers ({self.n_buffers}) must be >= max_in_flight ({self.max_in_flight})")
         if self.n_parallel > self.n_draft:
             raise ValueError(f"n_parallel ({self.n_parallel}) cannot exceed n_draft ({self.n_draft})")
-        if not isinstance(self.adaptive, bool):
-            raise ValueError(f"adaptive must be a bool, got {self.adaptive!r}")
+        check_bool("adaptive", self.adaptive)
         self.costs = CostModel()
         self.acceptance = Acceptance()
         self._arms: Dict[Arm, List[float]] = {}  # arm -> [model seconds, measured seconds] (discounted)
@@ -204,7 +201,3 @@ def _flat(t: object) -> List[float]:
         return [x for e in t for x in _flat(e)]
     return [float(t)]  # type: ignore[arg-type]
 
-
-def _int(name: str, v: object, lo: int, hi: int) -> None:
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {v!r}")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence, Tupl
 
 import numpy as np
 
+from pipeinfer.sampling.chooser import accept_candidates, candidate_index
 from pipeinfer.speculation.tree import DraftNode, DraftTree
 
 if TYPE_CHECKING:
@@ -43,23 +44,8 @@ def verify_position(
     """
     if probs is None:
         tok = int(np.argmax(logits))
-        for i, c in enumerate(candidates):
-            if c == tok:
-                return tok, i
-        return tok, -1
-    residual = probs
-    for i, c in enumerate(candidates):
-        pc = float(residual[c]) if 0 <= c < len(residual) else 0.0
-        if pc > 0.0 and rng.random() < pc:
-            return int(c), i
-        if pc > 0.0:
-            residual = residual.copy()
-            residual[c] = 0.0
-            total = residual.sum()
-            if total <= 0.0:  # every mass was on the candidates tried: impossible unless rounding
-                return int(c), i
-            residual /= total
-    return int(rng.choice(len(residual), p=residual)), -1
+        return tok, candidate_index(tok, candidates)
+    return accept_candidates(probs, candidates, rng)
 
 
 @dataclass
