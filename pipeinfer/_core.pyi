@@ -7,7 +7,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['DraftLink', 'GGUFError', 'GGUFFile', 'InsufficientMemoryError', 'KVCacheFullError', 'MPITransport', 'ModelError', 'PipeinferError', 'Pipeline', 'ShapeError', 'ThreadPool', 'Transport', 'TransportError', 'UnsupportedError', 'attention', 'dequantize', 'flush_log', 'fp16_to_fp32_fast', 'kernel_isa', 'local_group', 'local_kill', 'matmul', 'mpi_abort_world', 'mpi_fault_seen', 'mpi_report_startup_failure', 'quant_types', 'quantize', 'repack', 'round_to_f16', 'serve_mpi_worker', 'set_kernel_isa', 'set_log_callback', 'split_layers_by_bytes', 'stream_read_gbps', 'stream_read_sum', 'vec_dot']
+__all__: list[str] = ['DraftLink', 'GGUFError', 'GGUFFile', 'InsufficientMemoryError', 'KVCacheFullError', 'MPITransport', 'ModelError', 'PipeinferError', 'Pipeline', 'ShapeError', 'ThreadPool', 'Transport', 'TransportError', 'UnsupportedError', 'attention', 'attention_fast', 'attention_fast_path', 'attention_fast_paths', 'dequantize', 'flush_log', 'fp16_to_fp32_fast', 'kernel_isa', 'local_group', 'local_kill', 'matmul', 'mpi_abort_world', 'mpi_fault_seen', 'mpi_report_startup_failure', 'quant_types', 'quantize', 'repack', 'round_to_f16', 'serve_mpi_worker', 'set_kernel_isa', 'set_log_callback', 'split_layers_by_bytes', 'stream_read_gbps', 'stream_read_sum', 'vec_dot']
 class PipeinferError(Exception):
     pass
 class GGUFError(PipeinferError, ValueError):
@@ -299,6 +299,21 @@ def attention(q: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], k: typ
     (n_cells, head_dim) with positions cell_pos, in llama.cpp's f16 arithmetic, k and v stored as
     kv_type ('f16' or 'q8_0'); ref=True runs the scalar reference instead of the tiled kernel (the
     two must agree bit for bit).
+    """
+def attention_fast(q: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], k: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], v: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], cell_pos: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], cells: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], scale: typing.SupportsFloat | typing.SupportsIndex, path: str = 'auto', kv_type: str = 'f16') -> numpy.typing.NDArray[numpy.float32]:
+    """
+    Attention of the query heads q (n_q, head_dim) that share one KV head over cells of k, v
+    (n_cells, head_dim) with positions cell_pos, by the default mode's kernel (attend_fast); path:
+    'auto' (the one in force), 'ref' (the scalar reference), 'avx512' or 'avx2' (ValueError if
+    this CPU lacks it). Returns (n_q, head_dim) float32.
+    """
+def attention_fast_path() -> str:
+    """
+    The path the default mode's attention kernel takes on this CPU ('avx512', 'avx2' or 'scalar').
+    """
+def attention_fast_paths() -> list[str]:
+    """
+    The SIMD paths of the default mode's attention kernel this CPU can run ('avx512', 'avx2').
     """
 def dequantize(type: str, data: typing.Any, n: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
     """

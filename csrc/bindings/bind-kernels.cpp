@@ -19,6 +19,7 @@
 #include "bindings/register.h"
 #include "common/error.h"
 #include "common/fp16.h"
+#include "kernels/attention-fast.h"
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
@@ -188,15 +189,21 @@ py::array_t<int64_t> py_pool_smoke(thread_pool& pool, int n_calls, int throw_ith
 
 using i32_array = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
 
-// One attention item over a small cache given row-major: k, v (n_cells, head_dim), cell_pos (n_cells,),
-// cells (n_vis,) the visible cells in position order; k and v are stored as the cache stores them
-// (kv_type "f16": rounded, K transposed; "q8_0": quantized rows).
-py::array_t<float> py_attention(const f32_array& q, const f32_array& k, const f32_array& v, const i32_array& cell_pos,
-                                const i32_array& cells, float scale, bool one_row, bool ref, const std::string& kv_type_s) {
-    if (q.ndim() != 1 || k.ndim() != 2 || v.ndim() != 2 || cell_pos.ndim() != 1 || cells.ndim() != 1) {
-        throw shape_error("attention: q, cell_pos and cells must be 1-d, k and v 2-d");
+// A small cache given row-major for the attention kernels' tests: k, v (n_cells, head_dim), cell_pos
+// (n_cells,), cells (n_vis,) the visible cells in position order; k and v are stored as the cache stores
+// them (kv_type "f16": rounded, K transposed into padded rows; "q8_0": quantized rows).
+struct test_kv {
+    attn_kv kv;
+    std::vector<uint16_t> kt, vh;  // f16: (hd, stride) transposed K, (n_cells, hd) V
+    std::vector<uint8_t> kq, vq;   // q8_0: (n_cells, row bytes) K and V
+};
+
+void fill_test_kv(test_kv& t, const f32_array& k, const f32_array& v, const i32_array& cell_pos,
+                  const i32_array& cells, int64_t hd, const std::string& kv_type_s) {
+    if (k.ndim() != 2 || v.ndim() != 2 || cell_pos.ndim() != 1 || cells.ndim() != 1) {
+        throw shape_error("attention: cell_pos and cells must be 1-d, k and v 2-d");
     }
-    const int64_t hd = q.shape(0), n_cells = k.shape(0);
+    const int64_t n_cells = k.shape(0);
     if (hd < 1 || k.shape(1) != hd || v.shape(0) != n_cells || v.shape(1) != hd || cell_pos.shape(0) != n_cells) {
         throw shape_error("attention: k and v must be (n_cells, head_dim) and cell_pos (n_cells,)");
     }
@@ -205,48 +212,88 @@ py::array_t<float> py_attention(const f32_array& q, const f32_array& k, const f3
         if (cells.at(j) < 0 || cells.at(j) >= n_cells) throw shape_error(format("attention: cell %d out of range", cells.at(j)));
         if (cell_pos.at(cells.at(j)) < 0) throw shape_error("attention: a visible cell has a negative position");
     }
-    attn_kv kv;
+    attn_kv& kv = t.kv;
     kv.cell_pos = cell_pos.data();
-    std::vector<uint16_t> kt, vh;        // f16: (hd, stride) transposed K, (n_cells, hd) V
-    std::vector<uint8_t> kq, vq;         // q8_0: (n_cells, row bytes) K and V
     if (kv_type_s == "q8_0") {
         if (hd % 32 != 0) throw shape_error("attention: q8_0 storage needs head_dim % 32 == 0");
         const size_t rb = kv_row_bytes(kv_type::Q8_0, hd);
-        kq.resize(rb * static_cast<size_t>(n_cells));
-        vq.resize(rb * static_cast<size_t>(n_cells));
+        t.kq.resize(rb * static_cast<size_t>(n_cells));
+        t.vq.resize(rb * static_cast<size_t>(n_cells));
         const from_float_fn quantize = get_type_traits(ggml_type::Q8_0).from_float;
         for (int64_t c = 0; c < n_cells; ++c) {
-            quantize(k.data(c, 0), kq.data() + rb * static_cast<size_t>(c), hd);
-            quantize(v.data(c, 0), vq.data() + rb * static_cast<size_t>(c), hd);
+            quantize(k.data(c, 0), t.kq.data() + rb * static_cast<size_t>(c), hd);
+            quantize(v.data(c, 0), t.vq.data() + rb * static_cast<size_t>(c), hd);
         }
         kv.type = kv_type::Q8_0;
-        kv.k = kq.data();
-        kv.v = vq.data();
+        kv.k = t.kq.data();
+        kv.v = t.vq.data();
         kv.k_stride = kv.v_stride = static_cast<int64_t>(rb);
     } else if (kv_type_s == "f16") {
         const int64_t stride = n_cells + 16;  // as the cache: padded rows
-        kt.assign(static_cast<size_t>(hd * stride), 0);
-        vh.resize(static_cast<size_t>(n_cells * hd));
+        t.kt.assign(static_cast<size_t>(hd * stride), 0);
+        t.vh.resize(static_cast<size_t>(n_cells * hd));
         for (int64_t c = 0; c < n_cells; ++c) {
             for (int64_t x = 0; x < hd; ++x) {
-                kt[x * stride + c] = fp32_to_fp16(k.at(c, x));
-                vh[c * hd + x] = fp32_to_fp16(v.at(c, x));
+                t.kt[x * stride + c] = fp32_to_fp16(k.at(c, x));
+                t.vh[c * hd + x] = fp32_to_fp16(v.at(c, x));
             }
         }
-        kv.k = kt.data();
+        kv.k = t.kt.data();
         kv.k_stride = stride;
-        kv.v = vh.data();
+        kv.v = t.vh.data();
         kv.v_stride = hd;
     } else {
         throw std::invalid_argument(format("attention: kv_type must be 'f16' or 'q8_0', got '%s'", kv_type_s.c_str()));
     }
+}
+
+// One attention item of the exact mode (attend_f16) over a small test cache (test_kv).
+py::array_t<float> py_attention(const f32_array& q, const f32_array& k, const f32_array& v, const i32_array& cell_pos,
+                                const i32_array& cells, float scale, bool one_row, bool ref, const std::string& kv_type_s) {
+    if (q.ndim() != 1) throw shape_error("attention: q, cell_pos and cells must be 1-d, k and v 2-d");
+    const int64_t hd = q.shape(0), n = cells.ndim() == 1 ? cells.shape(0) : 0;
+    test_kv t;
+    fill_test_kv(t, k, v, cell_pos, cells, hd, kv_type_s);
     py::array_t<float> out(hd);
     if (ref) {
-        attend_f16_ref(q.data(), hd, scale, kv, cells.data(), n, one_row, out.mutable_data());
+        attend_f16_ref(q.data(), hd, scale, t.kv, cells.data(), n, one_row, out.mutable_data());
     } else {
         std::vector<float> scratch(attend_scratch_floats(hd, n));
-        attend_f16(q.data(), hd, scale, kv, cells.data(), n, one_row, scratch.data(), out.mutable_data());
+        attend_f16(q.data(), hd, scale, t.kv, cells.data(), n, one_row, scratch.data(), out.mutable_data());
     }
+    return out;
+}
+
+// The SIMD paths of attend_fast this CPU has, by name.
+std::vector<std::string> attention_fast_paths() {
+    std::vector<std::string> out;
+    if (detail::attend_fast_isa_avx512() != nullptr) out.emplace_back("avx512");
+    if (detail::attend_fast_isa_avx2() != nullptr) out.emplace_back("avx2");
+    return out;
+}
+
+// The query heads q (n_q, head_dim) of one KV head over a small test cache, by the default mode's
+// kernel (attend_fast) on `path`: "auto" (the path in force), "ref", "avx512" or "avx2".
+py::array_t<float> py_attention_fast(const f32_array& q, const f32_array& k, const f32_array& v,
+                                     const i32_array& cell_pos, const i32_array& cells, float scale,
+                                     const std::string& path, const std::string& kv_type_s) {
+    if (q.ndim() != 2 || q.shape(0) < 1) throw shape_error("attention_fast: q must be (n_q, head_dim) with n_q >= 1");
+    const int64_t n_q = q.shape(0), hd = q.shape(1), n = cells.ndim() == 1 ? cells.shape(0) : 0;
+    test_kv t;
+    fill_test_kv(t, k, v, cell_pos, cells, hd, kv_type_s);
+    py::array_t<float> out({n_q, hd});
+    std::vector<float> scratch(attend_fast_scratch_floats(hd, n_q, n));
+    const detail::attend_fast_isa* isa = nullptr;
+    if (path == "avx512" || path == "avx2") {
+        isa = path == "avx512" ? detail::attend_fast_isa_avx512() : detail::attend_fast_isa_avx2();
+        if (isa == nullptr) throw std::invalid_argument("attention_fast: this CPU has no " + path + " path");
+    } else if (path == "auto") {
+        attend_fast(q.data(), n_q, hd, scale, t.kv, cells.data(), n, scratch.data(), out.mutable_data());
+        return out;
+    } else if (path != "ref") {
+        throw std::invalid_argument("attention_fast: path must be 'auto', 'ref', 'avx512' or 'avx2', got '" + path + "'");
+    }
+    attend_fast_with(isa, q.data(), n_q, hd, scale, t.kv, cells.data(), n, scratch.data(), out.mutable_data());
     return out;
 }
 
@@ -273,6 +320,16 @@ void register_kernels(py::module_& m) {
           "(n_cells, head_dim) with positions cell_pos, in llama.cpp's f16 arithmetic, k and v stored as\n"
           "kv_type ('f16' or 'q8_0'); ref=True runs the scalar reference instead of the tiled kernel (the\n"
           "two must agree bit for bit).");
+    m.def("attention_fast", &py_attention_fast, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("cell_pos"),
+          py::arg("cells"), py::arg("scale"), py::arg("path") = "auto", py::arg("kv_type") = "f16",
+          "Attention of the query heads q (n_q, head_dim) that share one KV head over cells of k, v\n"
+          "(n_cells, head_dim) with positions cell_pos, by the default mode's kernel (attend_fast); path:\n"
+          "'auto' (the one in force), 'ref' (the scalar reference), 'avx512' or 'avx2' (ValueError if\n"
+          "this CPU lacks it). Returns (n_q, head_dim) float32.");
+    m.def("attention_fast_paths", &attention_fast_paths,
+          "The SIMD paths of the default mode's attention kernel this CPU can run ('avx512', 'avx2').");
+    m.def("attention_fast_path", &attend_fast_path,
+          "The path the default mode's attention kernel takes on this CPU ('avx512', 'avx2' or 'scalar').");
     m.def("fp16_to_fp32_fast", &py_fp16_to_fp32_fast, py::arg("h"),
           "f16 bit patterns (uint16) widened to float32 by the attention kernel's branch-free conversion.");
     m.def("round_to_f16", &py_round_to_f16, py::arg("x"),

@@ -74,27 +74,6 @@ __attribute__((always_inline)) inline void scores16_vec(const float* q, int64_t 
     reduce_lanes16(a[0], s);
 }
 
-// ggml_v_expf lane by lane without branches (selects instead), so the loop over a row vectorizes;
-// the same operations and results as expf_ggml.
-__attribute__((always_inline)) inline float expf_ggml_select(float x) {
-    const float shift = 0x1.8p23f;
-    const float z = std::fmaf(x, 0x1.715476p+0f, shift);
-    const float n = z - shift;
-    const float b = std::fmaf(-n, 0x1.7f7d1cp-20f, std::fmaf(-n, 0x1.62e4p-1f, x));
-    const float u = b * b;
-    const float p_hi = std::fmaf(std::fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u,
-                                 std::fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f));
-    const float j = std::fmaf(p_hi, u, std::fmaf(0x1.ffffecp-1f, b, 1.0f));
-    // j * 2^n with one rounding (detail::scale_pow2): outside the normal exponent range the first
-    // product is an exact exponent shift of 100 and only the second one rounds.
-    const int ni = static_cast<int>(std::fmin(std::fmax(n, -200.0f), 200.0f));  // NaN -> -200
-    const int sh = ni < -126 ? 100 : (ni > 127 ? -100 : 0);
-    const float r = (j * detail::pow2_normal(ni + sh)) * detail::pow2_normal(-sh);
-    const float big = n <= 0.0f ? 0.0f : INFINITY;
-    const float e = std::fabs(n) > 192.0f ? big : r;
-    return std::isnan(n) ? n : e;
-}
-
 // Whether cells[0..16) hold positions p, p + 1, ..., p + 15 (one whole softmax group, in lane order).
 bool full_group(const int32_t* cell_pos, const int32_t* cells) {
     const int32_t p = cell_pos[cells[0]];
@@ -106,7 +85,7 @@ bool full_group(const int32_t* cell_pos, const int32_t* cells) {
 
 PI_FMA_CLONES
 void exp_shifted_row(float* x, int64_t n, float mx) {
-    for (int64_t j = 0; j < n; ++j) x[j] = expf_ggml_select(x[j] - mx);
+    for (int64_t j = 0; j < n; ++j) x[j] = detail::expf_ggml_select(x[j] - mx);
 }
 
 // K of up to 16 cells (cells[0..m)) widened to f32 into tile (hd, 16): tile[x * 16 + t] = value x of

@@ -42,5 +42,26 @@ __attribute__((always_inline)) inline float expf_ggml_inline(float x) {
     return scale_pow2(j, static_cast<int>(n));
 }
 
+// ggml_v_expf lane by lane without branches (selects instead), so the loop over a row vectorizes;
+// the same operations and results as expf_ggml_inline (attention.cpp, attention-fast*.cpp).
+__attribute__((always_inline)) inline float expf_ggml_select(float x) {
+    const float shift = 0x1.8p23f;
+    const float z = std::fmaf(x, 0x1.715476p+0f, shift);
+    const float n = z - shift;
+    const float b = std::fmaf(-n, 0x1.7f7d1cp-20f, std::fmaf(-n, 0x1.62e4p-1f, x));
+    const float u = b * b;
+    const float p_hi = std::fmaf(std::fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u,
+                                 std::fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f));
+    const float j = std::fmaf(p_hi, u, std::fmaf(0x1.ffffecp-1f, b, 1.0f));
+    // j * 2^n with one rounding (detail::scale_pow2): outside the normal exponent range the first
+    // product is an exact exponent shift of 100 and only the second one rounds.
+    const int ni = static_cast<int>(std::fmin(std::fmax(n, -200.0f), 200.0f));  // NaN -> -200
+    const int sh = ni < -126 ? 100 : (ni > 127 ? -100 : 0);
+    const float r = (j * detail::pow2_normal(ni + sh)) * detail::pow2_normal(-sh);
+    const float big = n <= 0.0f ? 0.0f : INFINITY;
+    const float e = std::fabs(n) > 192.0f ? big : r;
+    return std::isnan(n) ? n : e;
+}
+
 } // namespace detail
 } // namespace pipeinfer

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/attention-fast.h"
 #include "kernels/attention.h"
 #include "kernels/ops.h"
 #include "model/llama.h"
@@ -67,22 +68,16 @@ size_t window_start(const std::vector<int32_t>& vis, const int32_t* cell_pos, in
     return static_cast<size_t>(it - vis.begin());
 }
 
-} // namespace
-
-void self_attention(layer_ctx& c, size_t n, float scale) {
+// The exact mode: one attend_f16 item per (row, query head), in llama.cpp's arithmetic (one-row order
+// for a one-token batch and for exact rows, tinyBLAS order otherwise).
+void attention_exact(layer_ctx& c, size_t n, float scale) {
     const llama_hparams& hp = c.hp;
-    const int64_t dq = hp.n_embd_q(), dkv = hp.n_embd_kv(), hd = hp.head_dim;
-    for (size_t i = 0; i < n; ++i) {
-        // llama.cpp's f16 K·Q product rounds Q to f16; the cache converts K and V to its storage type.
-        round_to_f16(&c.buf.q[i * dq], dq);
-        c.kv.store(c.local, c.cells[i], &c.buf.k[i * dkv], &c.buf.v[i * dkv]);
-    }
-    // Scores, softmax and P·V in llama.cpp's exact arithmetic: kernels/attention.h.
+    const int64_t dq = hp.n_embd_q(), hd = hp.head_dim;
     const int64_t group = hp.n_head / hp.n_head_kv;
     const int64_t n_items = static_cast<int64_t>(n) * hp.n_head;
     const bool one_row = n == 1 || c.b.exact_rows;
     const bool swa = hp.is_swa(c.il);
-    const size_t per_thread = attend_scratch_floats(hd, c.kv.n_ctx());
+    const size_t per_thread = c.buf.scores.size() / static_cast<size_t>(c.pool.n_threads());
     c.pool.parallel_for([&](int ith, int nth) {
         float* scratch = c.buf.scores.data() + static_cast<size_t>(ith) * per_thread;
         for (int64_t item = ith; item < n_items; item += nth) {
@@ -95,6 +90,55 @@ void self_attention(layer_ctx& c, size_t n, float scale) {
                        static_cast<int64_t>(vis.size() - first), one_row, scratch, &c.buf.att[i * dq + h * hd]);
         }
     });
+}
+
+// The default mode: one attend_fast item per (row, KV head) with all its query heads, whose K and V
+// are then widened once; when that gives fewer items than threads (a one-token step with few KV
+// heads), each KV head's query heads are split into parts, which changes no result (the heads are
+// computed independently).
+void attention_fast(layer_ctx& c, size_t n, float scale) {
+    const llama_hparams& hp = c.hp;
+    const int64_t dq = hp.n_embd_q(), hd = hp.head_dim;
+    const int64_t group = hp.n_head / hp.n_head_kv;
+    const int64_t nth = c.pool.n_threads(), rows_kv = static_cast<int64_t>(n) * hp.n_head_kv;
+    const int64_t n_parts = std::min(group, std::max<int64_t>(1, (nth + rows_kv - 1) / rows_kv));
+    const int64_t part = (group + n_parts - 1) / n_parts;  // query heads per item
+    const int64_t n_items = rows_kv * n_parts;
+    const bool swa = hp.is_swa(c.il);
+    const size_t per_thread = c.buf.scores.size() / static_cast<size_t>(nth);
+    c.pool.parallel_for([&](int ith, int nth_) {
+        float* scratch = c.buf.scores.data() + static_cast<size_t>(ith) * per_thread;
+        for (int64_t item = ith; item < n_items; item += nth_) {
+            const size_t i = static_cast<size_t>(item / (hp.n_head_kv * n_parts));
+            const int64_t g = item / n_parts % hp.n_head_kv;
+            const int64_t h0 = g * group + item % n_parts * part;
+            const int64_t n_q = std::min(part, (g + 1) * group - h0);
+            if (n_q <= 0) continue;
+            const attn_kv kv = c.kv.head_view(c.local, g, hd);
+            const std::vector<int32_t>& vis = c.visible[i];
+            const size_t first = swa ? window_start(vis, kv.cell_pos, c.b.pos[i], hp.n_swa) : 0;
+            attend_fast(&c.buf.q[i * dq + h0 * hd], n_q, hd, scale, kv, vis.data() + first,
+                        static_cast<int64_t>(vis.size() - first), scratch, &c.buf.att[i * dq + h0 * hd]);
+        }
+    });
+}
+
+} // namespace
+
+void self_attention(layer_ctx& c, size_t n, float scale) {
+    const llama_hparams& hp = c.hp;
+    const int64_t dq = hp.n_embd_q(), dkv = hp.n_embd_kv();
+    for (size_t i = 0; i < n; ++i) {
+        // llama.cpp's f16 K·Q product rounds Q to f16 (the default mode keeps that rounding, so that its
+        // scores see the same q); the cache converts K and V to its storage type.
+        round_to_f16(&c.buf.q[i * dq], dq);
+        c.kv.store(c.local, c.cells[i], &c.buf.k[i * dkv], &c.buf.v[i * dkv]);
+    }
+    if (c.fast_attn) {
+        attention_fast(c, n, scale);
+    } else {
+        attention_exact(c, n, scale);
+    }
 }
 
 void output_projection(layer_ctx& c, size_t n) {

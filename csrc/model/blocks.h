@@ -30,7 +30,7 @@ struct stage_buffers {
     std::vector<float> tmp;    // (n, n_embd) block output before the residual add
     std::vector<float> gate;   // (n, n_ff_max) FFN gate, then act(gate) * up
     std::vector<float> up;     // (n, n_ff_max)
-    std::vector<float> scores; // (n_threads, attend_scratch_floats) per-thread attention scratch
+    std::vector<float> scores; // (n_threads, max of attend_scratch_floats, attend_fast_scratch_floats) per-thread attention scratch
     // MoE (model/moe.cpp):
     std::vector<float> router;      // (n, n_expert) router logits, then probabilities
     std::vector<int32_t> chosen;    // (n, n_expert_used) chosen experts per row, best first
@@ -54,6 +54,9 @@ struct layer_ctx {
     thread_pool& pool;
     matmul_scratch& mm;
     bool exact;                                   // the batch's exact_rows
+    // The default (repacked) mode: attention of every row by attend_fast (kernels/attention-fast.h),
+    // whatever the batch; false (the exact mode): attend_f16, llama.cpp's arithmetic.
+    bool fast_attn;
 };
 
 // buf.xn = RMSNorm(buf.x) * w, row by row (n rows of n_embd).

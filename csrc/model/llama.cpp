@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "common/fp16.h"
 #include "gguf/gguf-reader.h"
+#include "kernels/attention-fast.h"
 #include "kernels/attention.h"
 #include "kernels/ops.h"
 #include "model/validate.h"
@@ -93,7 +94,8 @@ llama_stage::llama_stage(std::shared_ptr<const gguf_file> file, int64_t layer_be
       w_(load_stage_weights(*file_, hp_, layer_begin, layer_end)),
       kv_(static_cast<int>(w_.layer_end - w_.layer_begin), checked_n_ctx(*file_, hp_, n_ctx, kv, seq_group > 0 ? n_seq_max / seq_group : n_seq_max), hp_.n_embd_kv(),
           hp_.n_embd_kv(), n_seq_max, seq_group, kv),
-      pool_(n_threads) {
+      pool_(n_threads),
+      fast_attn_(repack.enabled) {
     repack_stage_weights(w_, pool_, *file_, repack);
 }
 
@@ -112,7 +114,7 @@ void llama_stage::embed(const batch& b) {
 
 layer_ctx llama_stage::layer(int il, const batch& b, const std::vector<int32_t>& cells) {
     return layer_ctx{hp_, w_.layers[static_cast<size_t>(il)], w_, w_.layer_begin + il, il, b, cells, visible_,
-                     buf_, kv_, pool_, mm_, exact_};
+                     buf_, kv_, pool_, mm_, exact_, fast_attn_};
 }
 
 void llama_stage::resize_buffers(size_t n) {
@@ -126,7 +128,9 @@ void llama_stage::resize_buffers(size_t n) {
     buf_.tmp.resize(n * d);
     buf_.gate.resize(n * ff);
     buf_.up.resize(n * ff);
-    buf_.scores.resize(static_cast<size_t>(pool_.n_threads()) * attend_scratch_floats(hp_.head_dim, kv_.n_ctx()));
+    const size_t per_thread = std::max(attend_scratch_floats(hp_.head_dim, kv_.n_ctx()),
+                                       attend_fast_scratch_floats(hp_.head_dim, hp_.n_head / hp_.n_head_kv, kv_.n_ctx()));
+    buf_.scores.resize(static_cast<size_t>(pool_.n_threads()) * per_thread);
 }
 
 bool llama_stage::head(const batch& b, std::vector<float>& out, const std::function<bool()>& cancelled) {

@@ -117,6 +117,7 @@ private:
     matmul_scratch mm_;
     stage_stats stats_;
     bool exact_ = false;                          // the current batch's exact_rows
+    bool fast_attn_ = false;                      // repack.enabled: attend_fast for every row (blocks.h)
     std::vector<std::vector<int32_t>> visible_;  // per batch token: visible KV cells
 
     stage_buffers buf_;                           // scratch, resized per batch (model/blocks.h)

@@ -179,21 +179,26 @@ def test_bad_engine_arguments(tiny, kwargs, match):
 
 def test_exact_and_default_layouts_match_reference_and_each_other(tiny, pipe):
     """exact=True (llama.cpp's layout and orders) and the default (row-interleaved q8_0 weights, another
-    summation order): greedy tokens of both equal the numpy reference forward, logits equal each
-    other's up to float rounding, and two local stages (the layout flag travels in the HELLO message)
-    give the same tokens as one."""
+    summation order, f32 attention probabilities): greedy tokens of each equal the numpy reference
+    forward of its arithmetic, logits are close to each other's, and two local stages (the layout flag
+    travels in the HELLO message) give the same tokens as one."""
     _, model = tiny
     prompt = [5, 17, 99, 3, 250]
     want = _eog_free_prefix(reference_greedy(model, prompt, 12, attn_f16=True), pipe)
+    want_default = _eog_free_prefix(reference_greedy(model, prompt, 12, attn_f16=True, attn_p_f16=False), pipe)
     fast = pipe.eval_logits(prompt)
     assert pipe.config.exact is False
     for stages in (1, 2):
+        with pipeinfer.Pipeline(str(tiny[0]), n_ctx=128, n_threads=1, stages=stages) as p:
+            assert p.generate(prompt, max_tokens=12, temperature=0).tokens == want_default
         with pipeinfer.Pipeline(str(tiny[0]), n_ctx=128, n_threads=1, stages=stages, exact=True) as p:
             assert p.generate(prompt, max_tokens=12, temperature=0).tokens == want
             p.reset()
             got = p.eval_logits(prompt)
+        # the attention orders differ by about 1e-4 relative; the q8_0 activation rounding of the next
+        # matmuls magnifies that in this tiny random model (measured 1.5% of the logit range)
         scale = float(np.max(np.abs(fast)))
-        assert np.max(np.abs(got - fast)) <= 1e-4 * scale
+        assert np.max(np.abs(got - fast)) <= 0.05 * scale
         assert not np.array_equal(got, fast)  # the other order really ran
 
 

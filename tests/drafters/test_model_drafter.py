@@ -25,9 +25,11 @@ def tiny(request, tiny_model):
     return tiny_model(request.param, "f32")
 
 
+# The drafters below run in the default mode: its attention keeps the probabilities in f32
+# (kernels/attention-fast.h), so the reference rounds q, k and v to f16 but not p (attn_p_f16=False).
 def _ref_tree(model, context, limits):
     def next_probs(path):
-        return softmax64(reference_forward(model, list(context) + list(path), attn_f16=True)[-1])
+        return softmax64(reference_forward(model, list(context) + list(path), attn_f16=True, attn_p_f16=False)[-1])
 
     tree, margins = reference_draft_tree(next_probs, limits)
     assert min(margins, default=1.0) > MARGIN, "ill-conditioned case: a decision is a near tie"
@@ -65,11 +67,11 @@ def test_chain_equals_greedy_continuation(tiny):
     with ModelDrafter(path, n_ctx=64) as d:
         tree = d.propose(PROMPT, DraftLimits(n_draft=8, p_accept=0.0))
         assert len(tree) == 8 and len(tree.branches()) == 1
-        want = reference_greedy(model, PROMPT, 8, attn_f16=True)
+        want = reference_greedy(model, PROMPT, 8, attn_f16=True, attn_p_f16=False)
         assert tree.chain_tokens() == want
         assert tree.chain_tokens() == _engine_greedy(path, PROMPT, 8)
         # p is the draft model's softmax probability of each greedy token
-        ref_p = [softmax64(reference_forward(model, PROMPT + want[:i], attn_f16=True)[-1])[want[i]] for i in range(8)]
+        ref_p = [softmax64(reference_forward(model, PROMPT + want[:i], attn_f16=True, attn_p_f16=False)[-1])[want[i]] for i in range(8)]
         assert np.allclose([n.p for n in tree.nodes], ref_p, rtol=P_RTOL, atol=0)
 
 
@@ -117,8 +119,8 @@ def test_trees_match_reference(tiny, limits):
 
 
 def _greedy_probs(model, n):
-    toks = reference_greedy(model, PROMPT, n, attn_f16=True)
-    return toks, [softmax64(reference_forward(model, PROMPT + toks[:i], attn_f16=True)[-1])[toks[i]] for i in range(n)]
+    toks = reference_greedy(model, PROMPT, n, attn_f16=True, attn_p_f16=False)
+    return toks, [softmax64(reference_forward(model, PROMPT + toks[:i], attn_f16=True, attn_p_f16=False)[-1])[toks[i]] for i in range(n)]
 
 
 def test_stop_rule_ends_the_chain_at_the_first_improbable_token(tiny):
@@ -138,7 +140,7 @@ def test_stop_rule_ends_the_chain_at_the_first_improbable_token(tiny):
 
 def test_split_rule_forks_the_candidates_above_p_split(tiny):
     path, model = tiny
-    root = sorted(softmax64(reference_forward(model, PROMPT, attn_f16=True)[-1]), reverse=True)
+    root = sorted(softmax64(reference_forward(model, PROMPT, attn_f16=True, attn_p_f16=False)[-1]), reverse=True)
     lim = DraftLimits(n_draft=12, n_parallel=3, p_split=(root[2] + root[3]) / 2)
     with ModelDrafter(path, n_ctx=64) as d:
         tree = d.propose(PROMPT, lim)
@@ -179,7 +181,7 @@ def test_in_flight_extension_reuses_branch_kv(tiny):
         assert d.stats.reused - before["reused"] == 5  # the 6th drafted token was never evaluated
         assert d.stats.context_evaluated - before["context_evaluated"] == 1
         assert_same_tree(t2, ref.propose(ctx2, lim))
-        assert t2.chain_tokens() == reference_greedy(model, ctx2, 6, attn_f16=True)
+        assert t2.chain_tokens() == reference_greedy(model, ctx2, 6, attn_f16=True, attn_p_f16=False)
         _n_cells_ok(d, len(ctx2), 5)
         # verification accepted 3 drafts and the target's bonus token differs from the 4th
         ctx3 = ctx2 + t2.chain_tokens()[:3] + [(t2.chain_tokens()[3] + 1) % model.n_vocab]

@@ -78,7 +78,7 @@ def test_random_message_delays(target):
         p._native.close()
         from pipeinfer import _core
 
-        p._native = _core.Pipeline(path, n_ctx=160, n_threads=1, n_stages=3, max_delay_us=2000, delay_seed=5,
+        p._native = _core.Pipeline(path, n_ctx=160, n_threads=1, n_stages=3, max_delay_us=2000, delay_seed=5, repack=True,
                                    n_spec_buffers=p.policy.n_buffers, n_spec_branches=1)
         assert p.generate(PROMPT, max_tokens=N, temperature=0, logit_bias=NO_EOG).tokens == want
 

@@ -99,13 +99,16 @@ def _round_f16(x: np.ndarray) -> np.ndarray:
     return x.astype(np.float16).astype(np.float64)
 
 
-def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, f16: bool = False) -> np.ndarray:
+def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, f16: bool = False,
+              p_f16: bool = True) -> np.ndarray:
     """Grouped-query attention.
 
     q: (n_tokens, n_head, head_dim), k and v: (n_tokens, n_head_kv, head_dim), mask: (n_tokens, n_tokens)
     bool [query, key] -> (n_tokens, n_head * head_dim) f64.
     f16: model llama.cpp's default f16 KV cache path: K and V are stored as f16, and the f16 matmuls
     convert their other operand (q, then the softmax probabilities) to f16 (ggml vec_dot_type of f16).
+    p_f16: with f16, round the probabilities too (llama.cpp, the engine's exact mode); False keeps them
+    unrounded as the engine's default mode does (kernels/attention-fast.h).
     """
     if f16:
         q, k, v = _round_f16(q), _round_f16(k), _round_f16(v)
@@ -121,7 +124,7 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, f16
         scores -= scores.max(axis=-1, keepdims=True)
         p = np.exp(scores)  # (n_tokens, n_tokens)
         p /= p.sum(axis=-1, keepdims=True)
-        if f16:
+        if f16 and p_f16:
             p = _round_f16(p)
         out[:, h, :] = np.einsum("qk,kd->qd", p, v[:, kvh, :])
     return out.reshape(n_tokens, n_head * head_dim)
@@ -148,6 +151,7 @@ def reference_forward(
     seq_ids: Sequence[int | Sequence[int]] | None = None,
     seq_match: str = "first",
     attn_f16: bool = False,
+    attn_p_f16: bool = True,
 ) -> np.ndarray:
     """Logits of every token.
 
@@ -160,6 +164,8 @@ def reference_forward(
         seq_match: "first" (llama.cpp) or "any"; see visible_mask.
         attn_f16: round q, k, v and the attention probabilities to f16 as llama.cpp's f16 KV cache does
             (an f32-weight engine with an f16-precision cache then matches to about 1e-7 of the logit range).
+        attn_p_f16: with attn_f16, round the probabilities too (the exact mode); False models the default
+            mode's attention (q, k, v rounded, probabilities kept: kernels/attention-fast.h).
 
     Returns:
         (n_tokens, n_vocab) float64 logits.
@@ -199,7 +205,7 @@ def reference_forward(
         q = rope(q.reshape(n, n_head, head_dim), pos, n_rot, theta, mode)  # (n_tokens, n_head, head_dim)
         k = rope(k.reshape(n, n_head_kv, head_dim), pos, n_rot, theta, mode)  # (n_tokens, n_head_kv, head_dim)
         v = v.reshape(n, n_head_kv, head_dim)  # (n_tokens, n_head_kv, head_dim)
-        att = attention(q, k, v, mask, f16=attn_f16)  # (n_tokens, n_head * head_dim)
+        att = attention(q, k, v, mask, f16=attn_f16, p_f16=attn_p_f16)  # (n_tokens, n_head * head_dim)
         x = x + linear(att, w[p + "attn_output.weight"])  # (n_tokens, n_embd)
         # feed-forward block
         h = rms_norm(x, w[p + "ffn_norm.weight"], eps)  # (n_tokens, n_embd)
@@ -211,12 +217,13 @@ def reference_forward(
     return linear(x, head)  # (n_tokens, n_vocab)
 
 
-def reference_greedy(model: Any, prompt_ids: Sequence[int], n: int, *, attn_f16: bool = False) -> list[int]:
+def reference_greedy(model: Any, prompt_ids: Sequence[int], n: int, *, attn_f16: bool = False,
+                     attn_p_f16: bool = True) -> list[int]:
     """The n tokens that greedy decoding (argmax, lowest id on ties) appends to prompt_ids."""
     ids = list(prompt_ids)
     out: list[int] = []
     for _ in range(n):
-        logits = reference_forward(model, ids, attn_f16=attn_f16)  # (len(ids), n_vocab)
+        logits = reference_forward(model, ids, attn_f16=attn_f16, attn_p_f16=attn_p_f16)  # (len(ids), n_vocab)
         nxt = int(np.argmax(logits[-1]))
         out.append(nxt)
         ids.append(nxt)

@@ -1,0 +1,147 @@
+#include "common/fp-strict.h"  // first: no a*b + c contraction in this file
+
+#include "kernels/attention-fast.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/attention-kv.h"
+#include "kernels/expf-ggml.h"
+#include "kernels/fma-clones.h"
+#include "kernels/ops.h"
+
+namespace pipeinfer {
+
+namespace {
+
+constexpr int64_t kTile = 16;  // cells scored side by side
+
+int64_t round_up16(int64_t n) { return (n + kTile - 1) / kTile * kTile; }
+
+const detail::attend_fast_isa* isa_in_force() {
+    static const detail::attend_fast_isa* const isa = [] {
+        const detail::attend_fast_isa* p = detail::attend_fast_isa_avx512();
+        return p != nullptr ? p : detail::attend_fast_isa_avx2();
+    }();
+    return isa;
+}
+
+// K of up to 16 cells (cells[0..m)) widened to f32 into tile (hd, 16): tile[x * 16 + t] = value x of
+// cell t, zeros for t >= m.
+void gather_k_tile(const attn_kv& kv, const int32_t* cells, int64_t m, int64_t hd, float* tile) {
+    std::fill(tile, tile + hd * kTile, 0.0f);
+    if (kv.type == kv_type::Q8_0) {
+        for (int64_t t = 0; t < m; ++t) {
+            const uint8_t* row = static_cast<const uint8_t*>(kv.k) + static_cast<int64_t>(cells[t]) * kv.k_stride;
+            dequantize_kv_q8_0(row, hd, tile + t, kTile);
+        }
+        return;
+    }
+    const uint16_t* k = static_cast<const uint16_t*>(kv.k);
+    for (int64_t x = 0; x < hd; ++x) {
+        for (int64_t t = 0; t < m; ++t) tile[x * kTile + t] = fp16_to_fp32(k[x * kv.k_stride + cells[t]]);
+    }
+}
+
+// Whether the f16 K columns of cells[0..m) can be read in place as 16 neighbouring columns from
+// cells[0] (the columns past m are read and their scores ignored; the cache pads its rows by 16).
+bool k_in_place(const attn_kv& kv, const int32_t* cells, int64_t m) {
+    if (kv.type != kv_type::F16 || cells[0] + kTile > kv.k_stride) return false;
+    for (int64_t t = 1; t < m; ++t) {
+        if (cells[t] != cells[0] + t) return false;
+    }
+    return true;
+}
+
+// e_j = exp(s_j - max) in place over one head's n scores; returns their sum in the 16-lane order
+// (attention-fast.h). The lanes run side by side; each lane adds in increasing j.
+PI_FMA_CLONES
+float softmax_lanes(float* s, int64_t n) {
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < n; ++j) mx = s[j] > mx ? s[j] : mx;
+    float lanes[16] = {};
+    int64_t j0 = 0;
+    for (; j0 + 16 <= n; j0 += 16) {
+        for (int l = 0; l < 16; ++l) {
+            const float e = detail::expf_ggml_select(s[j0 + l] - mx);
+            s[j0 + l] = e;
+            lanes[l] += e;
+        }
+    }
+    for (int l = 0; j0 + l < n; ++l) {
+        s[j0 + l] = detail::expf_ggml_select(s[j0 + l] - mx);
+        lanes[l] += s[j0 + l];
+    }
+    return reduce16_ggml(lanes);
+}
+
+void attend_fast_isa_path(const detail::attend_fast_isa& isa, const float* q, int64_t n_q, int64_t hd, float scale,
+                          const attn_kv& kv, const int32_t* cells, int64_t n, float* scratch, float* out) {
+    const int64_t ns = round_up16(n);
+    float* sc = scratch;          // (n_q, ns) scores, then exp values
+    float* tile = sc + n_q * ns;  // (hd, 16) K of 16 cells widened to f32 (when not read in place)
+    for (int64_t j0 = 0; j0 < n; j0 += kTile) {
+        const int64_t m = std::min(kTile, n - j0);
+        float* s = sc + j0;  // (n_q, 16) at row stride ns
+        if (k_in_place(kv, cells + j0, m)) {
+            isa.scores16(q, n_q, hd, scale, static_cast<const uint16_t*>(kv.k) + cells[j0], nullptr, kv.k_stride, s,
+                         ns);
+        } else {
+            gather_k_tile(kv, cells + j0, m, hd, tile);
+            isa.scores16(q, n_q, hd, scale, nullptr, tile, kTile, s, ns);
+        }
+    }
+    float sums[64];
+    for (int64_t h0 = 0; h0 < n_q; h0 += 64) {
+        const int64_t hc = std::min<int64_t>(64, n_q - h0);
+        for (int64_t h = 0; h < hc; ++h) sums[h] = softmax_lanes(sc + (h0 + h) * ns, n);
+        if (kv.type == kv_type::Q8_0) {
+            isa.pv_q8_0(sc + h0 * ns, ns, hc, static_cast<const uint8_t*>(kv.v), kv.v_stride, cells, n, hd,
+                        out + h0 * hd);
+        } else {
+            isa.pv_f16(sc + h0 * ns, ns, hc, static_cast<const uint16_t*>(kv.v), kv.v_stride, cells, n, hd,
+                       out + h0 * hd);
+        }
+        for (int64_t h = 0; h < hc; ++h) {
+            float* oh = out + (h0 + h) * hd;
+            for (int64_t t = 0; t < hd; ++t) oh[t] = oh[t] / sums[h];
+        }
+    }
+}
+
+} // namespace
+
+#if !defined(PIPEINFER_X86)  // the SIMD paths are x86 files (kernels/arch/); elsewhere the scalar path
+const detail::attend_fast_isa* detail::attend_fast_isa_avx512() { return nullptr; }
+const detail::attend_fast_isa* detail::attend_fast_isa_avx2() { return nullptr; }
+#endif
+
+size_t attend_fast_scratch_floats(int64_t head_dim, int64_t n_q, int64_t max_cells) {
+    return static_cast<size_t>(n_q * round_up16(max_cells) + head_dim * kTile + head_dim);
+}
+
+const char* attend_fast_path() {
+    const detail::attend_fast_isa* isa = isa_in_force();
+    if (isa == nullptr) return "scalar";
+    return isa == detail::attend_fast_isa_avx512() ? "avx512" : "avx2";
+}
+
+void attend_fast_with(const detail::attend_fast_isa* isa, const float* q, int64_t n_q, int64_t hd, float scale,
+                      const attn_kv& kv, const int32_t* cells, int64_t n, float* scratch, float* out) {
+    if (n <= 0) {
+        std::fill(out, out + n_q * hd, 0.0f);
+        return;
+    }
+    if (isa == nullptr || hd % 16 != 0) {
+        attend_fast_ref(q, n_q, hd, scale, kv, cells, n, scratch, out);
+        return;
+    }
+    attend_fast_isa_path(*isa, q, n_q, hd, scale, kv, cells, n, scratch, out);
+}
+
+void attend_fast(const float* q, int64_t n_q, int64_t hd, float scale, const attn_kv& kv, const int32_t* cells,
+                 int64_t n, float* scratch, float* out) {
+    attend_fast_with(isa_in_force(), q, n_q, hd, scale, kv, cells, n, scratch, out);
+}
+
+} // namespace pipeinfer
