@@ -233,6 +233,8 @@ class PipeInferDecoder:
         arm = self.policy.plan()
         changed = arm != self.arm
         self.arm = arm
+        # a draft rank drafts only the shadow check's token while speculation is off
+        self.drafter.lookahead(1 if arm.off else None)
         self._anchored = anchored
         s.event("arm", k=arm.k, depth=arm.depth)
         self._since = (now, len(s.gen))
