@@ -34,7 +34,7 @@ def synchronous(s: Session, drafter: Drafter, policy: SpeculationPolicy) -> Iter
             if epoch is not None:
                 policy.epoch(epoch[0], len(s.gen) - epoch[2], now - epoch[1])
             arm = policy.plan()
-            drafter.lookahead(1 if arm.off else None)
+            drafter.lookahead((best_k(policy) or policy.n_draft) if arm.off else None)
             s.event("arm", k=arm.k, depth=arm.depth)
             epoch = (arm, now, len(s.gen))
             tree = _draft(s, drafter, policy, arm)
