@@ -205,7 +205,7 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     if a.experiment == "cluster":
         from pipeinfer.evaluation.cluster import ClusterSettings, run_cluster
 
-        st = ClusterSettings(
+        cluster = ClusterSettings(
             stages=a.stages, draft_ranks=a.draft_ranks, quota=a.quota,
             quotas=[float(x) for x in a.quotas.split(",")] if a.quotas else None, period_us=a.period_us,
             model=a.model or "qwen2.5-coder-0.5b", drafter=a.drafter,
@@ -213,7 +213,7 @@ def _cmd_bench(a: argparse.Namespace) -> int:
             n_gen=a.n_gen or 64, repeats=a.repeats, policy=_policy_fields(a.policy), trace=not a.no_trace,
             link_latency_s=a.link_latency_ms / 1e3, link_bps=a.link_gbps * 1e9, out=Path(a.out), tag=a.tag,
             plots=not a.no_plots, n_threads=a.threads)
-        run_cluster(st)
+        run_cluster(cluster)
         return 0
     if a.experiment == "report":
         from pipeinfer.evaluation import report

@@ -32,7 +32,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
 import numpy as np
 
@@ -61,8 +61,8 @@ class Part:
 class _Op:
     slot: int
     kind: str  # "run" | "kv" | "call"
-    part: Optional[Part] = None
-    fn: Optional[Callable[[Any], Any]] = None
+    part: Optional[Part] = None  # kind "run" (set by submit)
+    fn: Optional[Callable[[Any], Any]] = None  # kinds "kv" and "call" (set by kv and call)
     done: bool = False
     value: Any = None
     error: Optional[BaseException] = None
@@ -95,7 +95,7 @@ class Batcher:
         self._system = _Slot()  # slot -1: calls from outside any generation (counters)
         self._ops: Deque[_Op] = deque()
         self._inflight: Deque[Tuple[int, List[Part]]] = deque()  # native run id, its parts (launch order)
-        self._native_cancelled: set = set()
+        self._native_cancelled: Set[int] = set()  # native run ids cancelled, result not yet back
         self._n_computing = 0
         self._error: Optional[BaseException] = None
         self._closed = False
@@ -166,6 +166,7 @@ class Batcher:
             part = s.outstanding[0]
             self._block(s, lambda: part.result is not None)
             s.outstanding.popleft()
+            assert part.result is not None  # _block returns only once its condition holds
             skipped, rows = part.result
             return part.rid, skipped, rows
 
@@ -276,6 +277,7 @@ class Batcher:
         for op in ops:
             if op.kind == "run":
                 p = op.part
+                assert p is not None  # a run operation carries its part (submit)
                 if p.cancelled:
                     self._deliver([p], True, None)
                 elif not p.exact:
@@ -293,6 +295,7 @@ class Batcher:
                     open_[key].append(p)
             else:
                 flush([k for k in order if any(q.slot == op.slot for q in open_[k])])
+                assert op.fn is not None  # kv and call operations carry their function (kv, call)
                 try:
                     op.value = op.fn(self.native)
                 except Exception as e:  # noqa: BLE001 - raised in the slot's thread

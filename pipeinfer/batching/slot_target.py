@@ -50,7 +50,10 @@ class SlotTarget:
             return [[self._global(int(s))] for s in seq_ids]
         if len(seq_ids) != n:
             raise ValueError(f"seq_ids must have one entry per token ({n}), got {len(seq_ids)}")
-        return [[self._global(int(s))] if np.isscalar(s) else [self._global(int(x)) for x in s] for s in seq_ids]
+        # numpy's isscalar narrows to a union holding np.generic and memoryview, whose stubs lack __int__;
+        # int() of a scalar that is no number raises TypeError, as for any other bad id
+        return [[self._global(int(s))] if np.isscalar(s)  # type: ignore[arg-type]
+                else [self._global(int(x)) for x in s] for s in seq_ids]
 
     # ------------------------------------------------------------------ runs
     def submit(self, tokens: np.ndarray, pos: np.ndarray, seq_ids: Any, logits: np.ndarray, exact_rows: bool = False,

@@ -16,6 +16,7 @@ from pipeinfer.drafters.ngram import NgramDrafter
 from pipeinfer.speculation.interfaces import Drafter, DraftLimits, check_context, check_limits
 from pipeinfer.speculation.tree import DraftTree
 from pipeinfer.drafters.vocab import check_vocab
+from pipeinfer.validate import is_int, is_real
 
 __all__ = ["CallableDrafter", "make_drafter"]
 
@@ -38,10 +39,9 @@ class CallableDrafter(Drafter):
                  p: float = 1.0) -> None:
         if not callable(fn):
             raise ValueError(f"fn must be callable, got {type(fn).__name__}")
-        if n_vocab is not None and (isinstance(n_vocab, bool) or not isinstance(n_vocab, numbers.Integral)
-                                    or n_vocab < 1):
+        if n_vocab is not None and (not is_int(n_vocab) or n_vocab < 1):
             raise ValueError(f"n_vocab must be an integer >= 1 or None, got {n_vocab!r}")
-        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:
+        if not is_real(p) or not 0.0 <= p <= 1.0:
             raise ValueError(f"p must be a real number in [0, 1], got {p!r}")
         self.fn = fn
         self.n_vocab = None if n_vocab is None else int(n_vocab)

@@ -184,7 +184,7 @@ class ModelDrafter(Drafter):
             out = self._decode([lf.token for lf in leaves], [base - 1 + lf.depth for lf in leaves],
                                [1 + lf.branch for lf in leaves], np.ones(n, np.uint8))
             self.stats.draft_evaluated += n
-            result = []
+            result: List[Candidates] = []
             for r, leaf in enumerate(leaves):
                 c = top_candidates(out[r])
                 branch_seq[leaf.node] = 1 + leaf.branch

@@ -23,11 +23,11 @@ context is not an extension of the previous one, the entries past the common pre
 """
 from __future__ import annotations
 
-import numbers
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from pipeinfer.speculation.interfaces import Drafter, DraftLimits, _check_int, check_context, check_limits
 from pipeinfer.speculation.tree import Candidates, DraftTree, Leaf, grow_tree
+from pipeinfer.validate import is_real
 
 __all__ = ["NgramDrafter"]
 
@@ -51,7 +51,7 @@ class NgramDrafter(Drafter):
         if self.min_ngram > self.max_ngram:
             raise ValueError(f"min_ngram ({min_ngram}) must be <= max_ngram ({max_ngram})")
         self.max_occurrences = _check_int("max_occurrences", max_occurrences, 1)
-        if isinstance(smoothing, bool) or not isinstance(smoothing, numbers.Real) or not smoothing >= 0:
+        if not is_real(smoothing) or not smoothing >= 0:
             raise ValueError(f"smoothing must be a real number >= 0, got {smoothing!r}")
         self.smoothing = float(smoothing)
         self.n_vocab = None if n_vocab is None else _check_int("n_vocab", n_vocab, 1)

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-import numbers
 import struct
-from typing import Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from pipeinfer.speculation.interfaces import Drafter, DraftLimits, check_limits
 from pipeinfer.speculation.tree import DraftNode, DraftTree
+from pipeinfer.validate import is_int, is_real
 
 __all__ = ["NoisyDrafter"]
 
@@ -41,18 +41,19 @@ class NoisyDrafter(Drafter):
         n_proposed: drafted tokens seen so far; n_corrupted: how many of them were replaced.
     """
 
+    n_vocab: int  # always known here (checked in __init__), unlike Drafter.n_vocab
+
     def __init__(self, base: Drafter, error_rate: float, seed: int = 0, *, n_vocab: Optional[int] = None) -> None:
         if not isinstance(base, Drafter):
             raise ValueError(f"base must be a pipeinfer.drafters.Drafter, got {type(base).__name__}")
-        if isinstance(error_rate, bool) or not isinstance(error_rate, numbers.Real) or \
-                not math.isfinite(error_rate) or not 0.0 <= error_rate <= 1.0:
+        if not is_real(error_rate) or not math.isfinite(error_rate) or not 0.0 <= error_rate <= 1.0:
             raise ValueError(f"error_rate must be a number in [0, 1], got {error_rate!r}")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        if not is_int(seed):
             raise ValueError(f"seed must be an integer, got {seed!r}")
         vocab = n_vocab if n_vocab is not None else base.n_vocab
         if vocab is None:
             raise ValueError("n_vocab is needed: the base drafter does not report its vocabulary (n_vocab=None)")
-        if isinstance(vocab, bool) or not isinstance(vocab, numbers.Integral) or vocab < 2:
+        if not is_int(vocab) or vocab < 2:
             raise ValueError(f"n_vocab must be an integer >= 2 (a replacement must differ), got {vocab!r}")
         self.base = base
         self.error_rate = float(error_rate)
@@ -68,7 +69,7 @@ class NoisyDrafter(Drafter):
         limits = check_limits(limits)
         tree = self.base.propose(context, limits)
         n_ctx = len(context)
-        nodes = []
+        nodes: List[DraftNode] = []
         for i, nd in enumerate(tree.nodes):
             tok = nd.token
             u, r = self._draws(n_ctx, i, tok)
@@ -93,9 +94,9 @@ class NoisyDrafter(Drafter):
 def _dedup_siblings(nodes: "list[DraftNode]") -> DraftTree:
     """Drops a node (and its subtree) whose token repeats an earlier sibling's, a corruption can cause
     it; siblings must hold distinct tokens."""
-    keep_index = {-1: -1}
-    seen = set()
-    out = []
+    keep_index: Dict[int, int] = {-1: -1}  # index in nodes -> index in out (-1: the tip)
+    seen: Set[Tuple[int, int]] = set()  # (parent in out, token)
+    out: List[DraftNode] = []
     for i, nd in enumerate(nodes):
         if nd.parent not in keep_index:
             continue  # its parent was dropped

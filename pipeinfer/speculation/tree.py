@@ -68,7 +68,8 @@ class DraftTree:
     @classmethod
     def chain(cls, tokens: Sequence[int], p: Sequence[float] | float = 1.0) -> "DraftTree":
         """A single branch: tokens[0] is a child of the tip, tokens[i] a child of tokens[i-1]."""
-        ps = [float(p)] * len(tokens) if isinstance(p, numbers.Real) else [float(x) for x in p]
+        # float spelled out beside numbers.Real: mypy does not narrow the union by the numbers ABCs
+        ps = [float(p)] * len(tokens) if isinstance(p, (float, numbers.Real)) else [float(x) for x in p]
         if len(ps) != len(tokens):
             raise ValueError(f"p has {len(ps)} entries, expected one per token ({len(tokens)})")
         return cls([DraftNode(int(t), i - 1, q) for i, (t, q) in enumerate(zip(tokens, ps))])
