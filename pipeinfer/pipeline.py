@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import (Any, Callable, Dict, Generator, Iterator, List, Literal, Mapping, Optional, Sequence, Tuple,
+from typing import (Any, Dict, Generator, Iterator, List, Literal, Mapping, Optional, Sequence, Tuple,
                     Union, cast, overload)
 
 import numpy as np
@@ -616,7 +616,7 @@ class Pipeline:
                  logits: np.ndarray) -> Generator[int, None, None]:
         """The accepted tokens of the decoding mode; `gen` (prompt + accepted tokens) grows as they come.
         When the context fills and context_shift is on, the context is shifted and decoding goes on."""
-        decoder = cast(Callable[..., Generator[int, None, None]], DECODERS[self.mode])
+        decoder = DECODERS[self.mode]
         while True:
             session = Session(cast(Target, self._target(slot)), _ChooserBridge(chooser), gen, logits, self.n_ctx,
                               s.stats, trace=s.trace, costs=slot.policy.costs)

@@ -154,7 +154,7 @@ def run_cluster(st: ClusterSettings) -> Dict[str, Any]:
                 rec["throttled"] = cl.throttled()
                 records.append(rec)
                 prog.step(f"rep {rep} {mode} E={err}: {_line(rec)}")
-    doc = {"experiment": "cluster", "machine": machine_facts(), "settings": _settings_doc(st),
+    doc: Dict[str, Any] = {"experiment": "cluster", "machine": machine_facts(), "settings": _settings_doc(st),
            "quotas": quotas, "cgroup": cl.version, "records": records, "ratios": ratios(records)}
     if st.trace and noisy:
         doc["validation"] = validate(records, truth, len(ref["prompt_tokens"]), st)

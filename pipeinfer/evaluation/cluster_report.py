@@ -64,6 +64,10 @@ def _median(vals: List[float]) -> Optional[float]:
     return statistics.median(vals) if vals else None
 
 
+def _at_least(want: float) -> Callable[[float], bool]:
+    return lambda v: v >= want
+
+
 def _targets(docs: Dict[str, Dict[str, Any]]) -> List[List[str]]:
     """(target, measured, met) rows for the issue's targets that the sweeps found here can check."""
     rows: List[List[str]] = []
@@ -77,7 +81,7 @@ def _targets(docs: Dict[str, Dict[str, Any]]) -> List[List[str]]:
     if main is not None:
         for e, want in ((0.3, 1.5), (0.5, 1.5), (0.1, 1.2)):
             add(f"4 stages + draft rank, oracle, E={e}: pipeinfer >= {want}x speculative",
-                _median(_ratios(main, "pipeinfer/speculative", e)), lambda v, w=want: v >= w, "median over repeats")
+                _median(_ratios(main, "pipeinfer/speculative", e)), _at_least(want), "median over repeats")
         worst = [min(_ratios(main, "pipeinfer/iterative", e) or [float("inf")])
                  for e in sorted({r.get("error_rate") for r in main["records"] if r["mode"] == "pipeinfer"})]
         add("... pipeinfer >= 0.95x iterative at every E", min(worst) if worst else None, lambda v: v >= 0.95,
@@ -85,7 +89,8 @@ def _targets(docs: Dict[str, Dict[str, Any]]) -> List[List[str]]:
         it = _ttft(main, "iterative")
         pi = [t for r in main["records"] if r["mode"] == "pipeinfer" and not r.get("error")
               for t in [r.get("ttft_decode_ms")] if t is not None]
-        add("TTFT <= 1.1x iterative", _median(pi) / _median(it) if pi and it else None, lambda v: v <= 1.1,
+        add("TTFT <= 1.1x iterative", statistics.median(pi) / statistics.median(it) if pi and it else None,
+            lambda v: v <= 1.1,
             "median first decoded token, pipeinfer over iterative")
     syn = next((d for d in docs.values() if str(d["settings"]["drafter"]).startswith("synthetic:20")), None)
     if syn is not None:

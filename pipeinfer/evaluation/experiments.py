@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from pipeinfer.evaluation.machine import machine_facts
 from pipeinfer.evaluation.results import write_results
@@ -84,13 +84,17 @@ def _draft_spec(draft: Optional[str]) -> Dict[str, Any]:
     return {"kind": "model", "name": Path(draft).stem if Path(draft).exists() else draft, "path": _resolve(draft)}
 
 
-def _cases(st: Settings) -> List[tuple]:
+# (case name, model name, model path, draft spec)
+Case = Tuple[str, str, str, Dict[str, Any]]
+
+
+def _cases(st: Settings) -> List[Case]:
     """(case, model name, model path, draft spec) per case."""
     if st.model is not None:
         name = Path(st.model).stem if Path(st.model).exists() else st.model
         return [(f"{name}+{'ngram' if st.draft in (None, 'ngram') else Path(st.draft).stem}", name,
                  _resolve(st.model), _draft_spec(st.draft))]
-    out = []
+    out: List[Case] = []
     for case, model, draft in DEFAULT_CASES:
         d = dict(draft)
         if d["kind"] == "model":
@@ -206,12 +210,12 @@ def exp_acceptance(st: Settings) -> Dict[str, Any]:
         cases = cases[:1]
     prog = Progress("acceptance", 0, st.progress)
     chk = _Checker()
-    plan = []
-    for case, name, path, draft in cases:
+    plan: List[Tuple[str, str, str, Optional[Dict[str, Any]], str]] = []  # case, model name, path, draft, mode
+    for case, name, path, case_draft in cases:
         drafters: List[Dict[str, Any]] = [{"kind": "replay", "error_rate": e, "seed": 1} for e in NOISE_LEVELS]
-        drafters.append(draft)
-        if draft["kind"] == "model":
-            drafters.append(dict(draft, error_rate=0.5, seed=1))
+        drafters.append(case_draft)
+        if case_draft["kind"] == "model":
+            drafters.append(dict(case_draft, error_rate=0.5, seed=1))
             drafters.append({"kind": "ngram"})
         plan.append((case, name, path, None, "iterative"))
         for d in drafters:

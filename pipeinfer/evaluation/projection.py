@@ -13,12 +13,15 @@ probability a.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Mapping
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, TypedDict
 
 import numpy as np
 
 from pipeinfer.evaluation.simulate import MODES, Link, SimConfig, StageCost, simulate
 from pipeinfer.speculation import SpeculationPolicy
+
+if TYPE_CHECKING:
+    from pipeinfer.evaluation.experiments import Settings
 
 __all__ = ["exp_simulate", "project", "REGIME_70B"]
 
@@ -30,6 +33,14 @@ REGIME_70B = {"target_bytes": 33.2e9, "draft_bytes": 0.67e9, "n_embd": 8192, "n_
 MEMORY_BOUND_BATCH_RATIO = 0.1
 PROJ_LINKS = [("10gbit+0.05ms", 10e9, 0.05e-3), ("1gbit+0.5ms", 1e9, 0.5e-3), ("100mbit+2ms", 100e6, 2e-3)]
 N_PROMPT = 16
+
+
+class _Shared(TypedDict):
+    """The `project` arguments every scenario of exp_simulate shares."""
+
+    node_bytes_per_s: float
+    n_tokens: int
+    seeds: int
 
 
 def _truth(n: int, seed: int) -> List[int]:
@@ -78,7 +89,7 @@ def _node_speed(model: str, prompt: str, n_threads: int) -> Dict[str, float]:
     return {"node_bytes_per_s": os.path.getsize(model) / per_token, "per_token_s": per_token}
 
 
-def exp_simulate(st: Any) -> Dict[str, Any]:
+def exp_simulate(st: Settings) -> Dict[str, Any]:
     from pipeinfer.evaluation.experiments import _cases, _doc, _finish
     from pipeinfer.evaluation.runner import Progress
 
@@ -98,7 +109,7 @@ def exp_simulate(st: Any) -> Dict[str, Any]:
             proj.append({"projection": kind, "x": x, "mode": mode, **kw, **r,
                          "vs_iterative": r["predicted_per_second"] / it, "vs_speculative": r["predicted_per_second"] / sp})
 
-    common = dict(node_bytes_per_s=node_bw, n_tokens=n_tok, seeds=seeds)
+    common: _Shared = {"node_bytes_per_s": node_bw, "n_tokens": n_tok, "seeds": seeds}
     for a in (0.4, 0.7, 0.9):
         for n in (1, 2, 4, 8):
             add("depth", n, project(n_stages=n, acceptance=a, **common), acceptance=a, batch_ratio=MEMORY_BOUND_BATCH_RATIO)

@@ -14,6 +14,8 @@ Layout (a newcomer finds each piece by name):
 
 Everything here is pure Python/numpy: it must not import pipeinfer._core.
 """
+from typing import Callable, Dict, Generator
+
 from pipeinfer.speculation.interfaces import Drafter, DraftLimits, RunResult, Target
 from pipeinfer.speculation.iterative import iterative
 from pipeinfer.speculation.pipeinfer import PipeInferDecoder, pipeinfer
@@ -24,7 +26,10 @@ from pipeinfer.speculation.synchronous import synchronous
 from pipeinfer.speculation.tree import DraftNode, DraftTree, Leaf, grow_tree
 from pipeinfer.speculation.verification import TreeBatch, verify_position, verify_tree
 
-DECODERS = {"iterative": iterative, "speculative": synchronous, "pipeinfer": pipeinfer}
+# mode -> decoder, called as iterative(session) or decoder(session, drafter, policy); each is a generator of
+# the accepted tokens, which its consumer closes to end the generation early
+DECODERS: Dict[str, Callable[..., Generator[int, None, None]]] = {
+    "iterative": iterative, "speculative": synchronous, "pipeinfer": pipeinfer}
 
 __all__ = [
     "Drafter", "DraftLimits", "RunResult", "Target", "DraftNode", "DraftTree", "Leaf", "grow_tree",

@@ -1,7 +1,7 @@
 """Iterative decoding: one token in flight through all stages (the paper's sequential baseline)."""
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Generator
 
 import numpy as np
 
@@ -10,7 +10,7 @@ from pipeinfer.speculation.session import Session
 __all__ = ["iterative"]
 
 
-def iterative(s: Session) -> Iterator[int]:
+def iterative(s: Session) -> Generator[int, None, None]:
     """Yields accepted tokens: decide from the last logits, run the token, repeat."""
     row = s.first_logits
     while True:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Deque, Iterator, List, Optional, Tuple
+from typing import Deque, Generator, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -88,7 +88,7 @@ class PipeInferDecoder:
         self.shadow = ShadowDrafts(drafter, policy)
 
     # ------------------------------------------------------------------------------------ the loop
-    def tokens(self) -> Iterator[int]:
+    def tokens(self) -> Generator[int, None, None]:
         s = self.s
         self.policy.begin(s.target.n_stages, chained=True)
         tok, _ = s.decide(s.first_logits, ())
@@ -416,5 +416,5 @@ class PipeInferDecoder:
             self._release(self.inflight.popleft())
 
 
-def pipeinfer(s: Session, drafter: Drafter, policy: SpeculationPolicy) -> Iterator[int]:
+def pipeinfer(s: Session, drafter: Drafter, policy: SpeculationPolicy) -> Generator[int, None, None]:
     return PipeInferDecoder(s, drafter, policy).tokens()

@@ -6,7 +6,7 @@ round) from what rounds measurably yield.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Generator
 
 from pipeinfer.speculation.costs import Arm
 from pipeinfer.speculation.interfaces import Drafter
@@ -19,7 +19,7 @@ from pipeinfer.speculation.verification import TreeBatch, trim_tree, verify_tree
 __all__ = ["synchronous"]
 
 
-def synchronous(s: Session, drafter: Drafter, policy: SpeculationPolicy) -> Iterator[int]:
+def synchronous(s: Session, drafter: Drafter, policy: SpeculationPolicy) -> Generator[int, None, None]:
     policy.begin(s.target.n_stages, chained=False)
     shadow = ShadowDrafts(drafter, policy)
     tok, _ = s.decide(s.first_logits, ())
