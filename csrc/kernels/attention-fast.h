@@ -73,10 +73,6 @@ const attend_fast_isa* attend_fast_isa_avx2();
 void attend_fast_with(const detail::attend_fast_isa* isa, const float* q, int64_t n_q, int64_t head_dim, float scale,
                       const attn_kv& kv, const int32_t* cells, int64_t n_vis, float* scratch, float* out);
 
-namespace detail {
-
-} // namespace detail
-
 // Which path attend_fast takes on this CPU: "avx512", "avx2" or "scalar".
 const char* attend_fast_path();
 

@@ -55,7 +55,8 @@ __attribute__((always_inline)) inline float expf_ggml_select(float x) {
     const float j = std::fmaf(p_hi, u, std::fmaf(0x1.ffffecp-1f, b, 1.0f));
     // j * 2^n with one rounding (detail::scale_pow2): outside the normal exponent range the first
     // product is an exact exponent shift of 100 and only the second one rounds.
-    const int ni = static_cast<int>(std::fmin(std::fmax(n, -200.0f), 200.0f));  // NaN -> -200
+    const float nc = n > -200.0f ? n : -200.0f;                  // NaN -> -200 (as std::fmax), as selects that
+    const int ni = static_cast<int>(nc < 200.0f ? nc : 200.0f);  // vectorize
     const int sh = ni < -126 ? 100 : (ni > 127 ? -100 : 0);
     const float r = (j * detail::pow2_normal(ni + sh)) * detail::pow2_normal(-sh);
     const float big = n <= 0.0f ? 0.0f : INFINITY;
