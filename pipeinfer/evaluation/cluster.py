@@ -19,13 +19,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from pipeinfer.evaluation.cgroups import CgroupCluster
 from pipeinfer.evaluation.experiments import PAPER_PROMPT
 from pipeinfer.evaluation.machine import machine_facts
 from pipeinfer.evaluation.results import write_results
 from pipeinfer.evaluation.runner import EvaluationError, Progress, RunSpec, run
+
+if TYPE_CHECKING:
+    from pipeinfer.evaluation.drafting import DraftSpec  # imports the drafters (and _core): not at run time
 
 __all__ = ["ClusterSettings", "run_cluster"]
 
@@ -103,7 +106,7 @@ def _resolve(name: str) -> str:
     return str(resolve(name))
 
 
-def _draft_spec(st: ClusterSettings, truth: List[int], error: Optional[float]) -> Dict[str, Any]:
+def _draft_spec(st: ClusterSettings, truth: List[int], error: Optional[float]) -> DraftSpec:
     if st.drafter == "oracle":
         return {"kind": "replay", "truth": truth, "error_rate": error, "seed": 1}
     if st.drafter.startswith("synthetic:"):

@@ -12,11 +12,30 @@ ratio and the target GGUF whose weights the drafting work reads).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, List, Literal, Mapping, Optional, Sequence, TypedDict
 
 from pipeinfer.drafters import Drafter, DraftLimits, DraftTree, NoisyDrafter, check_vocab
 
-__all__ = ["ReplayDrafter", "SyntheticDrafter", "build_drafter", "drafter_label"]
+__all__ = ["DraftSpec", "ReplayDrafter", "SyntheticDrafter", "build_drafter", "drafter_label"]
+
+
+class _DraftKind(TypedDict):
+    kind: Literal["none", "ngram", "model", "replay", "synthetic"]
+
+
+class DraftSpec(_DraftKind, total=False):
+    """A drafter specification as the experiments write it (the keys: see the module docstring).
+    build_drafter takes any mapping with these keys: the ranks read the spec back from JSON."""
+
+    path: str
+    name: str  # kind "model": the draft model's name in the results
+    truth: List[int]
+    error_rate: Optional[float]
+    seed: int
+    ratio: float
+    model: str
+    n_ctx: int  # kind "model": the draft model's context (default 1024)
+    n_threads: int  # kind "model": its compute threads (default 1)
 
 
 class ReplayDrafter(Drafter):
@@ -141,5 +160,5 @@ def drafter_label(spec: Optional[Mapping[str, Any]]) -> str:
     return name
 
 
-def replay_spec(truth: List[int], error_rate: Optional[float] = None, seed: int = 0) -> Dict[str, Any]:
+def replay_spec(truth: List[int], error_rate: Optional[float] = None, seed: int = 0) -> DraftSpec:
     return {"kind": "replay", "truth": list(truth), "error_rate": error_rate, "seed": seed}

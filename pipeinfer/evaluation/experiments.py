@@ -13,11 +13,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from pipeinfer.evaluation.machine import machine_facts
 from pipeinfer.evaluation.results import write_results
 from pipeinfer.evaluation.runner import EvaluationError, Progress, RunSpec, run
+
+if TYPE_CHECKING:
+    from pipeinfer.evaluation.drafting import DraftSpec  # imports the drafters (and _core): not at run time
 
 __all__ = ["Settings", "EXPERIMENTS", "run_experiment", "check_outputs", "PAPER_PROMPT"]
 
@@ -29,7 +32,7 @@ PAPER_PROMPT = (
     f"<|im_start|>user\n{PAPER_REQUEST}<|im_end|>\n<|im_start|>assistant\n"
 )
 # (case name, target model, drafter): the paper's shape at our scale
-DEFAULT_CASES = [
+DEFAULT_CASES: List[Tuple[str, str, DraftSpec]] = [
     ("smollm2-135m+ngram", "smollm2-135m", {"kind": "ngram"}),
     ("qwen2.5-coder-1.5b+0.5b", "qwen2.5-coder-1.5b", {"kind": "model", "name": "qwen2.5-coder-0.5b"}),
 ]
@@ -78,14 +81,14 @@ def _resolve(name: str) -> str:
     return str(resolve(name))
 
 
-def _draft_spec(draft: Optional[str]) -> Dict[str, Any]:
+def _draft_spec(draft: Optional[str]) -> DraftSpec:
     if draft is None or draft == "ngram":
         return {"kind": "ngram"}
     return {"kind": "model", "name": Path(draft).stem if Path(draft).exists() else draft, "path": _resolve(draft)}
 
 
 # (case name, model name, model path, draft spec)
-Case = Tuple[str, str, str, Dict[str, Any]]
+Case = Tuple[str, str, str, "DraftSpec"]
 
 
 def _cases(st: Settings) -> List[Case]:
@@ -96,7 +99,7 @@ def _cases(st: Settings) -> List[Case]:
                  _resolve(st.model), _draft_spec(st.draft))]
     out: List[Case] = []
     for case, model, draft in DEFAULT_CASES:
-        d = dict(draft)
+        d = draft.copy()
         if d["kind"] == "model":
             d["path"] = _resolve(d["name"])
         out.append((case, model, _resolve(model), d))
@@ -210,12 +213,12 @@ def exp_acceptance(st: Settings) -> Dict[str, Any]:
         cases = cases[:1]
     prog = Progress("acceptance", 0, st.progress)
     chk = _Checker()
-    plan: List[Tuple[str, str, str, Optional[Dict[str, Any]], str]] = []  # case, model name, path, draft, mode
+    plan: List[Tuple[str, str, str, Optional[DraftSpec], str]] = []  # case, model name, path, draft, mode
     for case, name, path, case_draft in cases:
-        drafters: List[Dict[str, Any]] = [{"kind": "replay", "error_rate": e, "seed": 1} for e in NOISE_LEVELS]
+        drafters: List[DraftSpec] = [{"kind": "replay", "error_rate": e, "seed": 1} for e in NOISE_LEVELS]
         drafters.append(case_draft)
         if case_draft["kind"] == "model":
-            drafters.append(dict(case_draft, error_rate=0.5, seed=1))
+            drafters.append({**case_draft, "error_rate": 0.5, "seed": 1})
             drafters.append({"kind": "ngram"})
         plan.append((case, name, path, None, "iterative"))
         for d in drafters:
@@ -226,10 +229,10 @@ def exp_acceptance(st: Settings) -> Dict[str, Any]:
     for case, name, path, draft, mode in plan:
         ref = chk.reference(path, st.prompt, st.gen, st.n_threads)
         if draft is not None and draft["kind"] == "replay":
-            draft = dict(draft, truth=chk.truth(path, st.prompt, st.gen, st.n_threads))
+            draft = {**draft, "truth": chk.truth(path, st.prompt, st.gen, st.n_threads)}
+        error_rate = None if draft is None else draft.get("error_rate")
         spec = RunSpec(model=path, mode=mode, prompt=st.prompt, n_gen=st.gen, stages=2, draft=draft,
-                       n_threads=st.n_threads, labels={"case": case, "model_name": name,
-                                                       "error_rate": (draft or {}).get("error_rate")})
+                       n_threads=st.n_threads, labels={"case": case, "model_name": name, "error_rate": error_rate})
         rec = run(spec, ref)
         records.append(rec)
         prog.step(f"{case} {mode} {rec['drafter']}: {_summary(rec)}")
@@ -247,7 +250,7 @@ def exp_links(st: Settings) -> Dict[str, Any]:
     chk = _Checker()
     ref = chk.reference(path, st.prompt, st.gen, st.n_threads)
     truth = chk.truth(path, st.prompt, st.gen, st.n_threads)
-    draft = {"kind": "replay", "truth": truth, "error_rate": 0.25, "seed": 1}
+    draft: DraftSpec = {"kind": "replay", "truth": truth, "error_rate": 0.25, "seed": 1}
     reason = netem.check_capability()
     profiles = [None] + ([] if reason else list(netem.PROFILES))
     if reason:

@@ -17,9 +17,12 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from pipeinfer import launch
+
+if TYPE_CHECKING:
+    from pipeinfer.evaluation.drafting import DraftSpec  # imports the drafters (and _core): not at run time
 
 __all__ = ["RunSpec", "run", "run_local", "run_mpi", "Progress", "EvaluationError"]
 
@@ -65,7 +68,7 @@ class RunSpec:
     n_gen: int = 32
     stages: int = 1
     transport: str = "local"
-    draft: Optional[Dict[str, Any]] = None
+    draft: Optional[DraftSpec] = None
     policy: Dict[str, Any] = field(default_factory=lambda: {"n_draft": 4, "p_accept": 0.1, "max_in_flight": 3})
     n_threads: int = 1
     n_ctx: int = 1024
