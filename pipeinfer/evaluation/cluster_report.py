@@ -196,7 +196,12 @@ ANALYSIS = [
     "each by its measured durations, and keeps speculation off only where it measurably loses.",
     "4. **Smaller leaks.** Cancelled runs finished the output head (it is now sliced with cancellation checks); "
     "drafts confirmed by the bonus row of the run before were not counted as accepted (the acceptance was "
-    "underestimated by about half with a draft rank); the head re-planned every token (Python at 0.45 CPU).", "",
+    "underestimated by about half with a draft rank); the head re-planned every token (Python at 0.45 CPU).",
+    "5. **Work nothing used.** While the policy had speculation off (E = 1), the draft rank still drafted n_draft x "
+    "max_in_flight tokens after every accepted token; it now keeps one micro-batch of the arm the policy would "
+    "switch back to (`Drafter.lookahead`). An arm not yet measured took its outcome correction from all "
+    "speculative arms; it now starts from the arms chaining as many micro-batches, so what chaining costs beyond "
+    "the model (runs in flight together contending for the cores) is learned once for every draft length.", "",
     "What bounds it now. At 0.45 CPU a stage is compute-bound, so verifying one more token costs 30-50% of a "
     "one-token run (the fitted costs above), unlike the memory-bound 70B nodes of the paper, where it costs little. "
     "With an error rate E a chain survives 1/E tokens on average; every rejection costs one full traversal of the "
@@ -208,4 +213,17 @@ ANALYSIS = [
     "what pipelining speculation can gain on this emulated cluster, not a matter of tuning. The paper's regime "
     "(memory-bound nodes, expensive drafts) is where the gain is large; the synthetic drafter and the real pair show "
     "the drafting cost that PipeInfer hides.", "",
+    "How much to trust one sweep. The same 4-stage oracle sweep taken three times on 2026-12-03 (load 7 at noon, "
+    "0.8-2.6 at 15:50, 5-6 at 17:06 after the default-mode attention kernel) gave pipeinfer / speculative medians "
+    "of 1.14 / 1.24 / 1.32 at E = 0.1, 1.05 / 1.01 / 0.93 at E = 0.3 and 1.00 / 0.89 / 1.15 at E = 0.5: the "
+    "repeats of one configuration spread by 10-30% even on the quietest machine, more than most differences "
+    "at E >= 0.3. The first decoded token is one sample per run; 10 runs of each mode "
+    "(`--errors 0.3 --modes iterative,pipeinfer -n 4 --repeats 10`, load about 4) put PipeInfer's at 1.15x "
+    "iterative (medians 45 / 39 ms: +0.6 ms of head work before the first launch, +1.2 ms of stage 0's "
+    "compute, +1 ms downstream), so the TTFT row of the targets table, taken from the sweep's single samples, "
+    "is not a measurement of that target. On 2 cores the emulation itself is the limit: 5 ranks at 0.45 CPU "
+    "ask for 2.25 CPUs, runs in flight together compute on stages that share 2 cores (and the head's Python "
+    "shares rank 0's quota), so the concurrency PipeInfer exists to exploit is exactly what costs here; "
+    "a machine with a core per rank (the 16-core device machine, not lent to this task) is where these "
+    "targets can be settled.", "",
 ]
