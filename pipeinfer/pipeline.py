@@ -732,9 +732,6 @@ class _GrammarDrafter(Drafter):
     def pending(self, context: Sequence[int], n: int) -> bool:
         return self.inner.pending(context, n)
 
-    def lookahead(self, n: Optional[int]) -> None:
-        self.inner.lookahead(n)
-
 
 def _alias(name: str, value: Optional[bool], alias: str, alias_value: Optional[bool], default: bool) -> bool:
     """One switch under two names (ours and llama-cpp-python's): the one given, or the default."""

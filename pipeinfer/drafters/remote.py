@@ -43,8 +43,7 @@ class RemoteDrafter(Drafter):
     Args:
         native: the head's native pipeline (its draft channel: sync_drafter, draft_poll,
             wait_result_or_draft).
-        ahead: the most tokens the draft rank keeps drafted beyond the accepted ones (`lookahead` lowers
-            it to what the decoder's arm uses).
+        ahead: tokens the draft rank keeps drafted beyond the accepted ones.
         p_min: the draft rank ends a chain when its top-1 probability falls below this.
         n_vocab: the draft vocabulary (reported to wrappers).
     """
@@ -57,7 +56,6 @@ class RemoteDrafter(Drafter):
             raise ValueError(f"ahead must be >= 1, got {ahead}")
         self.native = native
         self.ahead = int(ahead)
-        self.limit = self.ahead  # what the decoder uses now (lookahead): at most `ahead`
         self.p_min = float(p_min)
         self.n_vocab = n_vocab
         self.epoch = -1
@@ -77,24 +75,14 @@ class RemoteDrafter(Drafter):
         n = _common(toks, self.remote)
         if self.epoch >= 0 and n == len(toks):
             if len(toks) > self.n_accepted:  # confirmed along the drafts: draft further ahead
-                self.native.sync_drafter(self.epoch, len(toks), [], self.limit, self.p_min)
+                self.native.sync_drafter(self.epoch, len(toks), [], self.ahead, self.p_min)
         else:  # the text went another way (or the first call): restart from the common prefix
             self.epoch += 1
-            self.native.sync_drafter(self.epoch, n, toks[n:], self.limit, self.p_min)
+            self.native.sync_drafter(self.epoch, n, toks[n:], self.ahead, self.p_min)
             self.remote = list(toks)
             self.p = [1.0] * len(toks)
             self.ended = False
         self.n_accepted = len(toks)
-
-    def lookahead(self, n: Optional[int]) -> None:
-        """Drafts at most n (1..ahead; None: ahead) tokens beyond the accepted ones from now on; the draft
-        rank hears of a change at once (a sync that keeps its context)."""
-        limit = self.ahead if n is None else max(1, min(self.ahead, int(n)))
-        if limit == self.limit:
-            return
-        self.limit = limit
-        if self.epoch >= 0:
-            self.native.sync_drafter(self.epoch, self.n_accepted, [], limit, self.p_min)
 
     def propose(self, context: Sequence[int], limits: DraftLimits) -> DraftTree:
         limits = check_limits(limits)
@@ -114,7 +102,7 @@ class RemoteDrafter(Drafter):
         self._drain()
         if self.ended or _common(context, self.remote) < len(context):
             return False
-        return len(self.remote) - len(context) < min(n, self.limit - (len(context) - self.n_accepted))
+        return len(self.remote) - len(context) < min(n, self.ahead - (len(context) - self.n_accepted))
 
     def wait(self, timeout_s: float) -> bool:
         return self.native.wait_result_or_draft(timeout_s) == 2

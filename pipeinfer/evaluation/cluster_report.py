@@ -196,12 +196,7 @@ ANALYSIS = [
     "each by its measured durations, and keeps speculation off only where it measurably loses.",
     "4. **Smaller leaks.** Cancelled runs finished the output head (it is now sliced with cancellation checks); "
     "drafts confirmed by the bonus row of the run before were not counted as accepted (the acceptance was "
-    "underestimated by about half with a draft rank); the head re-planned every token (Python at 0.45 CPU).",
-    "5. **Work nothing used.** While the policy had speculation off (E = 1), the draft rank still drafted n_draft x "
-    "max_in_flight tokens after every accepted token; it now keeps one micro-batch of the arm the policy would "
-    "switch back to (`Drafter.lookahead`). An arm not yet measured took its outcome correction from all "
-    "speculative arms; it now starts from the arms chaining as many micro-batches, so what chaining costs beyond "
-    "the model (runs in flight together contending for the cores) is learned once for every draft length.", "",
+    "underestimated by about half with a draft rank); the head re-planned every token (Python at 0.45 CPU).", "",
     "What bounds it now. At 0.45 CPU a stage is compute-bound, so verifying one more token costs 30-50% of a "
     "one-token run (the fitted costs above), unlike the memory-bound 70B nodes of the paper, where it costs little. "
     "With an error rate E a chain survives 1/E tokens on average; every rejection costs one full traversal of the "

@@ -369,7 +369,6 @@ class SimDraftRank(Drafter):
         self.base = base
         self.target = target
         self.ahead = ahead
-        self.limit = ahead  # lookahead: what the decoder's arm uses, at most ahead
         self.n_vocab = base.n_vocab
         self.ctx: List[int] = []  # the draft rank's context: accepted tokens + its drafts
         self.ready: List[float] = []  # when each token of ctx is visible to the head (accepted: 0)
@@ -400,7 +399,7 @@ class SimDraftRank(Drafter):
 
     def _run_until(self, t: float) -> None:
         """Drafts every token the rank finishes by time t (and one more, whose ready time is then known)."""
-        while not self.ended and len(self.ctx) - self.n_accepted < self.limit and self.busy_until <= t:
+        while not self.ended and len(self.ctx) - self.n_accepted < self.ahead and self.busy_until <= t:
             tree = self.base.propose(self.ctx, DraftLimits(n_draft=1))
             if not len(tree):
                 self.ended = True
@@ -425,17 +424,13 @@ class SimDraftRank(Drafter):
             return DraftTree([])
         return DraftTree.chain(self.ctx[n:min(vis, n + limits.n_draft)])
 
-    def lookahead(self, n: Optional[int]) -> None:
-        self._run_until(self.target.now())  # what was drafted under the old limit stays
-        self.limit = self.ahead if n is None else max(1, min(self.ahead, int(n)))
-
     def pending(self, context: Sequence[int], n: int) -> bool:
         vis = self._visible()
         if len(context) > len(self.ctx) or [int(t) for t in context] != self.ctx[:len(context)]:
             return False
         want = len(context) + n
         return vis < want and not (self.ended and vis >= len(self.ctx)) and \
-            len(context) - self.n_accepted < self.limit
+            len(context) - self.n_accepted < self.ahead
 
     def wait(self, timeout_s: float) -> bool:
         now = self.target.now()

@@ -101,13 +101,6 @@ class Drafter(abc.ABC):
         """The target accepted `tokens` (prompt and generated so far): they are final. Drafters that
         draft ahead restart from here when it contradicts their drafts (default: nothing)."""
 
-    def lookahead(self, n: Optional[int]) -> None:
-        """Asynchronous drafters: how many tokens beyond the accepted ones the decoder can use now: while
-        speculation is off, the draft length of the arm it would switch back to (the shadow check needs
-        the first of them); None while it is on (as many as the drafter keeps ahead). A drafter that
-        drafts ahead on its own stops there instead of drafting what nothing will run (default:
-        nothing)."""
-
     def wait(self, timeout_s: float) -> bool:
         """Asynchronous drafters: blocks up to timeout_s until new drafts arrived (True) or the target
         has a result ready (False). Synchronous drafters return False at once."""

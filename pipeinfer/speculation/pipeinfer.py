@@ -233,8 +233,6 @@ class PipeInferDecoder:
         arm = self.policy.plan()
         changed = arm != self.arm
         self.arm = arm
-        # while speculation is off, a draft rank keeps only the drafts of the arm a switch back would use
-        self.drafter.lookahead((best_k(self.policy) or self.policy.n_draft) if arm.off else None)
         self._anchored = anchored
         s.event("arm", k=arm.k, depth=arm.depth)
         self._since = (now, len(s.gen))

@@ -151,19 +151,14 @@ class SpeculationPolicy:
         return tokens / seconds * self._correction(arm) if seconds > 0 else 0.0
 
     def _correction(self, arm: Arm) -> float:
-        """Model over measured seconds of this arm's epochs; > 1 when the arm runs faster than modelled.
-        Its prior (about two epochs' weight) is the ratio of the speculative arms chaining as many
-        micro-batches (what chaining costs beyond the model, contention of runs in flight together,
-        is shared by every draft length), whose own prior is the ratio of all speculative arms, with
-        a prior of 1."""
+        """Model over measured seconds of this arm's epochs (prior: about two epochs at the ratio of all
+        speculative arms, itself with a prior of 1); > 1 when the arm runs faster than modelled."""
         scale = self.costs.latency(1) if self.costs.known else 1.0  # the prior's weight, in seconds
-        prior = 1.0
-        if not arm.off:
-            for same in (lambda k: True, lambda k: k.depth == arm.depth):
-                group = [v for k, v in self._arms.items() if not k.off and same(k)]
-                prior = (sum(v[0] for v in group) + 2.0 * scale * prior) / (sum(v[1] for v in group) + 2.0 * scale)
+        spec = [v for k, v in self._arms.items() if not k.off]
+        glob = ((sum(v[0] for v in spec) + 2.0 * scale) / (sum(v[1] for v in spec) + 2.0 * scale)
+                if not arm.off else 1.0)
         model, measured = self._arms.get(arm, (0.0, 0.0))
-        return (model + 2.0 * scale * prior) / (measured + 2.0 * scale)
+        return (model + 2.0 * scale * glob) / (measured + 2.0 * scale)
 
     def limits(self, arm: Arm, burst: int = 0, n_rejected: int = 0) -> Optional[DraftLimits]:
         """Draft limits of one micro-batch of `arm` (None when the arm drafts nothing or the adjusted

@@ -34,7 +34,6 @@ def synchronous(s: Session, drafter: Drafter, policy: SpeculationPolicy) -> Gene
             if epoch is not None:
                 policy.epoch(epoch[0], len(s.gen) - epoch[2], now - epoch[1])
             arm = policy.plan()
-            drafter.lookahead((best_k(policy) or policy.n_draft) if arm.off else None)
             s.event("arm", k=arm.k, depth=arm.depth)
             epoch = (arm, now, len(s.gen))
             tree = _draft(s, drafter, policy, arm)
