@@ -208,9 +208,10 @@ ANALYSIS = [
     "what pipelining speculation can gain on this emulated cluster, not a matter of tuning. The paper's regime "
     "(memory-bound nodes, expensive drafts) is where the gain is large; the synthetic drafter and the real pair show "
     "the drafting cost that PipeInfer hides.", "",
-    "How much to trust one sweep. The same 4-stage oracle sweep taken three times on 2026-12-03 (load 7 at noon, "
-    "0.8-2.6 at 15:50, 5-6 at 17:06 after the default-mode attention kernel) gave pipeinfer / speculative medians "
-    "of 1.14 / 1.24 / 1.32 at E = 0.1, 1.05 / 1.01 / 0.93 at E = 0.3 and 1.00 / 0.89 / 1.15 at E = 0.5: the "
+    "How much to trust one sweep. The same 4-stage oracle sweep taken four times on 2026-12-03 (load 7 at noon, "
+    "0.8-2.6 at 15:50, 5-6 at 17:06 with two policy changes that were then reverted, 5-6 at 17:24; the last two "
+    "with the default-mode attention kernel) gave pipeinfer / speculative medians of 1.14 / 1.24 / 1.32 / 1.09 at "
+    "E = 0.1, 1.05 / 1.01 / 0.93 / 1.09 at E = 0.3 and 1.00 / 0.89 / 1.15 / 1.11 at E = 0.5: the "
     "repeats of one configuration spread by 10-30% even on the quietest machine, more than most differences "
     "at E >= 0.3. The first decoded token is one sample per run; 10 runs of each mode "
     "(`--errors 0.3 --modes iterative,pipeinfer -n 4 --repeats 10`, load about 4) put PipeInfer's at 1.15x "
