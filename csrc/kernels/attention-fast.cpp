@@ -15,6 +15,7 @@ namespace pipeinfer {
 namespace {
 
 constexpr int64_t kTile = 16;  // cells scored side by side
+constexpr int64_t kPrefetchCells = 64;  // how far ahead of the tile being scored its cells are prefetched
 
 int64_t round_up16(int64_t n) { return (n + kTile - 1) / kTile * kTile; }
 
@@ -26,20 +27,51 @@ const detail::attend_fast_isa* isa_in_force() {
     return isa;
 }
 
-// K of up to 16 cells (cells[0..m)) widened to f32 into tile (hd, 16): tile[x * 16 + t] = value x of
-// cell t, zeros for t >= m.
-void gather_k_tile(const attn_kv& kv, const int32_t* cells, int64_t m, int64_t hd, float* tile) {
-    std::fill(tile, tile + hd * kTile, 0.0f);
+// K of up to 16 cells (cells[0..m)) that are not neighbours, into tile (hd, 16), zeros for t >= m:
+// f16 K is copied as stored (tile16[x * 16 + t] = value x of cell t, widened by scores16 like the
+// in-place columns), q8_0 K widened to f32 (tile32).
+void gather_k_tile(const attn_kv& kv, const int32_t* cells, int64_t m, int64_t hd, uint16_t* tile16, float* tile32) {
     if (kv.type == kv_type::Q8_0) {
+        std::fill(tile32, tile32 + hd * kTile, 0.0f);
         for (int64_t t = 0; t < m; ++t) {
             const uint8_t* row = static_cast<const uint8_t*>(kv.k) + static_cast<int64_t>(cells[t]) * kv.k_stride;
-            dequantize_kv_q8_0(row, hd, tile + t, kTile);
+            dequantize_kv_q8_0(row, hd, tile32 + t, kTile);
         }
         return;
     }
     const uint16_t* k = static_cast<const uint16_t*>(kv.k);
     for (int64_t x = 0; x < hd; ++x) {
-        for (int64_t t = 0; t < m; ++t) tile[x * kTile + t] = fp16_to_fp32(k[x * kv.k_stride + cells[t]]);
+        const uint16_t* kx = k + x * kv.k_stride;
+        uint16_t* tx = tile16 + x * kTile;
+        for (int64_t t = 0; t < m; ++t) tx[t] = kx[cells[t]];
+        for (int64_t t = m; t < kTile; ++t) tx[t] = 0;
+    }
+}
+
+// Software prefetch of the K columns of cells[0..m) (f16: each value x of a cell is in its own row of
+// the transposed K, rows ~n_ctx apart, so in another page, where the hardware prefetchers do not
+// follow; one line per value and per 32 neighbouring cells) and of their V rows.
+void prefetch_cells(const attn_kv& kv, const int32_t* cells, int64_t m, int64_t hd) {
+    if (kv.type == kv_type::F16) {
+        const uint16_t* k = static_cast<const uint16_t*>(kv.k);
+        const uint16_t* v = static_cast<const uint16_t*>(kv.v);
+        int32_t last_line = -1;
+        for (int64_t t = 0; t < m; ++t) {
+            const int32_t line = cells[t] / 32;
+            if (line != last_line) {
+                for (int64_t x = 0; x < hd; ++x) __builtin_prefetch(k + x * kv.k_stride + cells[t]);
+                last_line = line;
+            }
+            const uint16_t* vr = v + static_cast<int64_t>(cells[t]) * kv.v_stride;
+            for (int64_t b = 0; b < hd * 2; b += 64) __builtin_prefetch(reinterpret_cast<const char*>(vr) + b);
+        }
+        return;
+    }
+    const uint8_t* k = static_cast<const uint8_t*>(kv.k);
+    const uint8_t* v = static_cast<const uint8_t*>(kv.v);
+    for (int64_t t = 0; t < m; ++t) {
+        __builtin_prefetch(k + static_cast<int64_t>(cells[t]) * kv.k_stride);
+        __builtin_prefetch(v + static_cast<int64_t>(cells[t]) * kv.v_stride);
     }
 }
 
@@ -75,22 +107,54 @@ float softmax_lanes(float* s, int64_t n) {
     return reduce16_ggml(lanes);
 }
 
+// The f16 K of the 16-cell tile cells[0..m): its columns in place when the cells are neighbours,
+// else gathered into `tile`. Returns the tile's first column and sets its row stride.
+const uint16_t* f16_k_tile(const attn_kv& kv, const int32_t* cells, int64_t m, int64_t hd, uint16_t* tile,
+                           int64_t* stride) {
+    if (k_in_place(kv, cells, m)) {
+        *stride = kv.k_stride;
+        return static_cast<const uint16_t*>(kv.k) + cells[0];
+    }
+    gather_k_tile(kv, cells, m, hd, tile, nullptr);
+    *stride = kTile;
+    return tile;
+}
+
+// Scores (n_q, ns) of the n cells: f16 K two tiles at a time (scores32), q8_0 K one widened tile at a
+// time; the cells kPrefetchCells ahead are prefetched.
+void score_cells(const detail::attend_fast_isa& isa, const float* q, int64_t n_q, int64_t hd, float scale,
+                 const attn_kv& kv, const int32_t* cells, int64_t n, float* tiles, float* sc, int64_t ns) {
+    uint16_t* tile_a = reinterpret_cast<uint16_t*>(tiles);  // (hd, 16) f16 K of cells that are not neighbours
+    uint16_t* tile_b = tile_a + hd * kTile;
+    prefetch_cells(kv, cells, std::min(kPrefetchCells, n), hd);
+    for (int64_t j0 = 0; j0 < n;) {
+        const int64_t m = std::min(kTile, n - j0);
+        const int64_t ahead = j0 + kPrefetchCells;
+        if (ahead < n) prefetch_cells(kv, cells + ahead, std::min(2 * kTile, n - ahead), hd);
+        if (kv.type == kv_type::Q8_0) {
+            gather_k_tile(kv, cells + j0, m, hd, nullptr, tiles);
+            isa.scores16(q, n_q, hd, scale, nullptr, tiles, kTile, sc + j0, ns);
+            j0 += kTile;
+            continue;
+        }
+        int64_t sa = 0, sb = 0;
+        const uint16_t* ka = f16_k_tile(kv, cells + j0, m, hd, tile_a, &sa);
+        if (j0 + kTile < n) {
+            const uint16_t* kb = f16_k_tile(kv, cells + j0 + kTile, std::min(kTile, n - j0 - kTile), hd, tile_b, &sb);
+            isa.scores32(q, n_q, hd, scale, ka, sa, kb, sb, sc + j0, ns);
+            j0 += 2 * kTile;
+        } else {
+            isa.scores16(q, n_q, hd, scale, ka, nullptr, sa, sc + j0, ns);
+            j0 += kTile;
+        }
+    }
+}
+
 void attend_fast_isa_path(const detail::attend_fast_isa& isa, const float* q, int64_t n_q, int64_t hd, float scale,
                           const attn_kv& kv, const int32_t* cells, int64_t n, float* scratch, float* out) {
     const int64_t ns = round_up16(n);
-    float* sc = scratch;          // (n_q, ns) scores, then exp values
-    float* tile = sc + n_q * ns;  // (hd, 16) K of 16 cells widened to f32 (when not read in place)
-    for (int64_t j0 = 0; j0 < n; j0 += kTile) {
-        const int64_t m = std::min(kTile, n - j0);
-        float* s = sc + j0;  // (n_q, 16) at row stride ns
-        if (k_in_place(kv, cells + j0, m)) {
-            isa.scores16(q, n_q, hd, scale, static_cast<const uint16_t*>(kv.k) + cells[j0], nullptr, kv.k_stride, s,
-                         ns);
-        } else {
-            gather_k_tile(kv, cells + j0, m, hd, tile);
-            isa.scores16(q, n_q, hd, scale, nullptr, tile, kTile, s, ns);
-        }
-    }
+    float* sc = scratch;  // (n_q, ns) scores, then exp values
+    score_cells(isa, q, n_q, hd, scale, kv, cells, n, sc + n_q * ns, sc, ns);
     float sums[64];
     for (int64_t h0 = 0; h0 < n_q; h0 += 64) {
         const int64_t hc = std::min<int64_t>(64, n_q - h0);
@@ -117,7 +181,7 @@ const detail::attend_fast_isa* detail::attend_fast_isa_avx2() { return nullptr; 
 #endif
 
 size_t attend_fast_scratch_floats(int64_t head_dim, int64_t n_q, int64_t max_cells) {
-    return static_cast<size_t>(n_q * round_up16(max_cells) + head_dim * kTile + head_dim);
+    return static_cast<size_t>(n_q * round_up16(max_cells) + head_dim * kTile + head_dim);  // the tiles: f32 (q8_0) or two f16
 }
 
 const char* attend_fast_path() {

@@ -56,6 +56,10 @@ struct attend_fast_isa {
     // k[x * k_stride + t], times scale. The tile is f16 (k16) or f32 (k32); the other pointer is null.
     void (*scores16)(const float* q, int64_t n_q, int64_t hd, float scale, const uint16_t* k16, const float* k32,
                      int64_t k_stride, float* s, int64_t s_stride);
+    // The same for 32 cells in two f16 tiles: columns t of ka[x * ka_stride + t] then of
+    // kb[x * kb_stride + t] scored into s[h * s_stride + t] and s[h * s_stride + 16 + t].
+    void (*scores32)(const float* q, int64_t n_q, int64_t hd, float scale, const uint16_t* ka, int64_t ka_stride,
+                     const uint16_t* kb, int64_t kb_stride, float* s, int64_t s_stride);
     // out (n_q, hd) = sum over j of e[h * e_stride + j] * V of cells[j], one chain per value (f16 rows).
     void (*pv_f16)(const float* e, int64_t e_stride, int64_t n_q, const uint16_t* v, int64_t v_stride,
                    const int32_t* cells, int64_t n, int64_t hd, float* out);

@@ -33,6 +33,8 @@ struct V {
 
 constexpr int kScoreHeads = 6;  // heads scored side by side: 12 accumulators (2 registers of 8 cells each)
 constexpr int kPvHeads32 = 2;   // heads in a V·e step of 32 values: 8 accumulators
+constexpr int kScoreHeads32 = 2;  // heads scored over two tiles side by side: 8 accumulators
+constexpr int kPvHeads64 = 0;     // no V·e step of 64 values (its 8 accumulators per head would spill)
 
 #include "kernels/arch/attention-fast-simd.inc"
 

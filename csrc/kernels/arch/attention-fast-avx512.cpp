@@ -40,6 +40,8 @@ struct V {
 
 constexpr int kScoreHeads = 8;  // heads scored side by side: 8 accumulators of 16 cells
 constexpr int kPvHeads32 = 8;   // heads in a V·e step of 32 values: 16 accumulators
+constexpr int kScoreHeads32 = 8;  // heads scored over two tiles side by side: 16 accumulators
+constexpr int kPvHeads64 = 4;     // heads in a V·e step of 64 values: 16 accumulators
 
 #include "kernels/arch/attention-fast-simd.inc"
 
