@@ -15,7 +15,6 @@ namespace pipeinfer {
 namespace {
 
 constexpr int64_t kTile = 16;  // cells scored side by side
-constexpr int64_t kPrefetchCells = 64;  // how far ahead of the tile being scored its cells are prefetched
 
 int64_t round_up16(int64_t n) { return (n + kTile - 1) / kTile * kTile; }
 
@@ -45,33 +44,6 @@ void gather_k_tile(const attn_kv& kv, const int32_t* cells, int64_t m, int64_t h
         uint16_t* tx = tile16 + x * kTile;
         for (int64_t t = 0; t < m; ++t) tx[t] = kx[cells[t]];
         for (int64_t t = m; t < kTile; ++t) tx[t] = 0;
-    }
-}
-
-// Software prefetch of the K columns of cells[0..m) (f16: each value x of a cell is in its own row of
-// the transposed K, rows ~n_ctx apart, so in another page, where the hardware prefetchers do not
-// follow; one line per value and per 32 neighbouring cells) and of their V rows.
-void prefetch_cells(const attn_kv& kv, const int32_t* cells, int64_t m, int64_t hd) {
-    if (kv.type == kv_type::F16) {
-        const uint16_t* k = static_cast<const uint16_t*>(kv.k);
-        const uint16_t* v = static_cast<const uint16_t*>(kv.v);
-        int32_t last_line = -1;
-        for (int64_t t = 0; t < m; ++t) {
-            const int32_t line = cells[t] / 32;
-            if (line != last_line) {
-                for (int64_t x = 0; x < hd; ++x) __builtin_prefetch(k + x * kv.k_stride + cells[t]);
-                last_line = line;
-            }
-            const uint16_t* vr = v + static_cast<int64_t>(cells[t]) * kv.v_stride;
-            for (int64_t b = 0; b < hd * 2; b += 64) __builtin_prefetch(reinterpret_cast<const char*>(vr) + b);
-        }
-        return;
-    }
-    const uint8_t* k = static_cast<const uint8_t*>(kv.k);
-    const uint8_t* v = static_cast<const uint8_t*>(kv.v);
-    for (int64_t t = 0; t < m; ++t) {
-        __builtin_prefetch(k + static_cast<int64_t>(cells[t]) * kv.k_stride);
-        __builtin_prefetch(v + static_cast<int64_t>(cells[t]) * kv.v_stride);
     }
 }
 
@@ -121,16 +93,13 @@ const uint16_t* f16_k_tile(const attn_kv& kv, const int32_t* cells, int64_t m, i
 }
 
 // Scores (n_q, ns) of the n cells: f16 K two tiles at a time (scores32), q8_0 K one widened tile at a
-// time; the cells kPrefetchCells ahead are prefetched.
+// time.
 void score_cells(const detail::attend_fast_isa& isa, const float* q, int64_t n_q, int64_t hd, float scale,
                  const attn_kv& kv, const int32_t* cells, int64_t n, float* tiles, float* sc, int64_t ns) {
     uint16_t* tile_a = reinterpret_cast<uint16_t*>(tiles);  // (hd, 16) f16 K of cells that are not neighbours
     uint16_t* tile_b = tile_a + hd * kTile;
-    prefetch_cells(kv, cells, std::min(kPrefetchCells, n), hd);
     for (int64_t j0 = 0; j0 < n;) {
         const int64_t m = std::min(kTile, n - j0);
-        const int64_t ahead = j0 + kPrefetchCells;
-        if (ahead < n) prefetch_cells(kv, cells + ahead, std::min(2 * kTile, n - ahead), hd);
         if (kv.type == kv_type::Q8_0) {
             gather_k_tile(kv, cells + j0, m, hd, nullptr, tiles);
             isa.scores16(q, n_q, hd, scale, nullptr, tiles, kTile, sc + j0, ns);
