@@ -26,24 +26,13 @@ const detail::attend_fast_isa* isa_in_force() {
     return isa;
 }
 
-// K of up to 16 cells (cells[0..m)) that are not neighbours, into tile (hd, 16), zeros for t >= m:
-// f16 K is copied as stored (tile16[x * 16 + t] = value x of cell t, widened by scores16 like the
-// in-place columns), q8_0 K widened to f32 (tile32).
-void gather_k_tile(const attn_kv& kv, const int32_t* cells, int64_t m, int64_t hd, uint16_t* tile16, float* tile32) {
-    if (kv.type == kv_type::Q8_0) {
-        std::fill(tile32, tile32 + hd * kTile, 0.0f);
-        for (int64_t t = 0; t < m; ++t) {
-            const uint8_t* row = static_cast<const uint8_t*>(kv.k) + static_cast<int64_t>(cells[t]) * kv.k_stride;
-            dequantize_kv_q8_0(row, hd, tile32 + t, kTile);
-        }
-        return;
-    }
-    const uint16_t* k = static_cast<const uint16_t*>(kv.k);
-    for (int64_t x = 0; x < hd; ++x) {
-        const uint16_t* kx = k + x * kv.k_stride;
-        uint16_t* tx = tile16 + x * kTile;
-        for (int64_t t = 0; t < m; ++t) tx[t] = kx[cells[t]];
-        for (int64_t t = m; t < kTile; ++t) tx[t] = 0;
+// q8_0 K of up to 16 cells (cells[0..m)) widened to f32 into tile (hd, 16): tile[x * 16 + t] = value x
+// of cell t, zeros for t >= m.
+void gather_k_tile_q8_0(const attn_kv& kv, const int32_t* cells, int64_t m, int64_t hd, float* tile) {
+    std::fill(tile, tile + hd * kTile, 0.0f);
+    for (int64_t t = 0; t < m; ++t) {
+        const uint8_t* row = static_cast<const uint8_t*>(kv.k) + static_cast<int64_t>(cells[t]) * kv.k_stride;
+        dequantize_kv_q8_0(row, hd, tile + t, kTile);
     }
 }
 
@@ -81,13 +70,13 @@ float softmax_lanes(float* s, int64_t n) {
 
 // The f16 K of the 16-cell tile cells[0..m): its columns in place when the cells are neighbours,
 // else gathered into `tile`. Returns the tile's first column and sets its row stride.
-const uint16_t* f16_k_tile(const attn_kv& kv, const int32_t* cells, int64_t m, int64_t hd, uint16_t* tile,
-                           int64_t* stride) {
+const uint16_t* f16_k_tile(const detail::attend_fast_isa& isa, const attn_kv& kv, const int32_t* cells, int64_t m,
+                           int64_t hd, uint16_t* tile, int64_t* stride) {
     if (k_in_place(kv, cells, m)) {
         *stride = kv.k_stride;
         return static_cast<const uint16_t*>(kv.k) + cells[0];
     }
-    gather_k_tile(kv, cells, m, hd, tile, nullptr);
+    isa.gather_f16(static_cast<const uint16_t*>(kv.k), kv.k_stride, cells, m, hd, tile);
     *stride = kTile;
     return tile;
 }
@@ -101,15 +90,16 @@ void score_cells(const detail::attend_fast_isa& isa, const float* q, int64_t n_q
     for (int64_t j0 = 0; j0 < n;) {
         const int64_t m = std::min(kTile, n - j0);
         if (kv.type == kv_type::Q8_0) {
-            gather_k_tile(kv, cells + j0, m, hd, nullptr, tiles);
+            gather_k_tile_q8_0(kv, cells + j0, m, hd, tiles);
             isa.scores16(q, n_q, hd, scale, nullptr, tiles, kTile, sc + j0, ns);
             j0 += kTile;
             continue;
         }
         int64_t sa = 0, sb = 0;
-        const uint16_t* ka = f16_k_tile(kv, cells + j0, m, hd, tile_a, &sa);
+        const uint16_t* ka = f16_k_tile(isa, kv, cells + j0, m, hd, tile_a, &sa);
         if (j0 + kTile < n) {
-            const uint16_t* kb = f16_k_tile(kv, cells + j0 + kTile, std::min(kTile, n - j0 - kTile), hd, tile_b, &sb);
+            const uint16_t* kb = f16_k_tile(isa, kv, cells + j0 + kTile, std::min(kTile, n - j0 - kTile), hd, tile_b,
+                                                &sb);
             isa.scores32(q, n_q, hd, scale, ka, sa, kb, sb, sc + j0, ns);
             j0 += 2 * kTile;
         } else {

@@ -38,6 +38,15 @@ struct V {
     static void store(float* p, reg a) { _mm512_storeu_ps(p, a); }
 };
 
+void gather_f16(const uint16_t* k, int64_t ks, const int32_t* cells, int64_t m, int64_t hd, uint16_t* tile) {
+    const __mmask16 mk = static_cast<__mmask16>((1u << m) - 1u);
+    const __m512i idx = _mm512_maskz_loadu_epi32(mk, cells);
+    for (int64_t x = 0; x < hd; ++x) {
+        const __m512i w = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mk, idx, k + x * ks, 2);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile + x * 16), _mm512_cvtepi32_epi16(w));
+    }
+}
+
 constexpr int kScoreHeads = 8;  // heads scored side by side: 8 accumulators of 16 cells
 constexpr int kPvHeads32 = 8;   // heads in a V·e step of 32 values: 16 accumulators
 constexpr int kScoreHeads32 = 8;  // heads scored over two tiles side by side: 16 accumulators
