@@ -86,10 +86,13 @@ def test_ctrl_c_stops_a_pipelined_generation_promptly(tiny_model, tmp_path):
     import time
 
     path, _ = tiny_model("llama", "q8_0", n_ctx_train=32768)  # a context long enough never to fill
-    # --ignore-eos: only the signal may end the run (a random model's greedy text could reach an
-    # end-of-generation token). One CI run saw exit 0 without the "interrupted" line here; the same
-    # command on that build ran 20 s without ending, so its cause is not established.
-    cmd = [sys.executable, "-m", "pipeinfer", "run", "-m", str(path), "-p", "the cat", "-n", "0", "-c", "30000",
+    # The CLI under Python's own SIGINT handler even when this test runs with SIGINT ignored (a job a
+    # non-interactive shell started in the background inherits SIG_IGN, and Python then installs no
+    # KeyboardInterrupt handler: the run went on to the end of its context and exited 0).
+    # --ignore-eos: only the signal may end the run.
+    launch = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+              "sys.argv[0] = 'pipeinfer'; runpy.run_module('pipeinfer', run_name='__main__', alter_sys=True)")
+    cmd = [sys.executable, "-c", launch, "run", "-m", str(path), "-p", "the cat", "-n", "0", "-c", "30000",
            "--temp", "0", "--stages", "2", "-t", "1", "--draft", "ngram", "--ignore-eos"]
     with subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         try:
