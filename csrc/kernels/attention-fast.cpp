@@ -26,16 +26,6 @@ const detail::attend_fast_isa* isa_in_force() {
     return isa;
 }
 
-// q8_0 K of up to 16 cells (cells[0..m)) widened to f32 into tile (hd, 16): tile[x * 16 + t] = value x
-// of cell t, zeros for t >= m.
-void gather_k_tile_q8_0(const attn_kv& kv, const int32_t* cells, int64_t m, int64_t hd, float* tile) {
-    std::fill(tile, tile + hd * kTile, 0.0f);
-    for (int64_t t = 0; t < m; ++t) {
-        const uint8_t* row = static_cast<const uint8_t*>(kv.k) + static_cast<int64_t>(cells[t]) * kv.k_stride;
-        dequantize_kv_q8_0(row, hd, tile + t, kTile);
-    }
-}
-
 // Whether the f16 K columns of cells[0..m) can be read in place as 16 neighbouring columns from
 // cells[0] (the columns past m are read and their scores ignored; the cache pads its rows by 16).
 bool k_in_place(const attn_kv& kv, const int32_t* cells, int64_t m) {
@@ -90,7 +80,7 @@ void score_cells(const detail::attend_fast_isa& isa, const float* q, int64_t n_q
     for (int64_t j0 = 0; j0 < n;) {
         const int64_t m = std::min(kTile, n - j0);
         if (kv.type == kv_type::Q8_0) {
-            gather_k_tile_q8_0(kv, cells + j0, m, hd, tiles);
+            widen_k_tile_q8_0(kv, cells + j0, m, hd, tiles);
             isa.scores16(q, n_q, hd, scale, nullptr, tiles, kTile, sc + j0, ns);
             j0 += kTile;
             continue;

@@ -20,6 +20,16 @@ inline void dequantize_kv_q8_0(const uint8_t* row, int64_t n, float* out, int64_
     }
 }
 
+// q8_0 K of up to 16 cells (cells[0..m)) widened into tile (hd, 16): tile[x * 16 + t] = value x of cell
+// t, zeros for t >= m. Both attention kernels score 16 cells from such a tile.
+inline void widen_k_tile_q8_0(const attn_kv& kv, const int32_t* cells, int64_t m, int64_t hd, float* tile) {
+    for (int64_t i = 0; i < hd * 16; ++i) tile[i] = 0.0f;
+    for (int64_t t = 0; t < m; ++t) {
+        dequantize_kv_q8_0(static_cast<const uint8_t*>(kv.k) + static_cast<int64_t>(cells[t]) * kv.k_stride, hd,
+                           tile + t, 16);
+    }
+}
+
 // out (hd) = K of `cell`.
 inline void load_kv_k(const attn_kv& kv, int32_t cell, int64_t hd, float* out) {
     if (kv.type == kv_type::Q8_0) {

@@ -93,14 +93,7 @@ void exp_shifted_row(float* x, int64_t n, float mx) {
 PI_FMA_CLONES
 void load_k_tile(const attn_kv& kv, const int32_t* cells, int64_t m, int64_t hd, float* tile) {
     if (kv.type == kv_type::Q8_0) {
-        for (int64_t t = 0; t < kTile; ++t) {
-            if (t < m) {
-                const uint8_t* row = static_cast<const uint8_t*>(kv.k) + static_cast<int64_t>(cells[t]) * kv.k_stride;
-                dequantize_kv_q8_0(row, hd, tile + t, kTile);
-            } else {
-                for (int64_t x = 0; x < hd; ++x) tile[x * kTile + t] = 0.0f;
-            }
-        }
+        widen_k_tile_q8_0(kv, cells, m, hd, tile);
         return;
     }
     const uint16_t* k = static_cast<const uint16_t*>(kv.k);
