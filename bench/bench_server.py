@@ -3,7 +3,8 @@
 `llama-server -np P` on the same model and threads; and one client against Pipeline.stream directly.
 
 Every figure comes from one run of this script, the configurations interleaved (A B A B), so compare
-the ratios it prints, not absolute numbers across runs (this machine is shared; see
+the ratios it prints, not absolute numbers across runs (--baseline adds the servers of another build to
+the same rounds, for an A/B of two builds) (this machine is shared; see
 shared/reference/measuring.md). Run it on a quiet machine and quote `uptime` with the results:
 
     python bench/bench_server.py -m smollm2-135m -t 2 --clients 1,4,16 --stages 1,2 \\
@@ -43,10 +44,11 @@ def prompts(n: int) -> List[str]:
 class Server:
     """A server subprocess on 127.0.0.1 (pipeinfer serve or llama-server)."""
 
-    def __init__(self, cmd: List[str], port: int, cwd: Optional[str] = None) -> None:
+    def __init__(self, cmd: List[str], port: int, cwd: Optional[str] = None,
+                 env: Optional[Dict[str, str]] = None) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(cmd, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 300
         while True:
             if self.proc.poll() is not None:
@@ -117,6 +119,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2, help="interleaved repetitions")
     ap.add_argument("--llama-server", default=None, help="path of native llama.cpp's llama-server binary")
     ap.add_argument("--json", default=None, help="write the results here")
+    ap.add_argument("--baseline", default=None,
+                    help="PYTHONPATH of another pipeinfer build (scripts/dev-build.sh prints one): its servers run "
+                         "in the same rounds as 'baseline-Nstage', an A/B of two builds under the same load")
     a = ap.parse_args()
     clients = [int(c) for c in a.clients.split(",")]
     stage_counts = [int(s) for s in a.stages.split(",")]
@@ -132,12 +137,16 @@ def main() -> int:
     ps = prompts(parallel)
     results: Dict[str, Dict[int, List[float]]] = {}
     servers = {}
+    builds = {"pipeinfer": None}
+    if a.baseline:
+        builds["baseline"] = dict(os.environ, PYTHONPATH=a.baseline)
     for st in stage_counts:
-        port = free_port()
-        servers[f"pipeinfer-{st}stage"] = Server(
-            [sys.executable, "-m", "pipeinfer", "serve", "-m", model_path, "--port", str(port), "--parallel",
-             str(parallel), "-c", str(parallel * a.ctx_per_slot), "-t", str(a.threads), "--stages", str(st),
-             "--max-queue", "256", "--log-level", "warning"], port, cwd=tempfile.gettempdir())
+        for build, env in builds.items():
+            port = free_port()
+            servers[f"{build}-{st}stage"] = Server(
+                [sys.executable, "-m", "pipeinfer", "serve", "-m", model_path, "--port", str(port), "--parallel",
+                 str(parallel), "-c", str(parallel * a.ctx_per_slot), "-t", str(a.threads), "--stages", str(st),
+                 "--max-queue", "256", "--log-level", "warning"], port, cwd=tempfile.gettempdir(), env=env)
     if a.llama_server:
         port = free_port()
         servers["llama-server"] = Server(
@@ -182,6 +191,8 @@ def main() -> int:
             line = f"{name:22s} clients={c:3d}: {r[c]:8.1f} tok/s  x{r[c] / max(r[clients[0]], 1e-9):.2f} vs {clients[0]} client"
             if "llama-server" in med and name != "llama-server":
                 line += f"  {r[c] / med['llama-server'][c]:.2f}x llama-server"
+            if name.startswith("pipeinfer-") and "baseline-" + name[len("pipeinfer-"):] in med:
+                line += f"  {r[c] / med['baseline-' + name[len('pipeinfer-'):]][c]:.2f}x baseline"
             print(line)
     for st in stage_counts:
         one = one_alone[st]

@@ -7,7 +7,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['DraftLink', 'GGUFError', 'GGUFFile', 'InsufficientMemoryError', 'KVCacheFullError', 'MPITransport', 'ModelError', 'PipeinferError', 'Pipeline', 'ShapeError', 'ThreadPool', 'Transport', 'TransportError', 'UnsupportedError', 'attention', 'attention_fast', 'attention_fast_path', 'attention_fast_paths', 'dequantize', 'flush_log', 'fp16_to_fp32_fast', 'kernel_isa', 'local_group', 'local_kill', 'matmul', 'mpi_abort_world', 'mpi_fault_seen', 'mpi_report_startup_failure', 'quant_types', 'quantize', 'repack', 'round_to_f16', 'serve_mpi_worker', 'set_kernel_isa', 'set_log_callback', 'split_layers_by_bytes', 'stream_read_gbps', 'stream_read_sum', 'vec_dot']
+__all__: list[str] = ['DraftLink', 'GGUFError', 'GGUFFile', 'InsufficientMemoryError', 'KVCache', 'KVCacheFullError', 'MPITransport', 'ModelError', 'PipeinferError', 'Pipeline', 'ShapeError', 'ThreadPool', 'Transport', 'TransportError', 'UnsupportedError', 'attention', 'attention_fast', 'attention_fast_path', 'attention_fast_paths', 'dequantize', 'flush_log', 'fp16_to_fp32_fast', 'kernel_isa', 'local_group', 'local_kill', 'matmul', 'mpi_abort_world', 'mpi_fault_seen', 'mpi_report_startup_failure', 'quant_types', 'quantize', 'repack', 'round_to_f16', 'serve_mpi_worker', 'set_kernel_isa', 'set_log_callback', 'split_layers_by_bytes', 'stream_read_gbps', 'stream_read_sum', 'vec_dot']
 class PipeinferError(Exception):
     pass
 class GGUFError(PipeinferError, ValueError):
@@ -101,6 +101,50 @@ class ThreadPool:
         """
     @property
     def n_threads(self) -> int:
+        ...
+class KVCache:
+    """
+    One KV cache's bookkeeping (test hook): a one-layer cache of n_ctx cells with n_embd
+    f16 values per token, sequence ids in [0, n_seq_max), sequence groups of seq_group ids.
+    """
+    block_cells: typing.ClassVar[int] = 32
+    def __init__(self, n_ctx: typing.SupportsInt | typing.SupportsIndex, n_seq_max: typing.SupportsInt | typing.SupportsIndex, seq_group: typing.SupportsInt | typing.SupportsIndex = 0, n_embd: typing.SupportsInt | typing.SupportsIndex = 8) -> None:
+        ...
+    def allocate(self, pos: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], seqs: collections.abc.Sequence[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]]) -> numpy.typing.NDArray[numpy.int32]:
+        """
+        Cells (int32) for tokens at positions pos, token i in the sequences seqs[i]; KVCacheFullError
+        (nothing allocated) when fewer cells are free.
+        """
+    def block_owners(self) -> numpy.typing.NDArray[numpy.int32]:
+        """
+        The group owning each block of block_cells cells (int32, -1: no cell of it in use).
+        """
+    def clear(self) -> None:
+        ...
+    def positions(self) -> numpy.typing.NDArray[numpy.int32]:
+        """
+        Position of every cell (int32, -1 where free).
+        """
+    def seq_cp(self, src: typing.SupportsInt | typing.SupportsIndex, dst: typing.SupportsInt | typing.SupportsIndex, p0: typing.SupportsInt | typing.SupportsIndex, p1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def seq_keep(self, seq: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def seq_n_cells(self, seq: typing.SupportsInt | typing.SupportsIndex) -> int:
+        ...
+    def seq_rm(self, seq: typing.SupportsInt | typing.SupportsIndex, p0: typing.SupportsInt | typing.SupportsIndex, p1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def visible_cells(self, pos: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], seqs: collections.abc.Sequence[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]]) -> list[numpy.typing.NDArray[numpy.int32]]:
+        """
+        For each token, the cells it attends to, in position order.
+        """
+    @property
+    def n_free(self) -> int:
+        ...
+    @property
+    def n_used(self) -> int:
+        ...
+    @property
+    def used_end(self) -> int:
         ...
 class Transport:
     """

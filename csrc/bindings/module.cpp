@@ -7,6 +7,7 @@ PYBIND11_MODULE(_core, m) {
     pipeinfer::register_gguf(m);
     pipeinfer::register_quant(m);
     pipeinfer::register_kernels(m);
+    pipeinfer::register_kv(m);
     pipeinfer::register_transport(m);
     pipeinfer::register_draft(m);
     pipeinfer::register_model(m);

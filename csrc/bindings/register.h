@@ -8,6 +8,7 @@ void register_errors(pybind11::module_& m);
 void register_gguf(pybind11::module_& m);
 void register_quant(pybind11::module_& m);
 void register_kernels(pybind11::module_& m);
+void register_kv(pybind11::module_& m);
 void register_transport(pybind11::module_& m);
 void register_model(pybind11::module_& m);
 void register_draft(pybind11::module_& m);

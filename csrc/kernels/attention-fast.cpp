@@ -14,9 +14,14 @@ namespace pipeinfer {
 
 namespace {
 
-constexpr int64_t kTile = 16;  // cells scored side by side
+constexpr int64_t kTile = 16;    // cells scored side by side
+constexpr int64_t kMinRun = 4;   // neighbouring cells worth a tile read in place (else gathered)
 
 int64_t round_up16(int64_t n) { return (n + kTile - 1) / kTile * kTile; }
+
+// Scores per head in the scratch: the n cells, padded so that a tile of 16 may start at any cell
+// (score_cells writes whole tiles; the columns past a tile's cells are written again by the next).
+int64_t score_stride(int64_t n) { return round_up16(n) + kTile; }
 
 const detail::attend_fast_isa* isa_in_force() {
     static const detail::attend_fast_isa* const isa = [] {
@@ -24,16 +29,6 @@ const detail::attend_fast_isa* isa_in_force() {
         return p != nullptr ? p : detail::attend_fast_isa_avx2();
     }();
     return isa;
-}
-
-// Whether the f16 K columns of cells[0..m) can be read in place as 16 neighbouring columns from
-// cells[0] (the columns past m are read and their scores ignored; the cache pads its rows by 16).
-bool k_in_place(const attn_kv& kv, const int32_t* cells, int64_t m) {
-    if (kv.type != kv_type::F16 || cells[0] + kTile > kv.k_stride) return false;
-    for (int64_t t = 1; t < m; ++t) {
-        if (cells[t] != cells[0] + t) return false;
-    }
-    return true;
 }
 
 // e_j = exp(s_j - max) in place over one head's n scores; returns their sum in the 16-lane order
@@ -58,50 +53,72 @@ float softmax_lanes(float* s, int64_t n) {
     return reduce16_ggml(lanes);
 }
 
-// The f16 K of the 16-cell tile cells[0..m): its columns in place when the cells are neighbours,
-// else gathered into `tile`. Returns the tile's first column and sets its row stride.
-const uint16_t* f16_k_tile(const detail::attend_fast_isa& isa, const attn_kv& kv, const int32_t* cells, int64_t m,
-                           int64_t hd, uint16_t* tile, int64_t* stride) {
-    if (k_in_place(kv, cells, m)) {
+// Length of the run of neighbouring cells cells[0], cells[0] + 1, ... (at most `limit`).
+int64_t run_length(const int32_t* cells, int64_t limit) {
+    int64_t r = 1;
+    while (r < limit && cells[r] == cells[0] + r) ++r;
+    return r;
+}
+
+// The next f16 K tile of the list, from cells[0] (n cells left): read in place when it starts a run
+// of at least kMinRun neighbours (or the run is all that is left), covering the run (at most 16 cells;
+// the columns past it are read and their scores written over); else the cells up to the next such
+// run (at most 16), gathered into `tile`. Sets the cells it covers (*m) and its row stride.
+const uint16_t* next_f16_k_tile(const detail::attend_fast_isa& isa, const attn_kv& kv, const int32_t* cells,
+                                int64_t n, int64_t hd, uint16_t* tile, int64_t* m, int64_t* stride) {
+    const int64_t left = std::min(kTile, n);
+    const int64_t run = run_length(cells, left);
+    if ((run >= kMinRun || run == left) && cells[0] + kTile <= kv.k_stride) {  // the cache pads its rows by 16
+        *m = run;
         *stride = kv.k_stride;
         return static_cast<const uint16_t*>(kv.k) + cells[0];
     }
-    isa.gather_f16(static_cast<const uint16_t*>(kv.k), kv.k_stride, cells, m, hd, tile);
+    *m = left;
+    for (int64_t s = run; s < left;) {
+        const int64_t r = run_length(cells + s, std::min(kMinRun, n - s));
+        if (r >= kMinRun) {
+            *m = s;
+            break;
+        }
+        s += r;
+    }
+    isa.gather_f16(static_cast<const uint16_t*>(kv.k), kv.k_stride, cells, *m, hd, tile);
     *stride = kTile;
     return tile;
 }
 
-// Scores (n_q, ns) of the n cells: f16 K two tiles at a time (scores32), q8_0 K one widened tile at a
-// time.
+// Scores (n_q, ns) of the n cells: f16 K two tiles at a time (scores32), each tile the run of
+// neighbours it starts (next_f16_k_tile), so that a list made of runs is read in place whatever the
+// runs' lengths; q8_0 K one widened tile of 16 cells at a time. A cell's score does not depend on the
+// tile it is scored in.
 void score_cells(const detail::attend_fast_isa& isa, const float* q, int64_t n_q, int64_t hd, float scale,
                  const attn_kv& kv, const int32_t* cells, int64_t n, float* tiles, float* sc, int64_t ns) {
     uint16_t* tile_a = reinterpret_cast<uint16_t*>(tiles);  // (hd, 16) f16 K of cells that are not neighbours
     uint16_t* tile_b = tile_a + hd * kTile;
-    for (int64_t j0 = 0; j0 < n;) {
-        const int64_t m = std::min(kTile, n - j0);
+    for (int64_t j = 0; j < n;) {
         if (kv.type == kv_type::Q8_0) {
-            widen_k_tile_q8_0(kv, cells + j0, m, hd, tiles);
-            isa.scores16(q, n_q, hd, scale, nullptr, tiles, kTile, sc + j0, ns);
-            j0 += kTile;
+            widen_k_tile_q8_0(kv, cells + j, std::min(kTile, n - j), hd, tiles);
+            isa.scores16(q, n_q, hd, scale, nullptr, tiles, kTile, sc + j, ns);
+            j += kTile;
             continue;
         }
-        int64_t sa = 0, sb = 0;
-        const uint16_t* ka = f16_k_tile(isa, kv, cells + j0, m, hd, tile_a, &sa);
-        if (j0 + kTile < n) {
-            const uint16_t* kb = f16_k_tile(isa, kv, cells + j0 + kTile, std::min(kTile, n - j0 - kTile), hd, tile_b,
-                                                &sb);
-            isa.scores32(q, n_q, hd, scale, ka, sa, kb, sb, sc + j0, ns);
-            j0 += 2 * kTile;
+        int64_t ma = 0, sa = 0;
+        const uint16_t* ka = next_f16_k_tile(isa, kv, cells + j, n - j, hd, tile_a, &ma, &sa);
+        if (j + ma < n) {
+            int64_t mb = 0, sb = 0;
+            const uint16_t* kb = next_f16_k_tile(isa, kv, cells + j + ma, n - j - ma, hd, tile_b, &mb, &sb);
+            isa.scores32(q, n_q, hd, scale, ka, sa, kb, sb, ma, sc + j, ns);
+            j += ma + mb;
         } else {
-            isa.scores16(q, n_q, hd, scale, ka, nullptr, sa, sc + j0, ns);
-            j0 += kTile;
+            isa.scores16(q, n_q, hd, scale, ka, nullptr, sa, sc + j, ns);
+            j += ma;
         }
     }
 }
 
 void attend_fast_isa_path(const detail::attend_fast_isa& isa, const float* q, int64_t n_q, int64_t hd, float scale,
                           const attn_kv& kv, const int32_t* cells, int64_t n, float* scratch, float* out) {
-    const int64_t ns = round_up16(n);
+    const int64_t ns = score_stride(n);
     float* sc = scratch;  // (n_q, ns) scores, then exp values
     score_cells(isa, q, n_q, hd, scale, kv, cells, n, sc + n_q * ns, sc, ns);
     float sums[64];
@@ -130,7 +147,7 @@ const detail::attend_fast_isa* detail::attend_fast_isa_avx2() { return nullptr; 
 #endif
 
 size_t attend_fast_scratch_floats(int64_t head_dim, int64_t n_q, int64_t max_cells) {
-    return static_cast<size_t>(n_q * round_up16(max_cells) + head_dim * kTile + head_dim);  // the tiles: f32 (q8_0) or two f16
+    return static_cast<size_t>(n_q * score_stride(max_cells) + head_dim * kTile + head_dim);  // the tiles: f32 (q8_0) or two f16
 }
 
 const char* attend_fast_path() {

@@ -23,8 +23,10 @@
 // (tests/kernels/test_attention_fast.py).
 //
 // Speed: each K and V tile is widened once per row and KV head and used for all its query heads; f16 K
-// (stored transposed) is scored 32 cells side by side (two tiles of 16) straight from the cache when the
-// cells are neighbours, else from a copy of the stored halves; V·e accumulates in head_dim-wide
+// (stored transposed) is scored 32 cells side by side (two tiles of up to 16), each tile straight from
+// the cache when it is a run of neighbouring cells (of any length from 4 to 16: the kv_cache hands a
+// serving slot's cells out in blocks, so its list is made of runs), else from a copy of the stored
+// halves of the cells up to the next run; V·e accumulates in head_dim-wide
 // registers (64 values per step for a KV group of <= 4 heads on AVX-512), so a small group still runs
 // enough independent FMA chains; nothing is cleared or reduced per cell. In a batched decode step the
 // kernel streams the whole visible K and V of every row (f16: 2 bytes per value), which is
@@ -61,9 +63,10 @@ struct attend_fast_isa {
     void (*scores16)(const float* q, int64_t n_q, int64_t hd, float scale, const uint16_t* k16, const float* k32,
                      int64_t k_stride, float* s, int64_t s_stride);
     // The same for 32 cells in two f16 tiles: columns t of ka[x * ka_stride + t] then of
-    // kb[x * kb_stride + t] scored into s[h * s_stride + t] and s[h * s_stride + 16 + t].
+    // kb[x * kb_stride + t] scored into s[h * s_stride + t] and then s[h * s_stride + b_col + t]
+    // (b_col <= 16: tile b's scores overwrite tile a's columns from b_col on).
     void (*scores32)(const float* q, int64_t n_q, int64_t hd, float scale, const uint16_t* ka, int64_t ka_stride,
-                     const uint16_t* kb, int64_t kb_stride, float* s, int64_t s_stride);
+                     const uint16_t* kb, int64_t kb_stride, int64_t b_col, float* s, int64_t s_stride);
     // tile[x * 16 + t] = k[x * k_stride + cells[t]] for x < hd, t < m <= 16 (the f16 halves as stored),
     // 0 for t >= m; reads 4 bytes from each cell's value (the cache pads its K rows by 16 cells).
     void (*gather_f16)(const uint16_t* k, int64_t k_stride, const int32_t* cells, int64_t m, int64_t hd,

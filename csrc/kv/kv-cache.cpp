@@ -41,6 +41,10 @@ kv_cache::kv_cache(int n_layer, int64_t n_ctx, int64_t n_embd_k, int64_t n_embd_
     words_ = (n_seq_max + 63) / 64;
     pos_.assign(static_cast<size_t>(n_ctx), -1);
     seqs_.assign(static_cast<size_t>(n_ctx * words_), 0);
+    const int64_t n_blocks = (n_ctx + block_cells - 1) / block_cells;
+    block_owner_.assign(static_cast<size_t>(n_blocks), -1);
+    block_used_.assign(static_cast<size_t>(n_blocks), 0);
+    group_block_.assign(static_cast<size_t>(seq_group > 0 ? n_seq_max / seq_group : 1), -1);
     k_.resize(static_cast<size_t>(n_layer));
     v_.resize(static_cast<size_t>(n_layer));
     const size_t k_bytes = type == kv_type::Q8_0 ? static_cast<size_t>(n_ctx) * kv_row_bytes(type, n_embd_k)
@@ -102,6 +106,8 @@ bool kv_cache::cell_empty(int64_t c) const {
 void kv_cache::free_cell(int64_t c) {
     pos_[c] = -1;
     --n_used_;
+    const size_t b = static_cast<size_t>(c / block_cells);
+    if (--block_used_[b] == 0) block_owner_[b] = -1;
 }
 
 void kv_cache::recount_used_end() {
@@ -124,9 +130,8 @@ std::vector<int32_t> kv_cache::allocate(const std::vector<int32_t>& pos, const s
                                    n, (long long)n_free(), (long long)n_ctx_));
     }
     std::vector<int32_t> cells(n);
-    int64_t c = search_head_;
     for (size_t i = 0; i < n; ++i) {
-        while (pos_[c] >= 0) c = (c + 1) % n_ctx_;
+        const int64_t c = take_cell(group_of(seqs.of(i)[0]));
         cells[i] = static_cast<int32_t>(c);
         pos_[c] = pos[i];
         uint64_t* bits = &seqs_[c * words_];
@@ -136,10 +141,53 @@ std::vector<int32_t> kv_cache::allocate(const std::vector<int32_t>& pos, const s
         }
         ++n_used_;
         used_end_ = std::max<int64_t>(used_end_, c + 1);
-        c = (c + 1) % n_ctx_;
     }
-    search_head_ = c;
     return cells;
+}
+
+// A free cell for a token of `group` (precondition: a cell is free), counted in its block: the first
+// free cell of the block the group took its last cell from, else of another block it owns
+// (find_block), else any free cell.
+int64_t kv_cache::take_cell(int32_t group) {
+    int64_t b = group_block_[static_cast<size_t>(group)];
+    const size_t last = static_cast<size_t>(b);
+    if (b < 0 || block_owner_[last] != group || block_used_[last] == block_size(b)) b = find_block(group);
+    int64_t c = -1;
+    if (b >= 0) {
+        c = b * block_cells;
+        while (pos_[c] >= 0) ++c;  // the block has a free cell
+    } else {
+        c = any_free_cell();
+        b = c / block_cells;
+    }
+    const size_t bi = static_cast<size_t>(b);
+    if (block_used_[bi]++ == 0) block_owner_[bi] = group;
+    return c;
+}
+
+// The lowest block `group` owns that has a free cell, else the lowest wholly free block (the group
+// then owns it: take_cell counts its first cell), else -1. Remembered as the group's block.
+int64_t kv_cache::find_block(int32_t group) {
+    int64_t found = -1, free_block = -1;
+    for (int64_t b = 0, nb = n_blocks(); b < nb; ++b) {
+        const size_t bi = static_cast<size_t>(b);
+        if (block_owner_[bi] == group && block_used_[bi] < block_size(b)) {
+            found = b;
+            break;
+        }
+        if (free_block < 0 && block_used_[bi] == 0) free_block = b;
+    }
+    if (found < 0) found = free_block;
+    group_block_[static_cast<size_t>(group)] = found;
+    return found;
+}
+
+// Any free cell, searching on from the last one found this way (precondition: a cell is free).
+int64_t kv_cache::any_free_cell() {
+    int64_t c = search_head_ < n_ctx_ ? search_head_ : 0;
+    while (pos_[c] >= 0) c = (c + 1) % n_ctx_;
+    search_head_ = (c + 1) % n_ctx_;
+    return c;
 }
 
 void kv_cache::seq_rm(int32_t seq, int32_t p0, int32_t p1) {
@@ -194,6 +242,9 @@ void kv_cache::clear() {
     n_used_ = 0;
     used_end_ = 0;
     search_head_ = 0;
+    std::fill(block_owner_.begin(), block_owner_.end(), -1);
+    std::fill(block_used_.begin(), block_used_.end(), 0);
+    std::fill(group_block_.begin(), group_block_.end(), -1);
 }
 
 int32_t kv_cache::seq_pos_max(int32_t seq) const {

@@ -6,7 +6,16 @@
 // seq_rm / seq_cp / seq_keep edit only metadata (no K/V data moves), which is what makes rollback of
 // rejected drafts and commit of accepted ones cheap. This module owns storage and bookkeeping; it must
 // not know about models, messages or speculation policy.
+//
+// Cells are handed out in blocks of kv_cache::block_cells cells (aligned to it), each owned by one
+// sequence group (one serving slot; the whole cache is one group without groups): a token takes a free
+// cell of a block its group owns, else claims a wholly free block, else (no whole block free) takes any
+// free cell. So the cells a request sees form runs of neighbours even when many requests decode side by
+// side, and attention reads each f16 K line (32 cells) for one request instead of for every request
+// whose cells would otherwise interleave with its own (attention-fast.h). A block no cell uses any more
+// is no group's. The cache is full only when no cell is free.
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -50,7 +59,8 @@ public:
     int64_t used_end() const { return used_end_; }
 
     // Reserves one free cell per token, records its position and sequences, and returns the cell
-    // indices (n_tokens). Throws kv_full_error (cache untouched) if fewer cells are free, and
+    // indices (n_tokens). A token's cell comes from a block of the group of its first sequence id
+    // (block_owner). Throws kv_full_error (cache untouched) if fewer cells are free, and
     // std::invalid_argument for a sequence id out of range or a negative position.
     std::vector<int32_t> allocate(const std::vector<int32_t>& pos, const seq_lists& seqs);
     // How many cells are free.
@@ -69,6 +79,13 @@ public:
     int32_t seq_pos_max(int32_t seq) const;
     // Number of cells holding `seq`.
     int64_t seq_n_cells(int32_t seq) const;
+
+    // Cells per allocation block: 32 f16 K values of neighbouring cells are one 64-byte cache line.
+    static constexpr int64_t block_cells = 32;
+    // The group (seq_canonical(seq) / seq_group, 0 without groups) whose tokens take cells in block b
+    // (cells [b * block_cells, (b + 1) * block_cells)), or -1 if no cell of b is in use.
+    int32_t block_owner(int64_t b) const { return block_owner_[static_cast<size_t>(b)]; }
+    int64_t n_blocks() const { return static_cast<int64_t>(block_owner_.size()); }
 
     // Cell metadata.
     int32_t cell_pos(int64_t c) const { return pos_[c]; }
@@ -104,6 +121,11 @@ public:
 
 private:
     void check_seq(int32_t seq, const char* what) const;
+    int32_t group_of(int32_t seq) const { return seq_group_ > 0 ? seq / seq_group_ : 0; }
+    int64_t block_size(int64_t b) const { return std::min(block_cells, n_ctx_ - b * block_cells); }
+    int64_t take_cell(int32_t group);
+    int64_t find_block(int32_t group);
+    int64_t any_free_cell();
     void free_cell(int64_t c);
     void recount_used_end();
 
@@ -122,7 +144,10 @@ private:
     std::vector<std::vector<uint8_t>> v_;
     int64_t n_used_ = 0;
     int64_t used_end_ = 0;
-    int64_t search_head_ = 0;        // where the next free-cell search starts
+    int64_t search_head_ = 0;        // where the next search for any free cell starts
+    std::vector<int32_t> block_owner_;  // (n_blocks) owning group, -1 if no cell of the block is used
+    std::vector<int32_t> block_used_;   // (n_blocks) cells of the block in use
+    std::vector<int64_t> group_block_;  // (n_groups) the block a group took its last cell from, -1: none
 };
 
 } // namespace pipeinfer

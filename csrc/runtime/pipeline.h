@@ -126,8 +126,10 @@ public:
 
 private:
     void send_kv(const kv_op& op);
-    // kv_cache seq_group: speculation shares each slot's canonical sequence with the slot's buffers.
-    int seq_group() const { return ring_ ? seqs_per_slot() : 0; }
+    // kv_cache seq_group: speculation shares each slot's canonical sequence with the slot's buffers;
+    // slots of one sequence each are groups of one (the same visibility as no groups), so that each
+    // slot takes its cells in blocks of its own (kv_cache::allocate).
+    int seq_group() const { return ring_ || seqs_per_slot() == 1 ? seqs_per_slot() : 0; }
     void handshake(const pipeline_config& cfg);
     void check_control();
     void check_workers_alive() const;

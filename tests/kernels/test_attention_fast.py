@@ -2,9 +2,10 @@
 against its scalar reference (attention-fast-ref.cpp), bit for bit, on every SIMD path this CPU has
 (AVX-512, AVX2) and on the path in force: f16 and q8_0 caches, several query heads per KV head (GQA
 groups of 1 to 9), odd cell counts and partial tiles, cells out of cache order and interleaved with
-other cells, head sizes 64, 128, 80 and 96 (and 40, which no SIMD path takes), scores wide enough
-that exp underflows, NaN, and no visible cell. Also the order's promise: a head's result does not
-depend on the heads it is computed with, nor on where its cells sit in the cache."""
+other cells, lists made of runs of neighbouring cells of any length, head sizes 64, 128, 80 and 96
+(and 40, which no SIMD path takes), scores wide enough that exp underflows, NaN, and no visible cell.
+Also the order's promise: a head's result does not depend on the heads it is computed with, nor on
+where its cells sit in the cache."""
 from __future__ import annotations
 
 import numpy as np
@@ -70,6 +71,39 @@ def test_scattered_cells_equal_reference(path, kv_type, seed):
     cells = rng.choice(n_cells, size=n_vis, replace=False).astype(np.int32)
     cells = cells[np.argsort(pos[cells], kind="stable")]
     _check(q, k, v, pos, cells, 0.125, kv_type, path)
+
+
+def _runs_list(rng, n_cells: int, max_run: int, to_end: bool) -> np.ndarray:
+    """A visible list made of runs of neighbouring cells of random lengths (1 to max_run), in a random
+    cache order (as a serving slot's blocks and a speculative buffer's holes leave them); to_end puts a
+    run at the cache's last cells (the last 10 cells are kept for it)."""
+    slots = rng.permutation((n_cells - 10) // max_run)
+    runs = []
+    for sl in slots:
+        length = int(rng.integers(1, max_run + 1))
+        first = sl * max_run + int(rng.integers(0, max_run - length + 1))
+        runs.append(np.arange(first, first + length))
+    if to_end:
+        runs.append(np.arange(n_cells - int(rng.integers(1, 11)), n_cells))
+    return np.concatenate(runs).astype(np.int32)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("n_q", [1, 3, 7])
+@pytest.mark.parametrize("max_run", [5, 16, 40])
+@pytest.mark.parametrize("seed", range(4))
+def test_runs_of_neighbours_equal_reference(path, n_q, max_run, seed):
+    """Runs of neighbouring cells of any length are scored in place tile by tile (a tile starting
+    anywhere in the list); short runs and lone cells gathered; the same result as the reference."""
+    rng = np.random.default_rng(seed * 100 + max_run + n_q)
+    n_cells, hd = 410, 64
+    q, k, v = _case(rng, n_q, n_cells, hd)
+    cells = _runs_list(rng, n_cells, max_run, to_end=seed % 2 == 0)
+    pos = np.full(n_cells, 5000, np.int32)
+    pos[cells] = np.arange(len(cells))
+    for kv_type in ("f16", "q8_0"):
+        _check(q, k, v, pos, cells, 0.125, kv_type, path)
+        _check(q, k, v, pos, cells[: int(rng.integers(1, len(cells)))], 0.125, kv_type, path)
 
 
 @pytest.mark.parametrize("path", PATHS)
