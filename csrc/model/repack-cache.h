@@ -11,7 +11,7 @@
 //   entries  n_entries x { u32 ggml type, u32 0, i64 n_in, i64 n_out, u64 offset, u64 bytes }
 //   data     each entry's repack_bytes(type, n_in, n_out) at its offset (multiples of 4096, increasing)
 // The header checksum (FNV-1a 64) covers the header and entries with the field itself zero. The sample
-// checksum covers 64 bytes at every MiB of each entry's data and its last 64 bytes: a file whose pages
+// checksum covers 64 bytes at every 8 MiB of each entry's data and its last 64 bytes: a file whose pages
 // never reached the disk (a crash between write-back and rename) reads as zeros there and is rejected,
 // without reading the whole file at load.
 //
