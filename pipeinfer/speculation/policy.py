@@ -130,13 +130,14 @@ class SpeculationPolicy:
             return self._last[2]  # nothing that matters changed: the same arm
         # the best way to speculate at the estimated acceptance; it is used only if it beats plain
         # decoding (by the margin) even at a pessimistic acceptance: speculation must prove itself
-        off_rate = self.corrected_rate(Arm(0), a) * (1.0 + _MARGIN)
+        plain = self.corrected_rate(Arm(0), a)
+        off_rate = plain * (1.0 + _MARGIN)
         best, best_rate = Arm(0), -1.0
         for arm in self.arms():
-            r = self.corrected_rate(arm, a) if not arm.off else -1.0
+            r = self._bounded_rate(arm, a, plain) if not arm.off else -1.0
             if r > best_rate + 1e-12:
                 best, best_rate = arm, r
-        if best.off or self.corrected_rate(best, self.acceptance.lower()) <= off_rate:
+        if best.off or self._bounded_rate(best, self.acceptance.lower(), plain) <= off_rate:
             best = Arm(0)
         self._last = (a, inputs, best)
         if best.off:
@@ -145,6 +146,16 @@ class SpeculationPolicy:
                 # nothing measures the acceptance while off: try the best speculative arm once
                 return max((arm for arm in self.arms() if not arm.off), key=lambda x: self.corrected_rate(x, a))
         return best
+
+    def _bounded_rate(self, arm: Arm, a: float, plain: float) -> float:
+        """The corrected rate of a speculative arm, at most its expected tokens per epoch at the rate of
+        plain decoding: an epoch takes at least the run of its first token, so speculation cannot beat
+        plain decoding by more than the drafts it gets accepted. (Without this bound, an arm whose
+        measured epochs ran faster than modelled, e.g. because fewer drafts arrived than it asked for,
+        could look better than plain decoding at an acceptance near zero.)"""
+        tokens, seconds = predict(arm, a, self.costs)
+        rate = tokens / seconds * self._correction(arm) if seconds > 0 else 0.0
+        return min(rate, tokens * plain)
 
     def corrected_rate(self, arm: Arm, a: float) -> float:
         tokens, seconds = predict(arm, a, self.costs)

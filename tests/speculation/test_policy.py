@@ -63,6 +63,24 @@ def test_fixed_policy_and_measured_corrections():
     assert pol._correction(best) < 0.5 and pol.plan() != best
 
 
+def test_no_arm_beats_plain_decoding_without_accepted_drafts():
+    """An arm whose epochs ran faster than modelled (a draft rank sent fewer drafts than it asked for)
+    must not look better than plain decoding when no draft is accepted: an epoch takes at least the run
+    of its first token."""
+    pol = SpeculationPolicy(n_draft=4, max_in_flight=4)
+    pol.begin(4, chained=True)
+    pol.costs = _costs()
+    for _ in range(30):
+        pol.acceptance.observe(0, True)
+    for arm in pol.arms():
+        if not arm.off:  # every speculative epoch took half the model's time
+            for _ in range(10):
+                pol.epoch(arm, 1, 0.5 * epoch_seconds(arm, pol.costs, 1))
+    fast = Arm(4, 3)
+    assert pol.corrected_rate(fast, 0.0) > pol.corrected_rate(Arm(0), 0.0)  # the corrections alone would speculate
+    assert pol.plan().off
+
+
 class _PhaseDrafter(Drafter):
     """Drafts the truth from position `good_from` on, wrong tokens before (a text that becomes
     predictable), or the reverse."""
