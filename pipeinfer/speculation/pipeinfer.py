@@ -34,7 +34,7 @@ from pipeinfer.speculation.costs import Arm
 from pipeinfer.speculation.interfaces import Drafter
 from pipeinfer.speculation.policy import SpeculationPolicy
 from pipeinfer.speculation.session import Session
-from pipeinfer.speculation.shadow import ShadowDrafts, best_k
+from pipeinfer.speculation.shadow import ShadowDrafts
 from pipeinfer.speculation.tree import DraftTree
 from pipeinfer.speculation.verification import TreeBatch, trim_tree, verify_tree
 
@@ -166,17 +166,22 @@ class PipeInferDecoder:
         does for speculation (the drafter's restart, the policy's choice, shadow drafts), so the first
         token comes as fast as with plain decoding."""
         s = self.s
-        root = len(s.gen) - 1
-        rid = s.submit([s.gen[-1]], [root], np.zeros(1, np.int32))
-        self.inflight.append(_Run(rid, root))
-        s.cover(len(s.gen))
+        self._launch_token()
         self.drafter.accepted(s.gen)
         self._choose(report=False)
         self._shadow_or_drop(s.gen)
 
+    def _launch_token(self) -> None:
+        """The run of the last accepted token alone (its canonical entry, the next token's logits)."""
+        s = self.s
+        root = len(s.gen) - 1
+        rid = s.submit([s.gen[-1]], [root], np.zeros(1, np.int32))
+        self.inflight.append(_Run(rid, root))
+        s.cover(len(s.gen))
+
     def _shadow_or_drop(self, g: List[int]) -> None:
         if self.arm.off:
-            self.shadow.propose(g, best_k(self.policy) or self.policy.n_draft)
+            self.shadow.propose(g)
         else:
             self.shadow.drop()  # verifications measure the acceptance now
 
@@ -193,9 +198,7 @@ class PipeInferDecoder:
             self._await_anchor_drafts(g)
         t = self._draft(g, burst=0)
         if t is None:
-            rid = s.submit([g[-1]], [root], np.zeros(1, np.int32))
-            self.inflight.append(_Run(rid, root))
-            s.cover(len(g))
+            self._launch_token()
             return
         tree, buf, seqs = t
         batch = TreeBatch.build(tree, root, seqs, root_row=True)
@@ -374,6 +377,17 @@ class PipeInferDecoder:
         has its canonical entry computed (a non-speculative run, unless a micro-batch holds it)."""
         s = self.s
         self.n_rejected = 0
+        if self.arm.off and not self.inflight:
+            # Speculation is off and nothing is in flight: the run of the accepted token is all there is
+            # to launch, so it goes first, and the drafter's update, the policy's choice (for the next
+            # epoch) and the shadow drafts happen while it is in flight: the head's path from a result
+            # to the next launch is as short as plain decoding's.
+            self._reset_tip()
+            self._launch_token()
+            self.drafter.accepted(s.gen)
+            self._choose()
+            self._shadow_or_drop(s.gen)
+            return
         self.drafter.accepted(s.gen)
         cancel = []
         for r in self.inflight:

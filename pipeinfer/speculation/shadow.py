@@ -29,14 +29,15 @@ class ShadowDrafts:
         self._draft: List[int] = []
         self._watch: Optional[int] = None  # asynchronous drafter: first position not compared yet
 
-    def propose(self, gen: Sequence[int], k: int) -> None:
-        """Drafts k tokens continuing gen (unless a shadow draft is still being checked); an asynchronous
-        drafter is watched from gen on instead."""
+    def propose(self, gen: Sequence[int]) -> None:
+        """Drafts the best arm's draft length continuing gen (unless a shadow draft is still being
+        checked); an asynchronous drafter is watched from gen on instead."""
         if not self.enabled or self._draft:
             return
         if self.drafter.asynchronous:
             self._watch = len(gen)
             return
+        k = best_k(self.policy) or self.policy.n_draft
         tree = self.drafter.propose(gen, DraftLimits(n_draft=k, p_accept=self.policy.p_accept))
         self._base = len(gen)
         self._draft = tree.chain_tokens()

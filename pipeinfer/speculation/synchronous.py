@@ -2,7 +2,8 @@
 draft a tree, verify it in one target run together with the last accepted token, accept, repeat.
 
 Each round is one epoch of the policy: it chooses the draft length (or no draft: a plain one-token
-round) from what rounds measurably yield.
+round) from what rounds measurably yield. A plain round chooses the next round's arm while its own
+run is in flight.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pipeinfer.speculation.costs import Arm
 from pipeinfer.speculation.interfaces import Drafter
 from pipeinfer.speculation.policy import SpeculationPolicy
 from pipeinfer.speculation.session import Session
-from pipeinfer.speculation.shadow import ShadowDrafts, best_k
+from pipeinfer.speculation.shadow import ShadowDrafts
 from pipeinfer.speculation.tree import DraftTree
 from pipeinfer.speculation.verification import TreeBatch, trim_tree, verify_tree
 
@@ -28,18 +29,17 @@ def synchronous(s: Session, drafter: Drafter, policy: SpeculationPolicy) -> Gene
     drafter.accepted(s.gen)
     buf = -1
     epoch = None  # (arm, start time, tokens before)
+    nxt = None  # the next round's arm, when it was chosen while this round's run was in flight
     try:
         while not s.full:
             now = s.now()
             if epoch is not None:
                 policy.epoch(epoch[0], len(s.gen) - epoch[2], now - epoch[1])
-            arm = policy.plan()
+            arm = nxt if nxt is not None else policy.plan()
             s.event("arm", k=arm.k, depth=arm.depth)
             epoch = (arm, now, len(s.gen))
             tree = _draft(s, drafter, policy, arm)
-            if arm.off:
-                shadow.propose(s.gen, best_k(policy) or policy.n_draft)
-            else:
+            if not arm.off:
                 shadow.drop()
             root = len(s.gen) - 1
             buf, seqs = s.acquire(policy.n_parallel) if len(tree) else (-1, [])
@@ -48,6 +48,14 @@ def synchronous(s: Session, drafter: Drafter, policy: SpeculationPolicy) -> Gene
             if len(tree):
                 s.stats.spec_runs_launched += 1
             s.submit([s.gen[root]] + t.tokens(), [root] + t.positions(), [[0]] + t.node_seqs, spec=bool(len(tree)))
+            nxt = None
+            if arm.off:
+                # A plain round: what the head does for speculation (the drafter's update, the shadow
+                # draft, the next round's choice) happens while its run is in flight, so the path from a
+                # result to the next launch is as short as plain decoding's.
+                drafter.accepted(s.gen)
+                shadow.propose(s.gen)
+                nxt = policy.plan()
             _, _, out = s.wait()
             rows = out.copy()
             n_before = len(s.gen)
@@ -67,7 +75,8 @@ def synchronous(s: Session, drafter: Drafter, policy: SpeculationPolicy) -> Gene
             if buf >= 0:
                 s.release(buf)
                 buf = -1
-            drafter.accepted(s.gen)
+            if nxt is None or not nxt.off:
+                drafter.accepted(s.gen)  # the next round drafts from these tokens
     finally:
         if buf >= 0:
             s.release(buf)
