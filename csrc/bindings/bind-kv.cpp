@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -61,6 +62,25 @@ py::array_t<int32_t> py_block_owners(const kv_cache& kv) {
     return out;
 }
 
+// Byte offset within a 64-byte cache line of the first K value of every cell-0 row of each KV head
+// (n_head_kv = n_embd / head_dim heads, head_dim rows each), f16 storage.
+py::array_t<int64_t> py_k_row_line_offsets(const kv_cache& kv, int64_t head_dim) {
+    if (head_dim < 1 || kv.n_embd_k() % head_dim != 0) {
+        throw std::invalid_argument(format("KVCache: head_dim %lld does not divide n_embd %lld", (long long)head_dim,
+                                           (long long)kv.n_embd_k()));
+    }
+    const int64_t n_head = kv.n_embd_k() / head_dim;
+    py::array_t<int64_t> out(n_head * head_dim);
+    for (int64_t g = 0; g < n_head; ++g) {
+        const attn_kv v = kv.head_view(0, g, head_dim);
+        for (int64_t x = 0; x < head_dim; ++x) {
+            const auto* row = static_cast<const uint16_t*>(v.k) + x * v.k_stride;
+            out.mutable_data()[g * head_dim + x] = static_cast<int64_t>(reinterpret_cast<uintptr_t>(row) % 64);
+        }
+    }
+    return out;
+}
+
 py::array_t<int32_t> py_positions(const kv_cache& kv) {
     return py::array_t<int32_t>(kv.n_ctx(), kv.positions());
 }
@@ -88,6 +108,9 @@ void register_kv(py::module_& m) {
         .def("block_owners", &py_block_owners,
              "The group owning each block of block_cells cells (int32, -1: no cell of it in use).")
         .def("positions", &py_positions, "Position of every cell (int32, -1 where free).")
+        .def("k_row_line_offsets", &py_k_row_line_offsets, py::arg("head_dim"),
+             "Byte offset within a 64-byte line of each K row (cell 0) of each KV head (int64).")
+        .def_property_readonly("k_t_stride", [](const kv_cache& kv) { return kv.k_t_stride(); })
         .def_property_readonly("n_used", &kv_cache::n_used)
         .def_property_readonly("n_free", &kv_cache::n_free)
         .def_property_readonly("used_end", &kv_cache::used_end)

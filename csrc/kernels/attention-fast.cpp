@@ -68,7 +68,7 @@ const uint16_t* next_f16_k_tile(const detail::attend_fast_isa& isa, const attn_k
                                 int64_t n, int64_t hd, uint16_t* tile, int64_t* m, int64_t* stride) {
     const int64_t left = std::min(kTile, n);
     const int64_t run = run_length(cells, left);
-    if ((run >= kMinRun || run == left) && cells[0] + kTile <= kv.k_stride) {  // the cache pads its rows by 16
+    if ((run >= kMinRun || run == left) && cells[0] + kTile <= kv.k_stride) {  // the cache pads its rows by >= 16
         *m = run;
         *stride = kv.k_stride;
         return static_cast<const uint16_t*>(kv.k) + cells[0];

@@ -68,7 +68,7 @@ struct attend_fast_isa {
     void (*scores32)(const float* q, int64_t n_q, int64_t hd, float scale, const uint16_t* ka, int64_t ka_stride,
                      const uint16_t* kb, int64_t kb_stride, int64_t b_col, float* s, int64_t s_stride);
     // tile[x * 16 + t] = k[x * k_stride + cells[t]] for x < hd, t < m <= 16 (the f16 halves as stored),
-    // 0 for t >= m; reads 4 bytes from each cell's value (the cache pads its K rows by 16 cells).
+    // 0 for t >= m; reads 4 bytes from each cell's value (the cache pads its K rows by at least 16 cells).
     void (*gather_f16)(const uint16_t* k, int64_t k_stride, const int32_t* cells, int64_t m, int64_t hd,
                        uint16_t* tile);
     // out (n_q, hd) = sum over j of e[h * e_stride + j] * V of cells[j], one chain per value (f16 rows).

@@ -13,7 +13,7 @@ namespace pipeinfer {
 size_t kv_cache::bytes_needed(int n_layer, int64_t n_ctx, int64_t n_embd_k, int64_t n_embd_v, kv_type type) {
     const size_t per_layer = type == kv_type::Q8_0
                                  ? static_cast<size_t>(n_ctx) * (kv_row_bytes(type, n_embd_k) + kv_row_bytes(type, n_embd_v))
-                                 : static_cast<size_t>(n_ctx + 16) * static_cast<size_t>(n_embd_k) * 2 +
+                                 : static_cast<size_t>(k_t_stride(n_ctx)) * static_cast<size_t>(n_embd_k) * 2 +
                                        static_cast<size_t>(n_ctx) * kv_row_bytes(type, n_embd_v);
     return per_layer * static_cast<size_t>(n_layer);
 }

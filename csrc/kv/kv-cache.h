@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/line-allocator.h"
 #include "kernels/attention.h"
 
 namespace pipeinfer {
@@ -107,11 +108,14 @@ public:
     // Where the keys and values of KV head g (values [g * head_dim, (g + 1) * head_dim)) of a layer sit,
     // for attention. F16: K transposed, (n_embd_k, k_t_stride) halves, value x of cell c at
     // [x * k_t_stride + c], so that attention reads the same K value of 16 neighbouring cells as one
-    // vector (the row stride is n_ctx plus 16 cells, so that the rows of a tile do not all fall into
-    // one L1 cache set: n_ctx is often a power of two); V (n_ctx, n_embd_v) halves. Q8_0: K and V one
+    // vector; each row starts on a 64-byte cache line, so that an allocation block (32 cells) is one
+    // line of each row, and the row stride is n_ctx rounded up to 32 cells plus 32, so that the rows of
+    // a tile do not all fall into one L1 cache set (n_ctx is often a power of two), and a tile of 16
+    // may be read from any cell; V (n_ctx, n_embd_v) halves, from a line too. Q8_0: K and V one
     // row of blocks per cell, (n_ctx, n_embd / 32) block_q8_0.
     attn_kv head_view(int il, int64_t g, int64_t head_dim) const;
-    int64_t k_t_stride() const { return n_ctx_ + 16; }
+    int64_t k_t_stride() const { return k_t_stride(n_ctx_); }
+    static int64_t k_t_stride(int64_t n_ctx) { return (n_ctx + 31) / 32 * 32 + 32; }
     kv_type type() const { return type_; }
     size_t bytes() const { return bytes_; }
     // Position of every cell ((n_ctx), -1 where free).
@@ -138,10 +142,10 @@ private:
     int64_t words_;                  // 64-bit words per cell in the sequence bitset
     std::vector<int32_t> pos_;       // (n_ctx) position of each cell, -1 if free
     std::vector<uint64_t> seqs_;     // (n_ctx, words_) sequence bitset of each cell
-    // Per layer. F16: K (n_embd_k, k_t_stride) f16 (transposed), V (n_ctx, n_embd_v) f16.
+    // Per layer, from a cache line. F16: K (n_embd_k, k_t_stride) f16 (transposed), V (n_ctx, n_embd_v) f16.
     // Q8_0: K (n_ctx, n_embd_k / 32), V (n_ctx, n_embd_v / 32) block_q8_0.
-    std::vector<std::vector<uint8_t>> k_;
-    std::vector<std::vector<uint8_t>> v_;
+    std::vector<std::vector<uint8_t, line_allocator<uint8_t>>> k_;
+    std::vector<std::vector<uint8_t, line_allocator<uint8_t>>> v_;
     int64_t n_used_ = 0;
     int64_t used_end_ = 0;
     int64_t search_head_ = 0;        // where the next search for any free cell starts

@@ -65,6 +65,16 @@ def test_side_by_side_requests_see_runs_of_whole_blocks():
         assert len(runs) <= -(-nxt[g] // B)
 
 
+@pytest.mark.parametrize("n_ctx", [64, 100, 4096, 4097])
+def test_f16_k_rows_start_on_cache_lines(n_ctx):
+    """A block of 32 cells is one 64-byte line of every K row: rows start on lines, and the stride
+    (n_ctx rounded up to 32, plus 32 cells) is not a power of two."""
+    kv = _core.KVCache(n_ctx=n_ctx, n_seq_max=1, n_embd=3 * 64)
+    assert np.all(kv.k_row_line_offsets(64) == 0)
+    assert kv.k_t_stride % 32 == 0 and kv.k_t_stride >= n_ctx + 16
+    assert kv.k_t_stride & (kv.k_t_stride - 1) != 0
+
+
 def test_one_group_fills_cells_in_order():
     """Without groups the whole cache is one group: a generation's cells are 0, 1, 2, ... as before."""
     kv = _core.KVCache(n_ctx=100, n_seq_max=3)

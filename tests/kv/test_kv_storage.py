@@ -22,8 +22,8 @@ def _args(tokens, pos0=0):
 
 
 def _f16_bytes(n_layer, n_ctx, n_embd_kv):
-    # K transposed with rows of n_ctx + 16 cells, V one row per cell; 2 bytes a value
-    return n_layer * ((n_ctx + 16) * n_embd_kv + n_ctx * n_embd_kv) * 2
+    # K transposed with rows of n_ctx (rounded up to 32) + 32 cells, V one row per cell; 2 bytes a value
+    return n_layer * (((n_ctx + 31) // 32 * 32 + 32) * n_embd_kv + n_ctx * n_embd_kv) * 2
 
 
 @pytest.fixture(scope="module")
