@@ -177,6 +177,7 @@ void repack_dot_q4_K_k(int64_t nb, const col_q4_K* cols, const uint8_t* y, size_
                        size_t side_stride, float* s) {
     constexpr size_t PF_SLICE = 640;  // 4 slices per column (2368 bytes)
     const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i mf0 = _mm512_set1_epi8(static_cast<char>(0xF0));
     __m512 acc[K];
     for (int a = 0; a < K; ++a) acc[a] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
@@ -190,16 +191,17 @@ void repack_dot_q4_K_k(int64_t nb, const col_q4_K* cols, const uint8_t* y, size_
 #pragma GCC unroll 2
             for (int hi = 0; hi < 2; ++hi) {
                 const int j = 2 * ch + hi;
+                // high nibbles are used in place (16 q, one and, no shift): their chain sum is 16 isum_j
+                // exactly (at most 16 * 61440 in i32), and an arithmetic shift by 4 gives isum_j back
                 __m512i w[8];
-                for (int g = 0; g < 8; ++g) {
-                    const __m512i z = _mm512_loadu_si512(c.qs + 64 * (8 * ch + g));
-                    w[g] = _mm512_and_si512(hi ? _mm512_srli_epi16(z, 4) : z, m4);
-                }
+                for (int g = 0; g < 8; ++g) w[g] = _mm512_and_si512(_mm512_loadu_si512(c.qs + 64 * (8 * ch + g)), hi ? mf0 : m4);
                 const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c.sc[j])));
 #pragma GCC unroll 8
                 for (int a = 0; a < K; ++a) {
                     const auto& yb = reinterpret_cast<const block_q8_K*>(y + a * y_stride)[b];
-                    sumi[a] = _mm512_add_epi32(sumi[a], _mm512_mullo_epi32(dot_chain<8>(_mm512_setzero_si512(), w, yb.qs + 32 * j), sc));
+                    __m512i isum = dot_chain<8>(_mm512_setzero_si512(), w, yb.qs + 32 * j);
+                    if (hi) isum = _mm512_srai_epi32(isum, 4);
+                    sumi[a] = _mm512_add_epi32(sumi[a], _mm512_mullo_epi32(isum, sc));
                 }
             }
         }
