@@ -56,6 +56,13 @@ class Acceptance:
         self.acc = self.prior * self.weight
         self.n = self.weight
 
+    def restart(self) -> None:
+        """A new text begins: the estimate so far becomes the prior (same weight), so a drafter that was
+        poorly (or well) accepted on this model's last text starts there instead of at the fixed prior."""
+        if self.n > self.weight:  # something was observed
+            self.prior = self.value
+        self.reset()
+
     def observe(self, accepted: int, rejected: bool) -> None:
         """A verified chain: `accepted` drafts confirmed in a row, then one rejected or none."""
         for _ in range(accepted):

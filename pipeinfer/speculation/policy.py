@@ -97,10 +97,11 @@ class SpeculationPolicy:
     def begin(self, n_stages: int, chained: bool) -> None:
         """A generation starts: on `n_stages` stages, with chained micro-batches (PipeInfer) or not
         (synchronous). Costs measured so far are kept (they belong to the hardware); the acceptance
-        starts again from its prior (it belongs to the text)."""
+        starts again (it belongs to the text) from a prior of two observations at the last
+        generation's estimate (the drafter and model are the same), or 0.6 on the first."""
         self.costs.n_stages = max(1, n_stages)
         self.chained = chained
-        self.acceptance.reset()
+        self.acceptance.restart()
         self._off_epochs = 0
         self._last = None
 

@@ -63,6 +63,21 @@ def test_fixed_policy_and_measured_corrections():
     assert pol._correction(best) < 0.5 and pol.plan() != best
 
 
+def test_acceptance_of_the_last_generation_is_the_next_ones_prior():
+    pol = SpeculationPolicy()
+    assert pol.acceptance.value == pytest.approx(0.6)  # nothing observed: the fixed prior
+    pol.begin(1, chained=False)
+    assert pol.acceptance.value == pytest.approx(0.6)
+    for _ in range(20):
+        pol.verified(0, rejected=True)
+    low = pol.acceptance.value
+    assert low < 0.1
+    pol.begin(1, chained=False)  # the next generation starts from it, with the prior's weight only
+    assert pol.acceptance.value == pytest.approx(low)
+    pol.verified(5, rejected=False)  # and moves fast with new evidence
+    assert pol.acceptance.value > 0.5
+
+
 def test_no_arm_beats_plain_decoding_without_accepted_drafts():
     """An arm whose epochs ran faster than modelled (a draft rank sent fewer drafts than it asked for)
     must not look better than plain decoding when no draft is accepted: an epoch takes at least the run
