@@ -165,10 +165,15 @@ class PipeInferDecoder:
         """The generation's first decoded token: its run alone, launched before anything else the head
         does for speculation (the drafter's restart, the policy's choice, shadow drafts), so the first
         token comes as fast as with plain decoding."""
+        self._launch_token_then_plan(report=False)
+
+    def _launch_token_then_plan(self, report: bool) -> None:
+        """The run of the last accepted token, then what the head does for speculation while it is in
+        flight: the drafter's update, the policy's choice and the shadow draft."""
         s = self.s
         self._launch_token()
         self.drafter.accepted(s.gen)
-        self._choose(report=False)
+        self._choose(report=report)
         self._shadow_or_drop(s.gen)
 
     def _launch_token(self) -> None:
@@ -383,10 +388,7 @@ class PipeInferDecoder:
             # epoch) and the shadow drafts happen while it is in flight: the head's path from a result
             # to the next launch is as short as plain decoding's.
             self._reset_tip()
-            self._launch_token()
-            self.drafter.accepted(s.gen)
-            self._choose()
-            self._shadow_or_drop(s.gen)
+            self._launch_token_then_plan(report=True)
             return
         self.drafter.accepted(s.gen)
         cancel = []

@@ -25,7 +25,7 @@ It must not launch runs, verify drafts or read a clock (the decoders pass the ti
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from pipeinfer.speculation.costs import Acceptance, Arm, CostModel, epoch_seconds, predict
 from pipeinfer.speculation.interfaces import DraftLimits
@@ -154,13 +154,16 @@ class SpeculationPolicy:
         plain decoding by more than the drafts it gets accepted. (Without this bound, an arm whose
         measured epochs ran faster than modelled, e.g. because fewer drafts arrived than it asked for,
         could look better than plain decoding at an acceptance near zero.)"""
-        tokens, seconds = predict(arm, a, self.costs)
-        rate = tokens / seconds * self._correction(arm) if seconds > 0 else 0.0
+        tokens, rate = self._tokens_and_rate(arm, a)
         return min(rate, tokens * plain)
 
     def corrected_rate(self, arm: Arm, a: float) -> float:
+        return self._tokens_and_rate(arm, a)[1]
+
+    def _tokens_and_rate(self, arm: Arm, a: float) -> Tuple[float, float]:
+        """(expected tokens per epoch, corrected tokens per second) of an arm at acceptance a."""
         tokens, seconds = predict(arm, a, self.costs)
-        return tokens / seconds * self._correction(arm) if seconds > 0 else 0.0
+        return tokens, (tokens / seconds * self._correction(arm) if seconds > 0 else 0.0)
 
     def _correction(self, arm: Arm) -> float:
         """Model over measured seconds of this arm's epochs (prior: about two epochs at the ratio of all
